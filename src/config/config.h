@@ -1,0 +1,104 @@
+// Config: everything `sluice serve` is told, parsed and validated once
+// (TOML file + SLUICE_* environment overrides + flags), then passed down as
+// these option structs. No global flags. Thread-compatible value types.
+//
+// TOML layout (every key optional; defaults below):
+//   [server]   listen = "127.0.0.1:8080"; threads = 2; allow_public_without_auth = false
+//   [store]    url = "sqlite:./sluice-data/sluice.db"; sync = true; pool_size = 8;
+//              dedup_window = "24h"
+//   [ingest]   max_body_bytes = 5242880; max_events = 1000; high_water = 1000000 ...
+//   [watcher]  loops = 2; batch = 500; lease_ttl = "30s"; max_attempts = 10 ...
+//   [auth]     admin_token = "..."; [auth.write_keys] KEY = "project"
+//   [[consumer]] type = "users" | "counters" | ...; name = "..."; bit = N; ...
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "queue/store.h"
+
+namespace sluice {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free port
+  int32_t threads = 2;                    // I/O threads, >= 1
+  int64_t read_timeout_ms = 30000;        // whole request (headers+body) must arrive within this
+  int64_t idle_timeout_ms = 60000;        // keep-alive connection idle limit
+  int32_t max_connections = 4096;         // further connections are closed at accept
+  int32_t max_header_bytes = 16384;       // request line + headers
+  // Without write keys the server accepts any event; it then refuses to listen
+  // beyond loopback unless this is true.
+  bool allow_public_without_auth = false;
+};
+
+struct IngestOptions {
+  int64_t max_body_bytes = 5 * 1024 * 1024;  // compressed or not, per request; 413 above
+  int64_t max_decompressed_bytes = 5 * 1024 * 1024;  // after gunzip; 413 above
+  int32_t max_events = 1000;       // per request; 413 above
+  int32_t max_json_depth = 32;     // nesting of any body; 400 above
+  int32_t max_string_bytes = 65536;     // any single string field; 400 above
+  int32_t max_event_bytes = 256 * 1024; // one normalized event; 413 above
+  int64_t high_water = 1000000;    // pending+leased events above which ingest answers 503
+  int64_t slow_down = 800000;      // above this, group commit waits a little (soft limit)
+  int32_t retry_after_s = 5;       // Retry-After on 503/429
+  int32_t group_max_events = 20000;  // events per group commit transaction
+};
+
+struct WatcherOptions {
+  int32_t loops = 2;               // claim loops per replica
+  int32_t batch = 500;             // max events per claim
+  int64_t lease_ttl_ms = 30000;
+  int64_t heartbeat_ms = 0;        // 0 = lease_ttl / 3
+  BackoffPolicy backoff;
+  int64_t idle_poll_min_ms = 10;   // first idle wait; doubles up to max
+  int64_t idle_poll_max_ms = 1000;
+  int64_t consumer_timeout_ms = 0; // per delivery; 0 = lease_ttl / 2
+  int64_t drain_timeout_ms = 20000;  // SIGTERM: in-flight batches get this long
+  int64_t replica_heartbeat_ms = 2000;
+  int64_t dedup_prune_interval_ms = 60000;
+};
+
+struct AuthOptions {
+  std::string admin_token;                   // "" = admin endpoints open only on loopback
+  std::map<std::string, std::string> write_keys;  // key -> project; empty = no auth
+  bool enabled() const { return !write_keys.empty(); }
+};
+
+// One [[consumer]] table. `options` keeps the type-specific keys as strings
+// (the consumer's factory parses them); nested tables are flattened "a.b".
+struct ConsumerConfig {
+  std::string type;   // "users", "counters", "archive", "clickhouse", "webhook", ...
+  std::string name;   // stable; defaults to type
+  int32_t bit = -1;   // done_mask bit 0..62; -1 = assigned (users 0, counters 1)
+  std::map<std::string, std::string> options;
+  std::vector<std::string> projects;  // filter; empty = all
+  std::vector<std::string> events;    // filter; empty = all
+};
+
+struct Config {
+  ServerOptions server;
+  StoreOptions store;
+  IngestOptions ingest;
+  WatcherOptions watcher;
+  AuthOptions auth;
+  std::vector<ConsumerConfig> consumers;  // default: users + counters
+  std::string replica_id;                 // "" = host-pid-random
+  std::string log_level = "info";
+  std::string log_format = "json";        // "json" | "text"
+};
+
+// Parses `toml_text` (may be empty) into a Config, then applies environment
+// overrides (SLUICE_LISTEN, SLUICE_STORE, SLUICE_ADMIN_TOKEN, SLUICE_REPLICA_ID,
+// SLUICE_LOG_LEVEL). Validates everything; InvalidArgument names the key.
+Result<Config> ParseConfig(const std::string& toml_text);
+// Reads the file at `path` ("" = defaults) then ParseConfig.
+Result<Config> LoadConfig(const std::string& path);
+
+// Parses "30s", "250ms", "5m", "24h", "2d" or a bare integer of milliseconds.
+std::optional<int64_t> ParseDurationMs(const std::string& s);
+
+}  // namespace sluice

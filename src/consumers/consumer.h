@@ -1,0 +1,58 @@
+// Consumer: one destination of claimed events (DESIGN §4).
+//
+// Each consumer owns a stable bit in the queue's done_mask and sees only the
+// events whose bit is not set yet. Two kinds:
+//  - in-store (users, counters): BuildEffects turns events into deltas, pure
+//    C++; the store applies them inside the fenced transaction that sets the
+//    bit (exactly-once effect).
+//  - external (archive, clickhouse, webhook): Deliver writes them out,
+//    at-least-once, idempotent by deterministic keys; the watcher then marks
+//    the bit with a fenced MarkDone.
+// Implementations are thread-safe: the watcher's loops call them concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+#include "queue/effects.h"
+#include "queue/store.h"
+
+namespace sluice {
+
+struct Delivery {
+  std::span<const ClaimedEvent* const> events;  // ascending seq, all lacking this consumer's bit
+  int64_t token = 0;                            // the lease's fencing token (for logs)
+  // Deadline for the whole delivery, monotonic ms (Clock::MonoMs); a consumer
+  // that cannot finish by then returns kUnavailable.
+  int64_t deadline_mono_ms = 0;
+};
+
+class Consumer {
+ public:
+  virtual ~Consumer() = default;
+
+  const std::string& name() const { return name_; }
+  uint64_t bit() const { return bit_; }
+
+  virtual bool in_store() const = 0;
+  // In-store consumers: append deltas for `events` to `out`. Pure.
+  virtual void BuildEffects(std::span<const ClaimedEvent* const> /*events*/,
+                            Effects* /*out*/) const {}
+  // External consumers: write the events out. Ok means every event is
+  // durable at the destination (or deliberately filtered out).
+  virtual Status Deliver(const Delivery& /*delivery*/) { return Status::Ok(); }
+
+ protected:
+  Consumer(std::string name, uint64_t bit) : name_(std::move(name)), bit_(bit) {}
+
+ private:
+  const std::string name_;
+  const uint64_t bit_;
+};
+
+using ConsumerPtr = std::unique_ptr<Consumer>;
+
+}  // namespace sluice

@@ -1,0 +1,83 @@
+// Format: one ingest wire format (native, Segment, Amplitude, PostHog,
+// RudderStack, Mixpanel). A format decides which requests are its own, turns
+// a request into normalized Events, and shapes the answer the way its SDKs
+// expect (status code and body), so SDKs neither drop good events nor retry
+// bad ones forever. Formats are stateless and thread-safe.
+//
+// The ingest server does the rest, the same for every format: size limits,
+// gunzip (bounded), auth of the key the format extracted, group commit,
+// backpressure.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "common/event.h"
+#include "common/status.h"
+
+namespace sluice {
+
+struct IngestRequest {
+  std::string_view method;       // "POST", "GET"
+  std::string_view path;         // without the query string
+  std::string_view query;        // raw, after '?', "" when none
+  std::string_view content_type;
+  std::string_view body;         // already gunzipped when Content-Encoding said so
+  std::string_view basic_user;   // user part of Basic auth, "" when none
+  std::string_view bearer;       // Bearer token, "" when none
+  int64_t now_ms = 0;            // receive time, epoch ms
+};
+
+struct DecodeResult {
+  std::vector<Event> events;     // project left empty: the server fills it from the key
+  std::string write_key;         // key found in the request (header or body), "" if none
+  // On failure: the first bad event's index (-1 = the request as a whole) and field.
+  Status status;
+  int32_t index = -1;
+  std::string field;
+};
+
+// What happened to a request, for the format to phrase.
+struct IngestOutcome {
+  Status status;              // Ok, InvalidArgument, TooLarge, Unauthorized, Busy, Unavailable...
+  int32_t index = -1;         // failing event, when status is InvalidArgument
+  std::string field;
+  int64_t accepted = 0;
+  int64_t duplicates = 0;
+  int64_t events = 0;         // events in the request (decoded)
+  int64_t body_bytes = 0;     // request body size as received
+  int32_t retry_after_s = 0;  // > 0 on Busy/Unavailable
+  int64_t now_ms = 0;
+};
+
+struct IngestReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  int32_t retry_after_s = 0;  // > 0 adds a Retry-After header
+};
+
+class Format {
+ public:
+  virtual ~Format() = default;
+  virtual std::string_view name() const = 0;
+  // True when this format owns the route.
+  virtual bool Matches(std::string_view method, std::string_view path) const = 0;
+  virtual DecodeResult Decode(const IngestRequest& req, const IngestOptions& limits) const = 0;
+  virtual IngestReply Reply(const IngestOutcome& outcome) const = 0;
+};
+
+using FormatPtr = std::unique_ptr<Format>;
+
+// The generic JSON reply: 200 {"accepted":N,"duplicates":M}; errors
+// {"error":..,"index":i,"field":..} with the status of HttpStatusFor.
+IngestReply NativeReply(const IngestOutcome& outcome);
+
+// The one mapping from Code to HTTP status.
+int HttpStatusFor(Code code);
+
+}  // namespace sluice

@@ -1,0 +1,273 @@
+// Store: the durable queue, its claim protocol, and the in-store aggregates.
+//
+// Start here. Everything outside src/queue/ talks to the queue only through
+// this interface; nothing outside the store layer knows which store is in use.
+// Implementations: queue/sqlite (embedded default), queue/postgres.
+// Both pass one conformance suite (tests/queue/store_conformance_test.cc).
+//
+// Invariants (DESIGN §1, §3; docs/architecture.md has the SQL):
+//  1. Claim is one atomic statement/transaction: it moves the lowest-seq
+//     claimable rows to `leased`, stamps owner, a new token and a deadline,
+//     and increments attempts. Claimable means: state = pending and
+//     visible_at <= now, OR state = leased and lease_until < now (an expired
+//     lease: its owner died or stalled). There is no other recovery path.
+//  2. Tokens are globally monotonic: every claim gets a token greater than any
+//     token issued before, by any replica.
+//  3. "now" is the store's clock, never a replica's.
+//  4. Every write about claimed rows (Extend, MarkDone, Complete, Fail) is
+//     fenced: it touches only rows whose lease_token equals the caller's token
+//     AND whose lease has not expired. A worker whose lease expired or was
+//     taken over changes nothing and gets kLeaseLost.
+//  5. In-store effects are applied in the same transaction that sets their
+//     consumer's done bit, only for rows whose bit that transaction set:
+//     exactly-once effect, also across lease loss.
+//  6. An event is deleted only when every configured consumer bit is set.
+//  7. Enqueue stores a batch whole or not at all, deduplicated by
+//     (project, insert_id) within the dedup window.
+//
+// Thread-safe: every method may be called from any thread concurrently; a
+// store keeps its own connection pool.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "queue/effects.h"
+
+namespace sluice {
+
+// One event to enqueue. `body` is the normalized event (common/event.h).
+struct NewEvent {
+  std::string project;
+  std::string insert_id;
+  std::string body;
+};
+
+// One request's events; a group commit enqueues several in one transaction.
+struct EnqueueBatch {
+  std::span<const NewEvent> events;
+};
+
+struct EnqueueResult {
+  int64_t accepted = 0;    // rows inserted into the queue
+  int64_t duplicates = 0;  // (project, insert_id) already seen within the window
+};
+
+struct ClaimedEvent {
+  int64_t seq = 0;
+  std::string project;
+  std::string insert_id;
+  std::string body;
+  uint64_t done_mask = 0;  // consumers that already finished this event
+  int32_t attempts = 0;    // claims so far, this one included
+  bool reclaimed = false;  // this claim took over an expired lease
+};
+
+struct ClaimRequest {
+  std::string owner;           // replica id (+ loop), REQUIRES: non-empty
+  int32_t max_events = 500;    // REQUIRES: > 0
+  int64_t lease_ttl_ms = 30000;  // REQUIRES: > 0
+};
+
+struct Lease {
+  int64_t token = 0;          // fencing token; 0 when nothing was claimed
+  int64_t lease_until_ms = 0; // store clock, epoch ms
+  std::vector<ClaimedEvent> events;  // ascending seq; empty when idle
+};
+
+struct BackoffPolicy {
+  int64_t base_ms = 1000;    // delay after the first failed attempt
+  int64_t cap_ms = 300000;   // delays never exceed this (before jitter)
+  int32_t max_attempts = 10; // a row whose attempts reached this goes dead
+  // Delay = min(cap, base * 2^(attempts-1)) scaled by a uniform factor in
+  // [1 - jitter, 1]. REQUIRES: 0 <= jitter <= 1.
+  double jitter = 0.5;
+};
+
+struct MarkDoneRequest {
+  int64_t token = 0;
+  std::span<const ClaimedEvent> events;  // rows of this lease to mark
+  uint64_t external_bits = 0;  // bits of external consumers that succeeded for all `events`
+  std::vector<InStoreWork> in_store;  // in-store consumers to apply and mark
+};
+
+struct MarkDoneResult {
+  // Rows (seq) on which this call set at least one bit.
+  std::vector<int64_t> marked;
+};
+
+struct CompleteRequest {
+  int64_t token = 0;
+  std::span<const ClaimedEvent> events;  // rows of this lease
+  uint64_t all_bits = 0;       // every configured consumer's bit
+  uint64_t external_bits = 0;  // as in MarkDone, applied first in the same transaction
+  std::vector<InStoreWork> in_store;  // as in MarkDone, applied first
+};
+
+struct CompleteResult {
+  std::vector<int64_t> deleted;   // rows whose every bit was set, now gone
+  std::vector<int64_t> remaining; // rows still held (some consumer not done)
+};
+
+struct FailRequest {
+  int64_t token = 0;
+  std::span<const int64_t> seqs;
+  std::string error;  // "consumer NAME: message"; stored in last_error
+  BackoffPolicy backoff;
+};
+
+struct FailResult {
+  int64_t retried = 0;  // back to pending with a backoff
+  int64_t dead = 0;     // reached max_attempts
+};
+
+struct QueueStats {
+  int64_t pending = 0;
+  int64_t leased = 0;
+  int64_t dead = 0;
+  int64_t oldest_pending_age_ms = 0;  // store clock; 0 when none pending
+};
+
+struct DeadEvent {
+  int64_t seq = 0;
+  std::string project;
+  std::string insert_id;
+  std::string body;
+  int32_t attempts = 0;
+  uint64_t done_mask = 0;
+  std::string last_error;
+  int64_t died_at_ms = 0;
+};
+
+// Selects dead events for requeue/purge. Empty fields match everything.
+struct DeadFilter {
+  std::vector<int64_t> seqs;
+  std::string project;
+  std::string consumer;  // matches last_error "consumer NAME:" prefix
+  int32_t limit = 0;     // list only; 0 = default (100)
+};
+
+struct ReplicaInfo {
+  std::string id;
+  std::string host;
+  int64_t pid = 0;
+  std::string version;
+  int64_t started_ms = 0;
+  int64_t heartbeat_ms = 0;   // store clock
+  int64_t leases_held = 0;    // events this replica holds leased now (filled by ListReplicas)
+};
+
+struct UserProfile {
+  std::string project;
+  std::string user_id;
+  int64_t first_seen_ms = 0;
+  int64_t last_seen_ms = 0;
+  int64_t events = 0;
+  std::vector<std::pair<std::string, int64_t>> event_counts;  // by name
+  std::string properties;  // minified JSON object
+};
+
+struct CounterQuery {
+  std::string project;  // "" = all projects, summed (users summed too)
+  std::string event;    // REQUIRES: non-empty
+  Granularity granularity = Granularity::kHour;
+  int64_t from_ms = 0;  // inclusive, bucket start
+  int64_t to_ms = 0;    // exclusive
+};
+
+struct CounterPoint {
+  int64_t bucket_ms = 0;
+  int64_t count = 0;
+  int64_t users = 0;
+};
+
+// Test-only claim strategies. kNaiveTwoStep reproduces the bug sluice exists to
+// prevent (select, then update in a separate transaction) so the duplicate
+// checkers can be shown to fail.
+enum class ClaimStrategy { kAtomic, kNaiveTwoStep };
+
+struct StoreOptions {
+  // "sqlite:PATH" | "postgres://..." | "postgresql://...".
+  std::string url = "sqlite:./sluice-data/sluice.db";
+  // Durability of an acknowledged enqueue. true: survives power loss (SQLite
+  // synchronous=FULL, PostgreSQL synchronous_commit=on). false: survives a
+  // process crash, may lose the last commits on power loss.
+  bool sync = true;
+  int32_t pool_size = 8;              // connections, >= 1
+  int64_t busy_timeout_ms = 10000;    // SQLite lock wait / PG statement timeout
+  int64_t dedup_window_ms = 24LL * 3600 * 1000;  // default 24 h
+  ClaimStrategy claim_strategy = ClaimStrategy::kAtomic;  // test-only
+  bool fencing = true;  // test-only: false disables the token check on writes
+};
+
+class Store {
+ public:
+  // Opens (creating and migrating if needed) the store named by options.url.
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+
+  virtual ~Store() = default;
+
+  // ---- ingest ----
+  // Dedup + insert of every batch in one transaction; per-batch results in
+  // batch order. All or nothing: on error nothing of any batch is stored.
+  virtual Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) = 0;
+
+  // ---- the claim protocol ----
+  virtual Result<Lease> Claim(const ClaimRequest& req) = 0;
+  // Pushes the deadline of every row held under `token` to now + ttl.
+  // Returns the new deadline; kLeaseLost if no row is held any more.
+  virtual Result<int64_t> Extend(int64_t token, int64_t lease_ttl_ms) = 0;
+  // Fenced. kLeaseLost when no row of `events` is held under token (nothing changed).
+  virtual Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) = 0;
+  // Fenced. MarkDone of the given bits/effects, then deletes the held rows
+  // whose every bit in all_bits is set; one transaction.
+  virtual Result<CompleteResult> Complete(const CompleteRequest& req) = 0;
+  // Fenced. Held rows go back to pending at now + backoff(attempts), or dead
+  // when attempts >= max_attempts; last_error records why.
+  virtual Result<FailResult> Fail(const FailRequest& req) = 0;
+
+  // ---- dead letters ----
+  virtual Result<std::vector<DeadEvent>> ListDead(const DeadFilter& filter) = 0;
+  // Dead rows back to pending, visible now, attempts reset to 0, done bits
+  // kept (consumers that finished are not called again). Returns the number
+  // requeued.
+  virtual Result<int64_t> RequeueDead(const DeadFilter& filter) = 0;
+  virtual Result<int64_t> PurgeDead(const DeadFilter& filter) = 0;
+
+  // ---- singleton duties and housekeeping ----
+  // Takes or renews the named lease for owner. Returns its fencing token when
+  // held by owner now; kBusy when another owner holds an unexpired lease.
+  virtual Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
+                                            int64_t ttl_ms) = 0;
+  virtual Status ReleaseNamedLease(const std::string& name, int64_t token) = 0;
+  // Deletes dedup entries older than the window, fenced by a named-lease
+  // token. Returns rows removed (at most `limit`).
+  virtual Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) = 0;
+
+  // ---- replicas and status ----
+  virtual Status RegisterReplica(const ReplicaInfo& info) = 0;  // upsert + heartbeat
+  virtual Status HeartbeatReplica(const std::string& id) = 0;
+  virtual Status RemoveReplica(const std::string& id) = 0;
+  // Replicas with a heartbeat within `alive_within_ms`, with leases_held.
+  virtual Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) = 0;
+  virtual Result<QueueStats> Stats() = 0;
+  // The store clock, epoch ms.
+  virtual Result<int64_t> NowMs() = 0;
+
+  // ---- read API of the in-store aggregates ----
+  // kNotFound when the user has no events yet. project "" = "default".
+  virtual Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) = 0;
+  virtual Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) = 0;
+
+  // Kind of store, "sqlite" or "postgres", for logs and metrics only.
+  virtual const char* kind() const = 0;
+};
+
+using StorePtr = std::unique_ptr<Store>;
+
+}  // namespace sluice

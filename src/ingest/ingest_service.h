@@ -1,0 +1,36 @@
+// IngestService: the write path. For every ingest route of every Format:
+// size limits -> bounded gunzip -> decode -> auth (write key -> project) ->
+// backpressure -> group commit (Store::Enqueue) -> reply after commit.
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "common/metrics.h"
+#include "config/config.h"
+#include "ingest/format.h"
+#include "ingest/http_server.h"
+#include "queue/store.h"
+
+namespace sluice {
+
+class IngestService {
+ public:
+  // REQUIRES: store and metrics outlive the service. `on_commit` runs after
+  // every successful group commit (the watcher's Wake), on the committer thread.
+  IngestService(Store* store, IngestOptions limits, AuthOptions auth, Metrics* metrics,
+                std::vector<FormatPtr> formats, std::function<void()> on_commit);
+  ~IngestService();
+
+  // Registers every format's routes on `server` (and the server fallback).
+  void RegisterRoutes(HttpServer* server);
+  // Commits what is queued, answers it, and stops the committer thread.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -46,6 +47,11 @@ struct IngestOptions {
   int64_t slow_down = 800000;      // above this, group commit waits a little (soft limit)
   int32_t retry_after_s = 5;       // Retry-After on 503/429
   int32_t group_max_events = 20000;  // events per group commit transaction
+  // TEST ONLY (SDK retry tests): the first N requests that decoded and
+  // authenticated fine are answered as Unavailable (503 + Retry-After, in the
+  // format's own shape) without committing. Default 0 = off. TOML
+  // [ingest] fail_first_requests; env SLUICE_FAIL_FIRST_REQUESTS.
+  int32_t fail_first_requests = 0;
 };
 
 struct WatcherOptions {
@@ -97,6 +103,21 @@ struct Config {
 Result<Config> ParseConfig(const std::string& toml_text);
 // Reads the file at `path` ("" = defaults) then ParseConfig.
 Result<Config> LoadConfig(const std::string& path);
+
+// Looks up an environment variable; nullptr when unset. Tests inject one.
+using EnvLookup = std::function<const char*(const char* name)>;
+// ParseConfig with an explicit environment (ParseConfig uses getenv).
+Result<Config> ParseConfig(const std::string& toml_text, const EnvLookup& env);
+
+// Checks ranges and cross-field rules of a complete Config (ParseConfig calls
+// it; callers that change a Config afterwards, e.g. CLI flags, call it again).
+// Fills defaults that depend on other fields (consumers users + counters).
+Status ValidateConfig(Config* config);
+
+// Splits "HOST:PORT" / "[V6]:PORT". InvalidArgument when malformed.
+Status SplitHostPort(const std::string& listen, std::string* host, int* port);
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool IsLoopbackHost(const std::string& host);
 
 // Parses "30s", "250ms", "5m", "24h", "2d" or a bare integer of milliseconds.
 std::optional<int64_t> ParseDurationMs(const std::string& s);

@@ -11,6 +11,7 @@
 // Implementations are thread-safe: the watcher's loops call them concurrently.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -28,6 +29,11 @@ struct Delivery {
   // Deadline for the whole delivery, monotonic ms (Clock::MonoMs); a consumer
   // that cannot finish by then returns kUnavailable.
   int64_t deadline_mono_ms = 0;
+  // Set by the watcher when the lease was lost or the replica's drain deadline
+  // passed: the result will be ignored, so a long delivery may stop early
+  // (returning kUnavailable). May be null.
+  const std::atomic<bool>* cancelled = nullptr;
+  bool Cancelled() const { return cancelled != nullptr && cancelled->load(); }
 };
 
 class Consumer {
@@ -35,6 +41,7 @@ class Consumer {
   virtual ~Consumer() = default;
 
   const std::string& name() const { return name_; }
+  // This consumer's done_mask bit as a mask (1 << index), exactly one bit set.
   uint64_t bit() const { return bit_; }
 
   virtual bool in_store() const = 0;

@@ -15,36 +15,40 @@
 #include <string_view>
 #include <vector>
 
-#include "config/config.h"
 #include "common/event.h"
 #include "common/status.h"
+#include "config/config.h"
 
 namespace sluice {
 
 struct IngestRequest {
-  std::string_view method;       // "POST", "GET"
-  std::string_view path;         // without the query string
-  std::string_view query;        // raw, after '?', "" when none
+  std::string_view method;  // "POST", "GET"
+  std::string_view path;    // without the query string
+  std::string_view query;   // raw, after '?', "" when none
   std::string_view content_type;
-  std::string_view body;         // already gunzipped when Content-Encoding said so
-  std::string_view basic_user;   // user part of Basic auth, "" when none
-  std::string_view bearer;       // Bearer token, "" when none
-  int64_t now_ms = 0;            // receive time, epoch ms
+  std::string_view body;        // already gunzipped when Content-Encoding said so
+  std::string_view basic_user;  // user part of Basic auth, "" when none
+  std::string_view bearer;      // Bearer token, "" when none
+  int64_t now_ms = 0;           // receive time, epoch ms
 };
 
 struct DecodeResult {
-  std::vector<Event> events;     // project left empty: the server fills it from the key
-  std::string write_key;         // key found in the request (header or body), "" if none
+  std::vector<Event> events;  // project left empty: the server fills it from the key
+  std::string write_key;      // key found in the request (header or body), "" if none
   // On failure: the first bad event's index (-1 = the request as a whole) and field.
   Status status;
   int32_t index = -1;
   std::string field;
+  // Format-private data Decode hands to Reply for this request (e.g. Mixpanel's
+  // verbose flag, Amplitude's list of every invalid event). The service copies it
+  // verbatim into IngestOutcome::reply_context, also when Decode failed.
+  std::string reply_context;
 };
 
 // What happened to a request, for the format to phrase.
 struct IngestOutcome {
-  Status status;              // Ok, InvalidArgument, TooLarge, Unauthorized, Busy, Unavailable...
-  int32_t index = -1;         // failing event, when status is InvalidArgument
+  Status status;       // Ok, InvalidArgument, TooLarge, Unauthorized, Busy, Unavailable...
+  int32_t index = -1;  // failing event, when status is InvalidArgument
   std::string field;
   int64_t accepted = 0;
   int64_t duplicates = 0;
@@ -52,6 +56,7 @@ struct IngestOutcome {
   int64_t body_bytes = 0;     // request body size as received
   int32_t retry_after_s = 0;  // > 0 on Busy/Unavailable
   int64_t now_ms = 0;
+  std::string reply_context;  // DecodeResult::reply_context; "" when Decode did not run
 };
 
 struct IngestReply {
@@ -79,5 +84,9 @@ IngestReply NativeReply(const IngestOutcome& outcome);
 
 // The one mapping from Code to HTTP status.
 int HttpStatusFor(Code code);
+
+// A random RFC 4122 version-4 UUID string ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"),
+// the insert_id of an event that came without one. Thread-safe.
+std::string RandomInsertId();
 
 }  // namespace sluice

@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,12 +23,12 @@
 namespace sluice {
 
 struct HttpRequest {
-  std::string method;   // "GET", "POST", ...
-  std::string target;   // raw request target, path + "?" + query
-  std::string path;     // percent-decoded path, no query
-  std::string query;    // raw query, "" when none
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // raw request target, path + "?" + query
+  std::string path;    // percent-decoded path, no query
+  std::string query;   // raw query, "" when none
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-  std::string body;     // as received (not gunzipped)
+  std::string body;                                          // as received (not gunzipped)
   std::string remote_addr;
   bool remote_is_loopback = false;
 

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -266,6 +267,14 @@ class Store {
 
   // Kind of store, "sqlite" or "postgres", for logs and metrics only.
   virtual const char* kind() const = 0;
+
+  // ---- cross-replica wake-ups ----
+  // Registers `cb`, called (from a store thread, possibly often; keep it
+  // cheap, e.g. Watcher::Wake) whenever another replica may have enqueued
+  // work. PostgreSQL: LISTEN/NOTIFY, so a replica on another host wakes at
+  // once. Default: no-op (SQLite replicas poll). Call once, before work
+  // starts; an empty cb stops the calls.
+  virtual void SetWakeCallback(std::function<void()> /*cb*/) {}
 };
 
 using StorePtr = std::unique_ptr<Store>;

@@ -49,10 +49,20 @@ class Watcher {
   uint64_t all_bits() const { return all_bits_; }
 
  private:
+  struct InFlight;  // one lease being processed; shared with the heartbeat
+  struct Job;       // one external consumer's delivery of one lease
+
   void LoopMain(int loop_index);
   void HeartbeatMain();
   // Processes one claimed lease to completion or failure.
   void ProcessLease(const std::string& owner, Lease lease);
+  // Complete with the in-store work, then Fail what remains. Returns after the
+  // store answered (or the lease was found lost).
+  void CompleteAndFail(InFlight* flight, const Lease& lease, const std::vector<Job*>& failed,
+                       bool drain_cut);
+  // Sleeps up to `ms` on wake_cv_; returns early when stopping or, if
+  // `wakeable`, when Wake() was called since `seen`. True when woken by Wake().
+  bool WaitIdle(int64_t ms, uint64_t seen, bool wakeable);
 
   // Constant after construction.
   Store* const store_;
@@ -61,13 +71,34 @@ class Watcher {
   const std::string replica_id_;
   Metrics* const metrics_;
   uint64_t all_bits_ = 0;
+  int64_t heartbeat_ms_ = 0;         // options or lease_ttl / 3
+  int64_t consumer_timeout_ms_ = 0;  // options or lease_ttl / 2
+  Counter* claims_ = nullptr;
+  Counter* empty_claims_ = nullptr;
+  Counter* claim_errors_ = nullptr;
+  Histogram* claim_seconds_ = nullptr;
+  Counter* claimed_events_ = nullptr;
+  Counter* reclaims_ = nullptr;
+  Counter* fenced_ = nullptr;
+  Counter* dead_ = nullptr;
+  Counter* store_errors_ = nullptr;
+  Histogram* batch_seconds_ = nullptr;
+  Gauge* in_flight_gauge_ = nullptr;
+  std::vector<Counter*> deliveries_;  // by consumer index
+  std::vector<Counter*> failures_;    // by consumer index
 
   std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> drain_deadline_mono_ms_{0};  // 0 = not draining
   std::mutex mu_;
   std::condition_variable wake_cv_;
-  uint64_t wake_seq_ = 0;                 // GUARDED_BY(mu_)
-  std::vector<int64_t> in_flight_tokens_;  // GUARDED_BY(mu_)
-  std::vector<std::thread> threads_;
+  std::condition_variable heartbeat_cv_;
+  uint64_t wake_seq_ = 0;                             // GUARDED_BY(mu_)
+  bool started_ = false;                              // GUARDED_BY(mu_)
+  bool drained_ = false;                              // GUARDED_BY(mu_)
+  bool heartbeat_stop_ = false;                       // GUARDED_BY(mu_)
+  std::vector<std::shared_ptr<InFlight>> in_flight_;  // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;                  // loops; touched by Start/Drain only
+  std::thread heartbeat_;
 };
 
 }  // namespace sluice

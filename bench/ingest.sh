@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# 1. ingest: durable events/s into SQLite and PostgreSQL (sync on: fsync /
+# synchronous_commit), 100-event batches of ~300 B over 64 keep-alive
+# connections from `sluice bench ingest` on the same machine; ack latency
+# p50/p90/p99/max; the server's peak RSS (VmHWM). Then the same load at half
+# of the measured peak rate (open loop) for the p99 target. Ceilings measured
+# in the same run on the same rows: the sqlite3 CLI inserting them into the
+# same schema in one transaction, and PostgreSQL COPY of them.
+#
+#   bench/ingest.sh [BUILD_DIR]        SIZE=smoke|default|full (env)
+#
+# The server runs one claim loop whose only consumer is a "test" consumer
+# that sleeps for an hour, so the watcher does not compete with ingest: this
+# measures the write path alone (the process bench measures the read side).
+BUILD_DIR=${1:-${BUILD_DIR:-}}
+source "$(dirname "$0")/lib/common.sh"
+
+EVENTS=$(pick 3000 300000 1000000)
+CONNS=$(pick 4 64 64)
+BATCH=100
+EVENT_BYTES=300
+HALF_SECONDS=$(pick 1 10 20)
+STORES=${STORES:-sqlite postgres}
+ROWS=$WORK/rows.jsonl
+: >"$ROWS"
+
+write_config() {  # FILE PORT STORE_URL
+  cat >"$1" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+threads = 2
+[store]
+url = "$3"
+sync = true
+[ingest]
+high_water = 1000000000
+slow_down = 1000000000
+[watcher]
+loops = 1
+batch = 1
+lease_ttl = "10m"
+drain_timeout = "1s"
+[[consumer]]
+type = "test"
+name = "idle"
+sleep_ms = 3600000
+TOML
+}
+
+sqlite_ceiling() {  # DB: re-insert its queue+dedup rows into a fresh copy of the schema
+  local src=$1 dst=$WORK/ceiling.db
+  rm -f "$dst"*
+  sqlite3 "$src" .schema | grep -v '^CREATE TABLE sqlite_' >"$WORK/schema.sql"
+  sqlite3 "$dst" <"$WORK/schema.sql"
+  {
+    echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; BEGIN;"
+    sqlite3 -cmd ".mode insert queue" "$src" "SELECT * FROM queue"
+    sqlite3 -cmd ".mode insert dedup" "$src" "SELECT * FROM dedup"
+    echo "COMMIT;"
+  } >"$WORK/rows.sql"
+  local n t0 t1
+  n=$(sqlite3 "$src" "SELECT count(*) FROM queue")
+  t0=$(date +%s.%N)
+  sqlite3 "$dst" <"$WORK/rows.sql" >/dev/null
+  t1=$(date +%s.%N)
+  node -e 'const [n,a,b]=process.argv.slice(1).map(Number);
+    console.log(JSON.stringify({ceiling_rows:n,ceiling_seconds:b-a,ceiling_events_per_s:n/(b-a),
+    ceiling_method:"sqlite3 CLI: INSERT statements of the same queue+dedup rows, one transaction, WAL, synchronous=FULL"}))' \
+    "$n" "$t0" "$t1"
+}
+
+pg_ceiling() {  # DB_URL: COPY its queue+dedup rows into a fresh database with the same schema
+  local src=$1 dst
+  dst=$(pg_new_db sluice_ceiling)
+  "$PG_BIN/pg_dump" -s -t queue -t dedup "$src" | grep -v '^SET transaction_timeout' |
+    psql -X -q -v ON_ERROR_STOP=1 "$dst" >/dev/null
+  psql -X -q "$src" -c "\\copy queue TO '$WORK/queue.copy'"
+  psql -X -q "$src" -c "\\copy dedup TO '$WORK/dedup.copy'"
+  local n t0 t1
+  n=$(psql -X -At "$src" -c "SELECT count(*) FROM queue")
+  t0=$(date +%s.%N)
+  psql -X -q -v ON_ERROR_STOP=1 "$dst" >/dev/null <<SQL
+BEGIN;
+\\copy queue FROM '$WORK/queue.copy'
+\\copy dedup FROM '$WORK/dedup.copy'
+COMMIT;
+SQL
+  t1=$(date +%s.%N)
+  node -e 'const [n,a,b]=process.argv.slice(1).map(Number);
+    console.log(JSON.stringify({ceiling_rows:n,ceiling_seconds:b-a,ceiling_events_per_s:n/(b-a),
+    ceiling_method:"psql \\copy (COPY FROM STDIN) of the same queue+dedup rows, one transaction, synchronous_commit=on"}))' \
+    "$n" "$t0" "$t1"
+}
+
+for store in $STORES; do
+  port=$(free_port)
+  case $store in
+    sqlite)
+      mkdir -p "$WORK/sqlite"
+      url="sqlite:$WORK/sqlite/sluice.db"
+      ;;
+    postgres)
+      [[ -n "${PG_URL:-}" ]] || start_pg
+      url=$(pg_new_db sluice_ingest)
+      ;;
+  esac
+  write_config "$WORK/$store.toml" "$port" "$url"
+  start_serve "$WORK/$store.toml" "$WORK/$store-serve.log"
+  log "ingest $store: $EVENTS events, $CONNS connections, batch $BATCH"
+  "$SLUICE" bench ingest --url "$SERVE_URL/v1/events" --events "$EVENTS" --batch "$BATCH" \
+    --connections "$CONNS" --event-bytes "$EVENT_BYTES" --json >"$WORK/peak.json"
+  peak=$(jget "$WORK/peak.json" j.events_per_s)
+  half=$(node -e 'console.log(Math.max(100, Math.round(process.argv[1]/2)))' "$peak")
+  half_events=$(node -e 'console.log(Math.max(200, Math.round(process.argv[1]*process.argv[2])))' \
+    "$half" "$HALF_SECONDS")
+  log "ingest $store: peak $peak events/s; now $half_events events at $half events/s"
+  "$SLUICE" bench ingest --url "$SERVE_URL/v1/events" --events "$half_events" --batch "$BATCH" \
+    --connections "$CONNS" --event-bytes "$EVENT_BYTES" --rate "$half" --json >"$WORK/half.json"
+  rss=$(peak_rss_mb "$SERVE_PID")
+  stop_pid "$SERVE_PID"
+  case $store in
+    sqlite) ceiling=$(sqlite_ceiling "$WORK/sqlite/sluice.db") ;;
+    postgres) ceiling=$(pg_ceiling "$url") ;;
+  esac
+  row=$(node -e '
+    const fs=require("fs"); const p=JSON.parse(fs.readFileSync(process.argv[1]));
+    const h=JSON.parse(fs.readFileSync(process.argv[2])); const c=JSON.parse(process.argv[3]);
+    console.log(JSON.stringify({store:process.argv[4], events:p.events_ok, connections:p.options.connections,
+      batch:p.options.batch, body_bytes:p.body_bytes, events_per_s:p.events_per_s,
+      requests_per_s:p.requests_per_s, failed:p.requests_failed, p50_ms:p.latency.p50_ms,
+      p90_ms:p.latency.p90_ms, p99_ms:p.latency.p99_ms, max_ms:p.latency.max_ms,
+      half_rate:h.options.rate, half_events_per_s:h.events_per_s, half_p50_ms:h.latency.p50_ms,
+      half_p99_ms:h.latency.p99_ms, half_max_ms:h.latency.max_ms, half_failed:h.requests_failed,
+      peak_rss_mb:Number(process.argv[5]), ...c, ratio_to_ceiling:p.events_per_s/c.ceiling_events_per_s,
+      peak_run:p, half_run:h}));' "$WORK/peak.json" "$WORK/half.json" "$ceiling" "$store" "$rss")
+  echo "$row" >>"$ROWS"
+done
+
+finish ingest "$ROWS"
+table "$RESULTS/ingest.json" '[["store","store"],["events/s","events_per_s"],["requests/s","requests_per_s"],
+  ["p50 ms","p50_ms"],["p99 ms","p99_ms"],["max ms","max_ms"],["half-load rate","half_rate"],
+  ["p99 ms at half","half_p99_ms"],["peak RSS MB","peak_rss_mb"],["ceiling events/s","ceiling_events_per_s"],
+  ["ratio to ceiling","ratio_to_ceiling"],["failed req","failed"]]'

@@ -1,0 +1,82 @@
+#include "app/cli.h"
+
+#include <cstdio>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+
+#include "app/logging.h"
+#include "app/replica.h"
+#include "app/version.h"
+#include "config/config.h"
+
+namespace sluice {
+namespace {
+
+struct ServeFlags {
+  std::string config;
+  std::string listen;
+  std::string store;
+  std::string replica_id;
+};
+
+int RunServe(const ServeFlags& f) {
+  // Flags win over the environment, which wins over the file.
+  Result<Config> config = LoadConfig(f.config);
+  if (!config.ok()) {
+    std::fprintf(stderr, "sluice serve: %s\n", config.status().message().c_str());
+    return 2;
+  }
+  if (!f.listen.empty()) config->server.listen = f.listen;
+  if (!f.store.empty()) config->store.url = f.store;
+  if (!f.replica_id.empty()) config->replica_id = f.replica_id;
+  Status st = ValidateConfig(&config.value());
+  if (!st.ok()) {
+    std::fprintf(stderr, "sluice serve: %s\n", st.message().c_str());
+    return 2;
+  }
+  SetupLogging(config->log_level, config->log_format);
+  return Serve(*config);
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App* app, CliAction* run) {
+  auto flags = std::make_shared<ServeFlags>();
+  CLI::App* cmd = app->add_subcommand("serve", "Run a replica: ingest, claim loops, ops API");
+  cmd->add_option("--config", flags->config, "TOML config file");
+  cmd->add_option("--listen", flags->listen, "HOST:PORT (default 127.0.0.1:8080; port 0 = any)");
+  cmd->add_option("--store", flags->store, "sqlite:PATH or postgres://... ");
+  cmd->add_option("--replica-id", flags->replica_id, "Replica id (default host-pid-random)");
+  cmd->callback([flags, run] { *run = [flags] { return RunServe(*flags); }; });
+}
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"sluice: telemetry ingestion and processing"};
+  app.set_version_flag("--version", std::string("sluice ") + kSluiceVersion);
+  app.require_subcommand(1);
+  CliAction run;
+  AddServeCommand(&app, &run);
+  AddStatusCommand(&app, &run);
+  AddDlqCommand(&app, &run);
+  AddMigrateCommand(&app, &run);
+  AddSendCommand(&app, &run);
+  CLI::App* bench = app.add_subcommand("bench", "Load generator and benchmarks (not yet built)");
+  bench->allow_extras();
+  bench->callback([&run] {
+    run = [] {
+      std::fprintf(stderr, "sluice bench: not yet\n");
+      return 2;
+    };
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help/--version exit 0; every usage error exits 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!run) return 2;
+  return run();
+}
+
+}  // namespace sluice

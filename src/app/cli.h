@@ -1,0 +1,26 @@
+// The `sluice` command line: serve, status, dlq, send, migrate, bench.
+// RunCli parses argv and runs one subcommand; main() only calls it.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace sluice {
+
+// Returns the process exit code: 0 ok, 1 failure, 2 usage error.
+int RunCli(int argc, char** argv);
+
+// Each Add*Command registers a subcommand on `app`; when it is the one parsed,
+// its callback stores the action to run in *run.
+using CliAction = std::function<int()>;
+void AddServeCommand(CLI::App* app, CliAction* run);
+void AddStatusCommand(CLI::App* app, CliAction* run);
+void AddDlqCommand(CLI::App* app, CliAction* run);
+void AddMigrateCommand(CLI::App* app, CliAction* run);
+void AddSendCommand(CLI::App* app, CliAction* run);
+
+}  // namespace sluice

@@ -1,0 +1,176 @@
+// `sluice status`, `sluice dlq`, `sluice migrate`: commands that open the
+// store directly (no running replica needed).
+#include <cstdio>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+
+#include "app/cli.h"
+#include "app/logging.h"
+#include "app/version.h"
+#include "config/config.h"
+#include "ops/dlq.h"
+#include "ops/status_report.h"
+#include "queue/store.h"
+
+namespace sluice {
+namespace {
+
+struct StoreFlags {
+  std::string store;
+  std::string config;
+};
+
+void AddStoreFlags(CLI::App* cmd, StoreFlags* f) {
+  cmd->add_option("--store", f->store, "sqlite:PATH or postgres://... (default from config/env)");
+  cmd->add_option("--config", f->config, "TOML config file to take the store from");
+}
+
+// The store options: --store, else the config file (with SLUICE_STORE), else default.
+Result<StorePtr> OpenStoreFor(const char* cmd, const StoreFlags& f) {
+  StoreOptions options;
+  Result<Config> config = LoadConfig(f.config);
+  if (config.ok()) {
+    options = config->store;
+  } else if (!f.config.empty()) {
+    return config.status();
+  } else if (const char* env = std::getenv("SLUICE_STORE"); env != nullptr && *env != '\0') {
+    options.url = env;  // the env may be fine even when other settings are not
+  }
+  if (!f.store.empty()) options.url = f.store;
+  options.pool_size = 2;
+  Result<StorePtr> store = Store::Open(options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "sluice %s: opening store %s: %s\n", cmd, RedactUrl(options.url).c_str(),
+                 store.status().ToString().c_str());
+  }
+  return store;
+}
+
+struct StatusFlags {
+  StoreFlags store;
+  bool json = false;
+  int64_t alive_within_ms = kDefaultReplicaAliveWithinMs;
+};
+
+int RunStatus(const StatusFlags& f) {
+  Result<StorePtr> store = OpenStoreFor("status", f.store);
+  if (!store.ok()) return 1;
+  Result<StatusReport> report = CollectStatus(store->get(), f.alive_within_ms);
+  if (!report.ok()) {
+    std::fprintf(stderr, "sluice status: %s\n", report.status().ToString().c_str());
+    return 1;
+  }
+  const std::string out = f.json ? RenderStatusJson(*report) + "\n" : RenderStatusText(*report);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
+struct DlqFlags {
+  StoreFlags store;
+  std::string project;
+  std::string consumer;
+  std::vector<int64_t> ids;
+  int32_t limit = 100;
+  bool json = false;
+  bool all = false;
+};
+
+DeadFilter FilterOf(const DlqFlags& f) {
+  DeadFilter filter;
+  filter.project = f.project;
+  filter.consumer = f.consumer;
+  filter.seqs = f.ids;
+  filter.limit = std::min(f.limit, kMaxDeadList);
+  return filter;
+}
+
+int RunDlq(const std::string& action, const DlqFlags& f) {
+  const DeadFilter filter = FilterOf(f);
+  if (action == "purge" && DeadFilterIsEmpty(filter) && !f.all) {
+    std::fprintf(stderr,
+                 "sluice dlq purge: refusing to purge every dead event without --all "
+                 "(or narrow it with --project, --consumer, --id)\n");
+    return 2;
+  }
+  Result<StorePtr> store = OpenStoreFor("dlq", f.store);
+  if (!store.ok()) return 1;
+  if (action == "list") {
+    Result<std::vector<DeadEvent>> dead = (*store)->ListDead(filter);
+    if (!dead.ok()) {
+      std::fprintf(stderr, "sluice dlq list: %s\n", dead.status().ToString().c_str());
+      return 1;
+    }
+    const std::string out = f.json ? RenderDeadJson(*dead) + "\n" : RenderDeadText(*dead);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return 0;
+  }
+  Result<int64_t> n = action == "requeue" ? (*store)->RequeueDead(filter)
+                                          : (*store)->PurgeDead(filter);
+  if (!n.ok()) {
+    std::fprintf(stderr, "sluice dlq %s: %s\n", action.c_str(), n.status().ToString().c_str());
+    return 1;
+  }
+  if (f.json) {
+    std::printf("{\"%s\":%lld}\n", action == "requeue" ? "requeued" : "purged",
+                static_cast<long long>(*n));
+  } else {
+    std::printf("%s %lld dead event(s)\n", action == "requeue" ? "requeued" : "purged",
+                static_cast<long long>(*n));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddStatusCommand(CLI::App* app, CliAction* run) {
+  auto flags = std::make_shared<StatusFlags>();
+  CLI::App* cmd = app->add_subcommand("status", "Queue depth and live replicas, from the store");
+  AddStoreFlags(cmd, &flags->store);
+  cmd->add_flag("--json", flags->json, "Print JSON (the shape of GET /admin/status)");
+  cmd->add_option("--alive-within-ms", flags->alive_within_ms,
+                  "A replica is alive when its heartbeat is this recent (default 10000)");
+  cmd->callback([flags, run] { *run = [flags] { return RunStatus(*flags); }; });
+}
+
+void AddDlqCommand(CLI::App* app, CliAction* run) {
+  CLI::App* dlq = app->add_subcommand("dlq", "Dead-letter events: list, requeue, purge");
+  dlq->require_subcommand(1);
+  for (const char* action : {"list", "requeue", "purge"}) {
+    auto flags = std::make_shared<DlqFlags>();
+    const std::string name = action;
+    CLI::App* cmd = dlq->add_subcommand(
+        name, name == "list"      ? "List dead events"
+              : name == "requeue" ? "Dead events back to pending (attempts reset, done bits kept)"
+                                  : "Delete dead events for good");
+    AddStoreFlags(cmd, &flags->store);
+    cmd->add_option("--project", flags->project, "Only this project");
+    cmd->add_option("--consumer", flags->consumer, "Only events that failed in this consumer");
+    cmd->add_option("--id", flags->ids, "Only these seqs (repeatable)");
+    cmd->add_flag("--json", flags->json, "Print JSON");
+    if (name == "list") {
+      cmd->add_option("--limit", flags->limit, "At most this many (default 100, max 1000)");
+    }
+    if (name == "purge") cmd->add_flag("--all", flags->all, "Purge every dead event");
+    cmd->callback([flags, run, name] { *run = [flags, name] { return RunDlq(name, *flags); }; });
+  }
+}
+
+void AddMigrateCommand(CLI::App* app, CliAction* run) {
+  auto flags = std::make_shared<StoreFlags>();
+  CLI::App* cmd =
+      app->add_subcommand("migrate", "Create or upgrade the store schema, then exit");
+  AddStoreFlags(cmd, flags.get());
+  cmd->callback([flags, run] {
+    *run = [flags]() -> int {
+      // Opening a store creates and migrates its schema.
+      Result<StorePtr> store = OpenStoreFor("migrate", *flags);
+      if (!store.ok()) return 1;
+      std::printf("store ready: %s schema current for sluice %s\n", (*store)->kind(),
+                  kSluiceVersion);
+      return 0;
+    };
+  });
+}
+
+}  // namespace sluice

@@ -1,0 +1,309 @@
+#include "app/replica.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+#include "app/logging.h"
+#include "app/version.h"
+#include "common/time.h"
+#include "consumers/registry.h"
+#include "ingest/formats/registry.h"
+#include "ingest/http_server.h"
+#include "ingest/ingest_service.h"
+#include "ops/ops_service.h"
+#include "watcher/watcher.h"
+
+namespace sluice {
+namespace {
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+// How long the HTTP server waits for in-flight requests at shutdown.
+constexpr int64_t kHttpGraceMs = 5000;
+
+}  // namespace
+
+std::string GenerateReplicaId() {
+  std::random_device rd;
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%04x", static_cast<unsigned>(rd() & 0xffff));
+  return HostName() + "-" + std::to_string(getpid()) + "-" + suffix;
+}
+
+Replica::Replica(const Config& config) : config_(config) {}
+
+Replica::~Replica() { Shutdown(); }
+
+std::string Replica::address() const {
+  std::string host;
+  int port = 0;
+  if (!SplitHostPort(config_.server.listen, &host, &port).ok()) host = "127.0.0.1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return host + ":" + std::to_string(port_);
+}
+
+Result<std::unique_ptr<Replica>> Replica::Start(const Config& config) {
+  std::unique_ptr<Replica> r(new Replica(config));
+  Status st = r->StartImpl();
+  if (!st.ok()) {
+    r->Shutdown();
+    return st;
+  }
+  return r;
+}
+
+Status Replica::StartImpl() {
+  id_ = config_.replica_id.empty() ? GenerateReplicaId() : config_.replica_id;
+  host_ = HostName();
+  metrics_.GetGauge("sluice_build_info", "Constant 1, labelled with the version",
+                    Labels({{"version", kSluiceVersion}}))
+      .Set(1);
+
+  Result<StorePtr> store = Store::Open(config_.store);
+  if (!store.ok()) {
+    return Status(store.status().code(),
+                  "opening store " + RedactUrl(config_.store.url) + ": " +
+                      store.status().message());
+  }
+  store_ = std::move(store).value();
+
+  ReplicaInfo info;
+  info.id = id_;
+  info.host = host_;
+  info.pid = getpid();
+  info.version = kSluiceVersion;
+  info.started_ms = WallNowMs();
+  SLUICE_RETURN_IF_ERROR(store_->RegisterReplica(info));
+  {
+    std::lock_guard lock(mu_);
+    started_ = true;  // from here on Shutdown removes the replica row
+  }
+
+  Result<std::vector<ConsumerPtr>> consumers = MakeConsumers(config_.consumers, &metrics_);
+  if (!consumers.ok()) return consumers.status();
+  std::string consumer_names;
+  for (const ConsumerPtr& c : *consumers) {
+    if (!consumer_names.empty()) consumer_names += ",";
+    consumer_names += c->name();
+  }
+  watcher_ = std::make_unique<Watcher>(store_.get(), std::move(consumers).value(),
+                                       config_.watcher, id_, &metrics_);
+  Watcher* watcher = watcher_.get();
+  ingest_ = std::make_unique<IngestService>(store_.get(), config_.ingest, config_.auth, &metrics_,
+                                            AllFormats(), [watcher] { watcher->Wake(); });
+  OpsOptions ops_options;
+  ops_options.auth = config_.auth;
+  ops_options.replica_alive_within_ms =
+      std::max<int64_t>(10000, 5 * config_.watcher.replica_heartbeat_ms);
+  ops_ = std::make_unique<OpsService>(store_.get(), &metrics_, ops_options, &draining_);
+
+  server_ = std::make_unique<HttpServer>(config_.server, config_.ingest, &metrics_);
+  for (OpsRoute& route : ops_->Routes()) {
+    server_->Route(route.method, route.path, std::move(route.handler));
+  }
+  ingest_->RegisterRoutes(server_.get());
+
+  // Bind first: a replica that cannot listen should not start claiming work.
+  Result<int> port = server_->Start();
+  if (!port.ok()) {
+    return Status(port.status().code(),
+                  "listening on " + config_.server.listen + ": " + port.status().message());
+  }
+  port_ = *port;
+  watcher_->Start();
+
+  heartbeat_thread_ = std::thread([this] { HeartbeatMain(); });
+  duty_thread_ = std::thread([this] { DutyMain(); });
+
+  LogEvent(spdlog::level::info, "started",
+           {{"replica", id_},
+            {"version", kSluiceVersion},
+            {"store", RedactUrl(config_.store.url)},
+            {"store_kind", store_->kind()},
+            {"consumers", consumer_names},
+            {"write_keys", static_cast<int64_t>(config_.auth.write_keys.size())},
+            {"admin_token", config_.auth.admin_token.empty() ? "unset" : "set"},
+            {"loops", config_.watcher.loops},
+            {"batch", config_.watcher.batch},
+            {"lease_ttl_ms", config_.watcher.lease_ttl_ms}});
+  LogEvent(spdlog::level::info, "listening", {{"addr", address()}, {"replica", id_}});
+  return Status::Ok();
+}
+
+bool Replica::WaitForStop(int64_t ms) {
+  std::unique_lock lock(mu_);
+  return stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+}
+
+void Replica::HeartbeatMain() {
+  Counter& failures = metrics_.GetCounter("sluice_replica_heartbeat_failures_total",
+                                          "Replica heartbeats the store refused or missed");
+  bool healthy = true;
+  while (!WaitForStop(config_.watcher.replica_heartbeat_ms)) {
+    Status st = store_->HeartbeatReplica(id_);
+    if (st.code() == Code::kNotFound) {
+      // Someone removed our row (an operator, or a long stall): register again.
+      ReplicaInfo info;
+      info.id = id_;
+      info.host = host_;
+      info.pid = getpid();
+      info.version = kSluiceVersion;
+      info.started_ms = WallNowMs();
+      st = store_->RegisterReplica(info);
+    }
+    if (!st.ok()) {
+      failures.Inc();
+      if (healthy) {
+        LogEvent(spdlog::level::warn, "replica heartbeat failed", {{"error", st.ToString()}});
+      }
+      healthy = false;
+    } else if (!healthy) {
+      LogEvent(spdlog::level::info, "replica heartbeat recovered");
+      healthy = true;
+    }
+  }
+}
+
+void Replica::PruneDedupRound() {
+  const int64_t interval = config_.watcher.dedup_prune_interval_ms;
+  // The lease outlives a round and a missed renewal or two; a dead holder's
+  // duty moves to another replica after this long.
+  const int64_t ttl = std::max<int64_t>(3 * interval, 5000);
+  Result<int64_t> token = store_->AcquireNamedLease(kDedupPruneLease, id_, ttl);
+  if (!token.ok()) {
+    duty_token_ = 0;
+    if (token.status().code() != Code::kBusy) {
+      LogEvent(spdlog::level::warn, "dedup prune: lease failed",
+               {{"error", token.status().ToString()}});
+    }
+    return;
+  }
+  if (duty_token_ != *token) {
+    LogEvent(spdlog::level::info, "singleton duty acquired", {{"duty", kDedupPruneLease}});
+  }
+  duty_token_ = *token;
+  static const char* kHelp = "Dedup entries removed by the prune duty";
+  Counter& pruned = metrics_.GetCounter("sluice_dedup_pruned_total", kHelp);
+  Counter& rounds = metrics_.GetCounter("sluice_singleton_duty_runs_total",
+                                        "Rounds of singleton duties run by this replica",
+                                        Labels({{"duty", kDedupPruneLease}}));
+  rounds.Inc();
+  for (int i = 0; i < kDedupPruneMaxChunksPerRound; ++i) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    Result<int64_t> n = store_->PruneDedup(duty_token_, kDedupPruneChunk);
+    if (!n.ok()) {
+      if (n.status().code() == Code::kLeaseLost) duty_token_ = 0;
+      LogEvent(spdlog::level::warn, "dedup prune failed", {{"error", n.status().ToString()}});
+      return;
+    }
+    pruned.Inc(*n);
+    if (*n < kDedupPruneChunk) return;
+    // More to do: renew so the lease cannot lapse mid-round.
+    Result<int64_t> renewed = store_->AcquireNamedLease(kDedupPruneLease, id_, ttl);
+    if (!renewed.ok()) {
+      duty_token_ = 0;
+      return;
+    }
+    duty_token_ = *renewed;
+  }
+}
+
+void Replica::DutyMain() {
+  do {
+    PruneDedupRound();
+  } while (!WaitForStop(config_.watcher.dedup_prune_interval_ms));
+  if (duty_token_ != 0) {
+    Status st = store_->ReleaseNamedLease(kDedupPruneLease, duty_token_);
+    if (!st.ok()) {
+      LogEvent(spdlog::level::warn, "releasing singleton duty failed",
+               {{"duty", kDedupPruneLease}, {"error", st.ToString()}});
+    }
+    duty_token_ = 0;
+  }
+}
+
+void Replica::Shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  draining_ = true;
+  if (server_ != nullptr) {
+    LogEvent(spdlog::level::info, "draining", {{"replica", id_}});
+    // Stop accepting; requests in flight (ingest waiting for its commit) finish.
+    server_->Stop(kHttpGraceMs);
+  }
+  if (ingest_ != nullptr) ingest_->Stop();
+  if (watcher_ != nullptr) watcher_->Drain();
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (duty_thread_.joinable()) duty_thread_.join();
+  bool started = false;
+  {
+    std::lock_guard lock(mu_);
+    started = started_;
+  }
+  if (started && store_ != nullptr) {
+    Status st = store_->RemoveReplica(id_);
+    if (!st.ok()) {
+      LogEvent(spdlog::level::warn, "removing replica row failed", {{"error", st.ToString()}});
+    }
+  }
+  if (server_ != nullptr) LogEvent(spdlog::level::info, "stopped", {{"replica", id_}});
+}
+
+int Serve(const Config& config) {
+  // Block the stop signals in every thread (threads inherit the mask) and wait
+  // for them here, so no handler runs in an arbitrary thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Result<std::unique_ptr<Replica>> replica = Replica::Start(config);
+  if (!replica.ok()) {
+    LogEvent(spdlog::level::err, "start failed", {{"error", replica.status().ToString()}});
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  LogEvent(spdlog::level::info, "signal received",
+           {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  // A second SIGINT (Ctrl-C again) gives up on the drain. Repeated SIGTERMs
+  // are ignored: supervisors and timeout(1) often deliver one to the process
+  // and one to its group.
+  std::thread([stop_signals] {
+    while (true) {
+      int again = 0;
+      sigwait(&stop_signals, &again);
+      if (again == SIGINT) break;
+      LogEvent(spdlog::level::info, "already draining; SIGTERM ignored");
+    }
+    LogEvent(spdlog::level::warn, "second SIGINT: exiting without finishing the drain");
+    spdlog::default_logger()->flush();
+    _exit(1);
+  }).detach();
+  (*replica)->Shutdown();
+  replica->reset();
+  return 0;
+}
+
+}  // namespace sluice

@@ -1,0 +1,193 @@
+#include "bench/bench_cli.h"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "bench/load_generator.h"
+#include "bench/queue_bench.h"
+
+namespace sluice {
+namespace {
+
+// The parsed flags live here between AddBenchCommands and RunBenchCommand
+// (CLI11 binds options to storage that must outlive parsing).
+struct BenchFlags {
+  CLI::App* ingest = nullptr;
+  CLI::App* claim = nullptr;
+  CLI::App* process = nullptr;
+  bool json = false;
+
+  IngestBenchOptions ingest_opts;
+
+  std::string store_url = "sqlite:./sluice-bench/sluice.db";
+  bool sync = true;
+  int32_t pool_size = 8;
+  std::string claim_strategy = "atomic";
+  PreloadOptions preload;
+
+  ClaimBenchOptions claim_opts;
+  bool no_complete = false;
+
+  ProcessBenchOptions process_opts;
+  std::string consumers = "users,counters";
+  std::vector<std::string> consumer_kv;
+};
+
+BenchFlags& Flags() {
+  static BenchFlags* flags = new BenchFlags();
+  return *flags;
+}
+
+void AddStoreFlags(CLI::App* cmd, BenchFlags* f) {
+  cmd->add_option("--store", f->store_url, "store URL: sqlite:PATH or postgres://...")
+      ->capture_default_str();
+  cmd->add_option("--sync", f->sync, "durable commits (fsync / synchronous_commit)")
+      ->capture_default_str();
+  cmd->add_option("--pool-size", f->pool_size, "store connections per replica")
+      ->capture_default_str();
+  cmd->add_option("--claim", f->claim_strategy, "claim strategy: atomic | naive (test-only)")
+      ->capture_default_str();
+  cmd->add_option("--preload", f->preload.events,
+                  "events to enqueue through Store::Enqueue before the run")
+      ->capture_default_str();
+  cmd->add_option("--preload-batch", f->preload.batch, "events per preload transaction")
+      ->capture_default_str();
+  cmd->add_option("--preload-threads", f->preload.threads, "concurrent preload callers")
+      ->capture_default_str();
+  cmd->add_option("--event-bytes", f->preload.event_bytes, "approximate size of one event")
+      ->capture_default_str();
+  cmd->add_flag("--json", f->json, "print one JSON object instead of the table");
+}
+
+Result<StoreOptions> StoreFlags(const BenchFlags& f) {
+  StoreOptions s;
+  s.url = f.store_url;
+  s.sync = f.sync;
+  s.pool_size = f.pool_size;
+  SLUICE_ASSIGN_OR_RETURN(s.claim_strategy, ParseClaimStrategy(f.claim_strategy));
+  return s;
+}
+
+int Fail(const Status& st) {
+  std::fprintf(stderr, "sluice bench: %s\n", st.ToString().c_str());
+  return 1;
+}
+
+void Print(const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+int RunIngest(BenchFlags& f) {
+  Result<IngestBenchResult> r = RunIngestBench(f.ingest_opts);
+  if (!r.ok()) return Fail(r.status());
+  Print(f.json ? r->ToJson(f.ingest_opts) + "\n" : r->ToText(f.ingest_opts));
+  // Failed requests make the run's figure meaningless for a script.
+  return r->requests_failed == 0 ? 0 : 3;
+}
+
+int RunClaim(BenchFlags& f) {
+  Result<StoreOptions> store = StoreFlags(f);
+  if (!store.ok()) return Fail(store.status());
+  f.claim_opts.store = *store;
+  f.claim_opts.preload = f.preload;
+  f.claim_opts.complete = !f.no_complete;
+  Result<ClaimBenchResult> r = RunClaimBench(f.claim_opts);
+  if (!r.ok()) return Fail(r.status());
+  Print(f.json ? r->ToJson(f.claim_opts) + "\n" : r->ToText(f.claim_opts));
+  return 0;
+}
+
+int RunProcess(BenchFlags& f) {
+  Result<StoreOptions> store = StoreFlags(f);
+  if (!store.ok()) return Fail(store.status());
+  ProcessBenchOptions& o = f.process_opts;
+  o.store = *store;
+  o.preload = f.preload;
+  o.consumers.clear();
+  size_t start = 0;
+  while (start <= f.consumers.size()) {
+    size_t comma = f.consumers.find(',', start);
+    if (comma == std::string::npos) comma = f.consumers.size();
+    if (comma > start) o.consumers.push_back(f.consumers.substr(start, comma - start));
+    start = comma + 1;
+  }
+  if (o.consumers.empty()) return Fail(Status::InvalidArgument("--consumers is empty"));
+  for (const std::string& kv : f.consumer_kv) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      return Fail(Status::InvalidArgument("--consumer-opt wants KEY=VALUE, got " + kv));
+    }
+    o.consumer_options[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  Result<ProcessBenchResult> r = RunProcessBench(o);
+  if (!r.ok()) return Fail(r.status());
+  Print(f.json ? r->ToJson(o) + "\n" : r->ToText(o));
+  return r->timed_out ? 3 : 0;
+}
+
+}  // namespace
+
+void AddBenchCommands(CLI::App* app) {
+  BenchFlags& f = Flags();
+  CLI::App* bench = app->add_subcommand("bench", "load generator and benchmark drivers");
+  bench->require_subcommand(1);
+
+  f.ingest = bench->add_subcommand("ingest", "HTTP load: POST /v1/events with unique insert_ids");
+  IngestBenchOptions& io = f.ingest_opts;
+  f.ingest->add_option("--url", io.url, "ingest URL (http://HOST:PORT[/path])")
+      ->capture_default_str();
+  f.ingest->add_option("--events", io.events, "events to send")->capture_default_str();
+  f.ingest->add_option("--batch", io.batch, "events per request")->capture_default_str();
+  f.ingest->add_option("--connections", io.connections, "keep-alive connections")
+      ->capture_default_str();
+  f.ingest->add_option("--event-bytes", io.event_bytes, "approximate size of one event")
+      ->capture_default_str();
+  f.ingest->add_option("--dup-frac", io.dup_frac, "fraction of events re-using an earlier id")
+      ->capture_default_str();
+  f.ingest->add_flag("--gzip", io.gzip, "gzip request bodies (compressed before the clock)");
+  f.ingest->add_option("--write-key", io.write_key, "sent as Authorization: Bearer KEY");
+  f.ingest->add_option("--rate", io.rate, "target events/s, open loop; 0 = flat out")
+      ->capture_default_str();
+  f.ingest->add_option("--threads", io.threads, "client I/O threads")->capture_default_str();
+  f.ingest->add_option("--users", io.users, "distinct user ids")->capture_default_str();
+  f.ingest->add_flag("--json", f.json, "print one JSON object instead of the table");
+
+  f.claim = bench->add_subcommand("claim", "claim latency at a queue depth (direct Store API)");
+  AddStoreFlags(f.claim, &f);
+  f.claim->add_option("--claims", f.claim_opts.claims, "claim rounds")->capture_default_str();
+  f.claim->add_option("--batch", f.claim_opts.batch, "events per claim")->capture_default_str();
+  f.claim->add_flag("--no-complete", f.no_complete, "leave claimed rows leased (no delete)");
+
+  f.process = bench->add_subcommand(
+      "process", "in-process replicas (Store + Watcher each) drain a pre-loaded queue");
+  AddStoreFlags(f.process, &f);
+  ProcessBenchOptions& po = f.process_opts;
+  f.process->add_option("--consumers", f.consumers,
+                        "comma list: users,counters,test,... or sink (the bench's no-op)")
+      ->capture_default_str();
+  f.process->add_option("--consumer-opt", f.consumer_kv, "KEY=VALUE for every consumer "
+                        "(e.g. sleep_ms=20)");
+  f.process->add_option("--replicas", po.replicas, "in-process replicas")->capture_default_str();
+  f.process->add_option("--loops", po.loops, "claim loops per replica")->capture_default_str();
+  f.process->add_option("--batch", po.batch, "events per claim")->capture_default_str();
+  f.process->add_option("--lease-ttl-ms", po.lease_ttl_ms, "lease TTL")->capture_default_str();
+  f.process->add_option("--duration", po.duration_s,
+                        "seconds to run (then drain); 0 = until the queue is empty")
+      ->capture_default_str();
+  f.process->add_option("--timeout", po.timeout_s, "give up after this many seconds")
+      ->capture_default_str();
+}
+
+int RunBenchCommand() {
+  BenchFlags& f = Flags();
+  if (f.ingest != nullptr && f.ingest->parsed()) return RunIngest(f);
+  if (f.claim != nullptr && f.claim->parsed()) return RunClaim(f);
+  if (f.process != nullptr && f.process->parsed()) return RunProcess(f);
+  return -1;
+}
+
+}  // namespace sluice

@@ -1,0 +1,33 @@
+// CountersConsumer: the in-store time-bucketed counters (DESIGN §4 `counters`).
+//
+// BuildEffects turns a batch into one CounterDelta per project x event name x
+// granularity (minute, hour, day) x bucket of the event's own time, with the
+// event count and the distinct users (user_id, else anonymous_id) seen in it.
+// The store adds them inside the fenced transaction that sets this consumer's
+// bit (exactly-once). Thread-safe (stateless apart from metrics).
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "common/metrics.h"
+#include "consumers/consumer.h"
+
+namespace sluice {
+
+class CountersConsumer final : public Consumer {
+ public:
+  // `bad_bodies` counts bodies that fail to parse; may be null.
+  CountersConsumer(std::string name, uint64_t bit, Counter* bad_bodies = nullptr);
+
+  bool in_store() const override { return true; }
+  // Pure: appends deltas sorted by (project, event, granularity, bucket); each
+  // delta's `users` is sorted and deduplicated. Unparsable bodies are skipped
+  // and counted.
+  void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override;
+
+ private:
+  Counter* const bad_bodies_;
+};
+
+}  // namespace sluice

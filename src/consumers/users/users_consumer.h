@@ -1,0 +1,34 @@
+// UsersConsumer: the in-store per-user profile consumer (DESIGN §4 `users`).
+//
+// BuildEffects groups a batch by (project, distinct_id) into UserDeltas:
+// first/last seen (event time), event count, count per event name, `$set`
+// merged in event order (later wins; order = event time, then seq) and
+// `$set_once` merged keeping the earliest value. The store applies the deltas
+// inside the fenced transaction that sets this consumer's bit (exactly-once).
+// Thread-safe (stateless apart from metrics).
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "common/metrics.h"
+#include "consumers/consumer.h"
+
+namespace sluice {
+
+class UsersConsumer final : public Consumer {
+ public:
+  // `bad_bodies` counts bodies that fail to parse or name no user; may be null.
+  UsersConsumer(std::string name, uint64_t bit, Counter* bad_bodies = nullptr);
+
+  bool in_store() const override { return true; }
+  // Pure: appends one UserDelta per (project, user) of `events`, sorted by
+  // (project, user_id). Unparsable bodies (validated at ingest, so never
+  // expected) are skipped and counted.
+  void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override;
+
+ private:
+  Counter* const bad_bodies_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,83 @@
+// GroupCommitter: many concurrent ingest requests share one store transaction
+// (LevelDB DBImpl::Write / BuildBatchGroup). Requests queue up; a dedicated
+// committer thread takes a bounded group, calls Store::Enqueue once for all of
+// it, and completes every member with its own EnqueueResult, or with the
+// shared error when the commit failed (then nothing of the group is stored).
+// Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/status.h"
+#include "queue/store.h"
+
+namespace sluice {
+
+struct GroupCommitOptions {
+  int32_t max_group_events = 20000;      // events per transaction (a request is never split)
+  int64_t max_queued_events = 200000;    // waiting events above which Submit refuses (Busy)
+  int64_t max_queued_bytes = 256 << 20;  // waiting body bytes above which Submit refuses (Busy)
+  int64_t slow_down_wait_ms = 5;         // extra gathering wait per group while slowed down
+};
+
+class GroupCommitter {
+ public:
+  // Called once per request on the committer thread, after its group's
+  // transaction committed (Ok) or failed (the shared error).
+  using Done = std::function<void(Result<EnqueueResult>)>;
+
+  // REQUIRES: store and metrics outlive the committer. `on_commit` runs on the
+  // committer thread after each successful commit, before the group's
+  // requests are answered (may be empty).
+  GroupCommitter(Store* store, GroupCommitOptions options, Metrics* metrics,
+                 std::function<void()> on_commit);
+  ~GroupCommitter();  // Stop()
+
+  // Queues `events` for the next group. Returns Busy (and never calls `done`)
+  // when the queue is over its bounds, Unavailable after Stop(); otherwise
+  // `done` is called exactly once, later, on the committer thread.
+  Status Submit(std::vector<NewEvent> events, Done done);
+
+  // Soft backpressure: while true, the committer waits a little before each
+  // group so more requests share it (fewer, larger transactions).
+  void SetSlowDown(bool slow);
+
+  // Commits everything already queued, answers it, and joins the thread.
+  void Stop();
+
+ private:
+  struct Request {
+    std::vector<NewEvent> events;
+    Done done;
+    int64_t bytes = 0;
+  };
+
+  void Run();
+
+  // Constant after construction.
+  Store* const store_;
+  const GroupCommitOptions options_;
+  const std::function<void()> on_commit_;
+  Histogram* const group_size_;
+  Histogram* const commit_seconds_;
+  Counter* const commit_failures_;
+  Counter* const refused_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Request> queue_;  // GUARDED_BY(mu_)
+  int64_t queued_events_ = 0;  // GUARDED_BY(mu_)
+  int64_t queued_bytes_ = 0;   // GUARDED_BY(mu_)
+  bool stopping_ = false;      // GUARDED_BY(mu_)
+  bool slow_down_ = false;     // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,170 @@
+#include "queue/postgres/pg_schema.h"
+
+#include <iterator>
+
+#include "fmt/format.h"
+
+namespace sluice {
+
+namespace {
+
+// Key of the session advisory lock that serializes migrations across
+// replicas ("sluice" in ASCII; any constant shared by every build works).
+constexpr int64_t kMigrationLockKey = 0x736c75696365;
+
+// Migration N takes the schema from version N-1 to N. Append only: a shipped
+// migration is never edited. The mapping of the logical schema (DESIGN §3)
+// follows the SQLite store column for column; times the store clock sets are
+// timestamptz (server clock), event times are epoch ms (bigint).
+constexpr const char* kMigrations[] = {
+    // v1: the queue, dedup, leases, replicas, token sequence and aggregates.
+    R"sql(
+-- Fencing tokens for queue leases and named leases. nextval is atomic and
+-- never goes backwards (CACHE 1), across every connection and replica.
+CREATE SEQUENCE sluice_token AS bigint CACHE 1;
+
+CREATE TABLE queue (
+  seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- FIFO order
+  project     text        NOT NULL,
+  insert_id   text        NOT NULL,
+  body        text        NOT NULL,
+  state       text        NOT NULL DEFAULT 'pending'
+                          CHECK (state IN ('pending', 'leased', 'dead')),
+  attempts    integer     NOT NULL DEFAULT 0,
+  visible_at  timestamptz NOT NULL DEFAULT now(),  -- == lease_until while leased
+  lease_owner text,
+  lease_token bigint,
+  lease_until timestamptz,
+  done_mask   bigint      NOT NULL DEFAULT 0,
+  last_error  text,
+  reclaimed   boolean     NOT NULL DEFAULT false,
+  enqueued_at timestamptz NOT NULL DEFAULT now(),
+  died_at     timestamptz
+) WITH (
+  -- Every row is inserted, updated 1-3 times (claim, extend, fail) and
+  -- deleted within seconds: the table is small but churns. Free space on
+  -- each page lets those updates stay on the row's page, and vacuum must
+  -- run on a fixed number of dead rows, not a fraction of a tiny table,
+  -- unthrottled (the table is small, so a run is short).
+  fillfactor = 80,
+  autovacuum_vacuum_scale_factor = 0,
+  autovacuum_vacuum_threshold = 5000,
+  autovacuum_vacuum_insert_scale_factor = 0,
+  autovacuum_vacuum_insert_threshold = 20000,
+  autovacuum_analyze_scale_factor = 0.02,
+  autovacuum_vacuum_cost_delay = 0
+);
+-- The claim scan: live rows in seq order; visible_at is an index column so
+-- the scan skips leased and backing-off rows inside the index (no heap
+-- visit), keeping the claim O(batch + rows in flight), not O(queue).
+CREATE INDEX queue_claim ON queue (seq, visible_at) WHERE state <> 'dead';
+-- Extend finds a lease's rows by token.
+CREATE INDEX queue_token ON queue (lease_token) WHERE state = 'leased';
+-- Dead-letter admin.
+CREATE INDEX queue_dead ON queue (seq) WHERE state = 'dead';
+
+CREATE TABLE dedup (
+  project   text        NOT NULL,
+  insert_id text        NOT NULL,
+  seen_at   timestamptz NOT NULL,
+  PRIMARY KEY (project, insert_id)
+) WITH (autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
+CREATE INDEX dedup_seen ON dedup (seen_at);
+
+CREATE TABLE leases (
+  name        text        PRIMARY KEY,
+  owner       text        NOT NULL,
+  token       bigint      NOT NULL,
+  lease_until timestamptz NOT NULL
+);
+
+CREATE TABLE replicas (
+  id        text        PRIMARY KEY,
+  host      text        NOT NULL,
+  pid       bigint      NOT NULL,
+  version   text        NOT NULL,
+  started   timestamptz NOT NULL,
+  heartbeat timestamptz NOT NULL
+);
+
+CREATE TABLE users (
+  project    text   NOT NULL,
+  user_id    text   NOT NULL,
+  first_seen bigint NOT NULL,  -- event time, epoch ms
+  last_seen  bigint NOT NULL,
+  events     bigint NOT NULL,
+  properties text   NOT NULL DEFAULT '{}',
+  PRIMARY KEY (project, user_id)
+) WITH (fillfactor = 90);
+CREATE TABLE user_events (
+  project text   NOT NULL,
+  user_id text   NOT NULL,
+  event   text   NOT NULL,
+  count   bigint NOT NULL,
+  PRIMARY KEY (project, user_id, event)
+) WITH (fillfactor = 90);
+CREATE TABLE counters (
+  project     text   NOT NULL,
+  event       text   NOT NULL,
+  granularity text   NOT NULL,
+  bucket      bigint NOT NULL,  -- bucket start, epoch ms of the event time
+  count       bigint NOT NULL,
+  users       bigint NOT NULL,
+  PRIMARY KEY (project, event, granularity, bucket)
+) WITH (fillfactor = 70);  -- hot rows updated by every batch: room for HOT updates
+CREATE INDEX counters_event ON counters (event, granularity, bucket);
+CREATE TABLE counter_users (
+  project     text   NOT NULL,
+  event       text   NOT NULL,
+  granularity text   NOT NULL,
+  bucket      bigint NOT NULL,
+  user_id     text   NOT NULL,
+  PRIMARY KEY (project, event, granularity, bucket, user_id)
+);
+)sql",
+};
+
+static_assert(std::size(kMigrations) == kPostgresSchemaVersion);
+
+}  // namespace
+
+Status MigratePostgres(PgConn& conn) {
+  const std::string lock = fmt::format("SELECT pg_advisory_lock({})", kMigrationLockKey);
+  const std::string unlock = fmt::format("SELECT pg_advisory_unlock({})", kMigrationLockKey);
+  SLUICE_RETURN_IF_ERROR(conn.ExecOnce(lock).status());
+  auto run = [&]() -> Status {
+    SLUICE_RETURN_IF_ERROR(conn.ExecOnce(
+                                   "CREATE TABLE IF NOT EXISTS sluice_schema ("
+                                   " version integer PRIMARY KEY,"
+                                   " applied_at timestamptz NOT NULL DEFAULT now())")
+                               .status());
+    SLUICE_ASSIGN_OR_RETURN(PgResult r,
+                            conn.ExecOnce("SELECT coalesce(max(version), 0) FROM sluice_schema"));
+    const int64_t current = r.Int(0, 0);
+    if (current > kPostgresSchemaVersion) {
+      return Status::Internal(fmt::format(
+          "postgres schema version {} is newer than this build ({})", current,
+          kPostgresSchemaVersion));
+    }
+    for (int64_t v = current; v < kPostgresSchemaVersion; ++v) {
+      SLUICE_RETURN_IF_ERROR(conn.Begin());
+      Status st = conn.ExecOnce(kMigrations[v]).status();
+      if (st.ok()) {
+        st = conn.ExecOnce(fmt::format("INSERT INTO sluice_schema(version) VALUES ({})", v + 1))
+                 .status();
+      }
+      if (st.ok()) st = conn.Commit();
+      if (!st.ok()) {
+        conn.Rollback();
+        return st;
+      }
+    }
+    return Status::Ok();
+  };
+  Status st = run();
+  // The lock also goes away with the session if this fails.
+  if (!conn.broken()) (void)conn.ExecOnce(unlock);
+  return st;
+}
+
+}  // namespace sluice

@@ -1,0 +1,83 @@
+// PostgresStore: the Store on one PostgreSQL database, for replicas on many
+// hosts. Same semantics as SqliteStore (the conformance suite runs on both);
+// the claim is one UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP
+// LOCKED), times come from the server clock, tokens from a sequence.
+// SQL and operations: docs/architecture.md ("PostgreSQL"), docs/operations.md.
+//
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "queue/postgres/pg_conn.h"
+#include "queue/postgres/pg_listener.h"
+#include "queue/store.h"
+
+namespace sluice {
+
+class PostgresStore final : public Store {
+ public:
+  // Connects, migrates (under an advisory lock) and returns the store.
+  static Result<StorePtr> Open(const StoreOptions& options);
+  ~PostgresStore() override;
+
+  Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) override;
+  Result<Lease> Claim(const ClaimRequest& req) override;
+  Result<int64_t> Extend(int64_t token, int64_t lease_ttl_ms) override;
+  Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) override;
+  Result<CompleteResult> Complete(const CompleteRequest& req) override;
+  Result<FailResult> Fail(const FailRequest& req) override;
+  Result<std::vector<DeadEvent>> ListDead(const DeadFilter& filter) override;
+  Result<int64_t> RequeueDead(const DeadFilter& filter) override;
+  Result<int64_t> PurgeDead(const DeadFilter& filter) override;
+  Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
+                                    int64_t ttl_ms) override;
+  Status ReleaseNamedLease(const std::string& name, int64_t token) override;
+  Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) override;
+  Status RegisterReplica(const ReplicaInfo& info) override;
+  Status HeartbeatReplica(const std::string& id) override;
+  Status RemoveReplica(const std::string& id) override;
+  Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) override;
+  Result<QueueStats> Stats() override;
+  Result<int64_t> NowMs() override;
+  Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override;
+  Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override;
+  const char* kind() const override { return "postgres"; }
+  void SetWakeCallback(std::function<void()> cb) override;
+
+ private:
+  explicit PostgresStore(const StoreOptions& options);
+
+  using TxnFn = std::function<Status(PgConn&)>;
+  // Runs fn inside BEGIN ... COMMIT on a pooled connection; rolls back when
+  // fn fails. fn must assign its outputs from scratch: it is re-run after a
+  // deadlock/serialization failure, and on a fresh connection when a pooled
+  // one turns out dead (server restart) before COMMIT was sent. A failure of
+  // COMMIT itself is never retried (the outcome is unknown): kUnavailable.
+  Status Txn(const TxnFn& fn);
+  // Runs fn (one statement, autocommit) on a pooled connection. Re-run on a
+  // fresh connection only when `idempotent`: a statement that failed with the
+  // connection may have committed.
+  Status Single(const TxnFn& fn, bool idempotent);
+
+  Result<Lease> ClaimAtomic(const ClaimRequest& req);
+  Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
+  // The shared body of MarkDone and Complete, inside a transaction. Fills
+  // held (seq, done_mask after marking) for the rows still held under token.
+  Status MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
+                    uint64_t external_bits, const std::vector<InStoreWork>& in_store,
+                    MarkDoneResult* marked, std::vector<std::pair<int64_t, uint64_t>>* held);
+  // Applies in-store effects with set-based SQL (pg_effects.cc).
+  static Status ApplyEffects(PgConn& c, const Effects& effects);
+
+  // Constant after construction.
+  const StoreOptions options_;
+  const PgSessionOptions session_;
+  std::unique_ptr<PgPool> pool_;
+  std::unique_ptr<PgListener> listener_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,523 @@
+// PostgresStore: in-store aggregates (apply and read), dead letters, named
+// leases, dedup pruning, replicas and queue statistics.
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string_view>
+#include <tuple>
+#include <utility>
+
+#include "fmt/format.h"
+#include "queue/postgres/pg_store.h"
+
+namespace sluice {
+
+namespace {
+
+#define SLUICE_MS(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
+
+}  // namespace
+
+// ---- in-store aggregates ----
+
+Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects) {
+  // Set-based: one statement per table family whatever the batch size. Rows
+  // are written in key order so concurrent batches touching the same users or
+  // counter buckets lock them in the same order (users, then counters; each
+  // sorted), which rules out deadlocks between them.
+  //
+  // users + user_events: the upsert locks each user row and returns its stored
+  // properties; the merge ($set overwrite, then $set_once fill) runs in C++
+  // with MergeJsonObjects exactly as in the SQLite store, then one UPDATE
+  // writes the merged objects of the users that have property changes.
+  static constexpr char kUpsertUsers[] =
+      "WITH u AS ("
+      "  INSERT INTO users AS x (project, user_id, first_seen, last_seen, events) "
+      "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) "
+      "  ORDER BY 1, 2 "
+      "  ON CONFLICT (project, user_id) DO UPDATE SET "
+      "  first_seen = least(x.first_seen, excluded.first_seen), "
+      "  last_seen = greatest(x.last_seen, excluded.last_seen), "
+      "  events = x.events + excluded.events "
+      "  RETURNING project, user_id, properties), "
+      "e AS ("
+      "  INSERT INTO user_events AS x (project, user_id, event, count) "
+      "  SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[]) "
+      "  ORDER BY 1, 2, 3 "
+      "  ON CONFLICT (project, user_id, event) DO UPDATE SET count = x.count + excluded.count) "
+      "SELECT project, user_id, properties FROM u WHERE user_id = ANY($10::text[])";
+  static constexpr char kSetProps[] =
+      "UPDATE users SET properties = p.props "
+      "FROM unnest($1::text[], $2::text[], $3::text[]) AS p(project, user_id, props) "
+      "WHERE users.project = p.project AND users.user_id = p.user_id";
+  // counters: counter_users rows that are new (ON CONFLICT DO NOTHING
+  // RETURNING) are exactly the distinct users this bucket had not seen; a
+  // concurrent batch inserting the same (bucket, user) waits for us and then
+  // sees the conflict, so a user is counted once per bucket.
+  static constexpr char kUpsertCounters[] =
+      "WITH cu AS ("
+      "  INSERT INTO counter_users (project, event, granularity, bucket, user_id) "
+      "  SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[]) "
+      "  ORDER BY 1, 2, 3, 4, 5 "
+      "  ON CONFLICT DO NOTHING RETURNING project, event, granularity, bucket), "
+      "n AS (SELECT project, event, granularity, bucket, count(*) AS users FROM cu "
+      "  GROUP BY 1, 2, 3, 4) "
+      "INSERT INTO counters AS x (project, event, granularity, bucket, count, users) "
+      "SELECT d.project, d.event, d.granularity, d.bucket, d.count, coalesce(n.users, 0) "
+      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) "
+      "  AS d(project, event, granularity, bucket, count) "
+      "LEFT JOIN n USING (project, event, granularity, bucket) "
+      "ORDER BY 1, 2, 3, 4 "
+      "ON CONFLICT (project, event, granularity, bucket) DO UPDATE SET "
+      "count = x.count + excluded.count, users = x.users + excluded.users";
+
+  if (!effects.users.empty()) {
+    // One row per (project, user): an upsert may not touch a row twice.
+    // Property deltas are kept in order and applied in order, like SQLite.
+    struct Agg {
+      int64_t first = 0, last = 0, events = 0;
+      std::vector<const UserDelta*> props;
+    };
+    std::map<std::pair<std::string_view, std::string_view>, Agg> users;
+    std::map<std::tuple<std::string_view, std::string_view, std::string_view>, int64_t> counts;
+    for (const UserDelta& u : effects.users) {
+      auto [it, fresh] = users.try_emplace({u.project, u.user_id});
+      Agg& a = it->second;
+      a.first = fresh ? u.first_seen_ms : std::min(a.first, u.first_seen_ms);
+      a.last = fresh ? u.last_seen_ms : std::max(a.last, u.last_seen_ms);
+      a.events += u.events;
+      if (!u.set.empty() || !u.set_once.empty()) a.props.push_back(&u);
+      for (const auto& [name, n] : u.event_counts) counts[{u.project, u.user_id, name}] += n;
+    }
+    std::vector<std::string_view> up, uu, ep, eu, en, want;
+    std::vector<int64_t> uf, ul, ue, ec;
+    for (const auto& [k, a] : users) {
+      up.push_back(k.first);
+      uu.push_back(k.second);
+      uf.push_back(a.first);
+      ul.push_back(a.last);
+      ue.push_back(a.events);
+      if (!a.props.empty()) want.push_back(k.second);
+    }
+    for (const auto& [k, n] : counts) {
+      ep.push_back(std::get<0>(k));
+      eu.push_back(std::get<1>(k));
+      en.push_back(std::get<2>(k));
+      ec.push_back(n);
+    }
+    PgParams p;
+    p.AddArray(std::span<const std::string_view>(up))
+        .AddArray(std::span<const std::string_view>(uu))
+        .AddArray(std::span<const int64_t>(uf))
+        .AddArray(std::span<const int64_t>(ul))
+        .AddArray(std::span<const int64_t>(ue))
+        .AddArray(std::span<const std::string_view>(ep))
+        .AddArray(std::span<const std::string_view>(eu))
+        .AddArray(std::span<const std::string_view>(en))
+        .AddArray(std::span<const int64_t>(ec))
+        .AddArray(std::span<const std::string_view>(want));
+    SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kUpsertUsers, p));
+    if (!want.empty()) {
+      std::vector<std::string> pp, pu, pv;
+      for (int i = 0; i < r.rows(); ++i) {
+        auto it = users.find({r.Text(i, 0), r.Text(i, 1)});
+        if (it == users.end() || it->second.props.empty()) continue;
+        std::string props = r.Str(i, 2);
+        for (const UserDelta* d : it->second.props) {
+          props = MergeJsonObjects(MergeJsonObjects(props, d->set, true), d->set_once, false);
+        }
+        pp.push_back(r.Str(i, 0));
+        pu.push_back(r.Str(i, 1));
+        pv.push_back(std::move(props));
+      }
+      if (!pp.empty()) {
+        PgParams q;
+        q.AddArray(std::span<const std::string>(pp))
+            .AddArray(std::span<const std::string>(pu))
+            .AddArray(std::span<const std::string>(pv));
+        SLUICE_RETURN_IF_ERROR(c.Exec(kSetProps, q).status());
+      }
+    }
+  }
+  if (!effects.counters.empty()) {
+    using Key = std::tuple<std::string_view, std::string_view, std::string_view, int64_t>;
+    std::map<Key, int64_t> counts;
+    std::set<std::tuple<std::string_view, std::string_view, std::string_view, int64_t,
+                        std::string_view>>
+        seen;
+    for (const CounterDelta& d : effects.counters) {
+      const std::string_view gran = GranularityName(d.granularity);
+      counts[{d.project, d.event, gran, d.bucket_ms}] += d.count;
+      for (const std::string& u : d.users) seen.insert({d.project, d.event, gran, d.bucket_ms, u});
+    }
+    std::vector<std::string_view> cp, ce, cg, up, ue, ug, uu;
+    std::vector<int64_t> cb, cc, ub;
+    for (const auto& [k, n] : counts) {
+      cp.push_back(std::get<0>(k));
+      ce.push_back(std::get<1>(k));
+      cg.push_back(std::get<2>(k));
+      cb.push_back(std::get<3>(k));
+      cc.push_back(n);
+    }
+    for (const auto& k : seen) {
+      up.push_back(std::get<0>(k));
+      ue.push_back(std::get<1>(k));
+      ug.push_back(std::get<2>(k));
+      ub.push_back(std::get<3>(k));
+      uu.push_back(std::get<4>(k));
+    }
+    PgParams p;
+    p.AddArray(std::span<const std::string_view>(cp))
+        .AddArray(std::span<const std::string_view>(ce))
+        .AddArray(std::span<const std::string_view>(cg))
+        .AddArray(std::span<const int64_t>(cb))
+        .AddArray(std::span<const int64_t>(cc))
+        .AddArray(std::span<const std::string_view>(up))
+        .AddArray(std::span<const std::string_view>(ue))
+        .AddArray(std::span<const std::string_view>(ug))
+        .AddArray(std::span<const int64_t>(ub))
+        .AddArray(std::span<const std::string_view>(uu));
+    SLUICE_RETURN_IF_ERROR(c.Exec(kUpsertCounters, p).status());
+  }
+  return Status::Ok();
+}
+
+Result<UserProfile> PostgresStore::GetUser(const std::string& project,
+                                           const std::string& user_id) {
+  // One statement, one snapshot. Event names sort bytewise (COLLATE "C"),
+  // as in SQLite, whatever the database's collation.
+  static constexpr char kUser[] =
+      "SELECT u.first_seen, u.last_seen, u.events, u.properties, e.event, e.count "
+      "FROM users u LEFT JOIN user_events e ON e.project = u.project AND e.user_id = u.user_id "
+      "WHERE u.project = $1 AND u.user_id = $2 ORDER BY e.event COLLATE \"C\"";
+  UserProfile p;
+  p.project = project.empty() ? "default" : project;
+  p.user_id = user_id;
+  PgParams params;
+  params.Add(p.project).Add(p.user_id);
+  bool found = false;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kUser, params));
+        p.event_counts.clear();
+        found = r.rows() > 0;
+        if (!found) return Status::Ok();
+        p.first_seen_ms = r.Int(0, 0);
+        p.last_seen_ms = r.Int(0, 1);
+        p.events = r.Int(0, 2);
+        p.properties = r.Str(0, 3);
+        for (int i = 0; i < r.rows(); ++i) {
+          if (!r.IsNull(i, 4)) p.event_counts.emplace_back(r.Str(i, 4), r.Int(i, 5));
+        }
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+  if (!st.ok()) return st;
+  if (!found) return Status::NotFound(fmt::format("user {}/{} not found", p.project, user_id));
+  return p;
+}
+
+Result<std::vector<CounterPoint>> PostgresStore::QueryCounters(const CounterQuery& q) {
+  if (q.event.empty()) return Status::InvalidArgument("counters: event is required");
+  static constexpr char kQuery[] =
+      "SELECT bucket, sum(count)::bigint, sum(users)::bigint FROM counters "
+      "WHERE ($1::text = '' OR project = $1::text) AND event = $2 AND granularity = $3 "
+      "AND bucket >= $4 AND bucket < $5 GROUP BY bucket ORDER BY bucket";
+  PgParams params;
+  params.Add(q.project).Add(q.event).Add(GranularityName(q.granularity)).Add(q.from_ms).Add(
+      q.to_ms);
+  std::vector<CounterPoint> out;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kQuery, params));
+        out.clear();
+        for (int i = 0; i < r.rows(); ++i) {
+          out.push_back(CounterPoint{r.Int(i, 0), r.Int(i, 1), r.Int(i, 2)});
+        }
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+  if (!st.ok()) return st;
+  return out;
+}
+
+// ---- dead letters ----
+
+namespace {
+
+// $1 project or '', $2 "consumer NAME:" prefix or '', $3 seqs or NULL.
+#define SLUICE_DEAD_FILTER                                                    \
+  "state = 'dead' AND ($1::text = '' OR project = $1::text) "                 \
+  "AND ($2::text = '' OR starts_with(coalesce(last_error, ''), $2::text)) "   \
+  "AND ($3::bigint[] IS NULL OR seq = ANY($3::bigint[]))"
+
+PgParams DeadParams(const DeadFilter& f) {
+  PgParams p;
+  p.Add(f.project).Add(f.consumer.empty() ? std::string() : "consumer " + f.consumer + ":");
+  if (f.seqs.empty()) {
+    p.AddNull();
+  } else {
+    p.AddArray(std::span<const int64_t>(f.seqs));
+  }
+  return p;
+}
+
+}  // namespace
+
+Result<std::vector<DeadEvent>> PostgresStore::ListDead(const DeadFilter& filter) {
+  static constexpr char kList[] =
+      "SELECT seq, project, insert_id, body, attempts, done_mask, coalesce(last_error, ''), "
+      "coalesce(" SLUICE_MS("died_at") ", 0) FROM queue WHERE " SLUICE_DEAD_FILTER
+      " ORDER BY seq LIMIT $4";
+  PgParams params = DeadParams(filter);
+  params.Add(int64_t{filter.limit > 0 ? filter.limit : 100});
+  std::vector<DeadEvent> out;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kList, params));
+        out.clear();
+        for (int i = 0; i < r.rows(); ++i) {
+          DeadEvent d;
+          d.seq = r.Int(i, 0);
+          d.project = r.Str(i, 1);
+          d.insert_id = r.Str(i, 2);
+          d.body = r.Str(i, 3);
+          d.attempts = static_cast<int32_t>(r.Int(i, 4));
+          d.done_mask = static_cast<uint64_t>(r.Int(i, 5));
+          d.last_error = r.Str(i, 6);
+          d.died_at_ms = r.Int(i, 7);
+          out.push_back(std::move(d));
+        }
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<int64_t> PostgresStore::RequeueDead(const DeadFilter& filter) {
+  // Requeued rows are claimable at once: wake the other replicas too.
+  static constexpr char kRequeue[] =
+      "WITH r AS (UPDATE queue SET state = 'pending', visible_at = now(), attempts = 0, "
+      "died_at = NULL, reclaimed = false WHERE " SLUICE_DEAD_FILTER " RETURNING 1) "
+      "SELECT count(*), (count(*) > 0 AND pg_notify('sluice_work', '') IS NULL) FROM r";
+  PgParams params = DeadParams(filter);
+  int64_t n = 0;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kRequeue, params));
+        n = r.Int(0, 0);
+        return Status::Ok();
+      },
+      /*idempotent=*/false);
+  if (!st.ok()) return st;
+  return n;
+}
+
+Result<int64_t> PostgresStore::PurgeDead(const DeadFilter& filter) {
+  static constexpr char kPurge[] = "DELETE FROM queue WHERE " SLUICE_DEAD_FILTER;
+  PgParams params = DeadParams(filter);
+  int64_t n = 0;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kPurge, params));
+        n = r.Affected();
+        return Status::Ok();
+      },
+      /*idempotent=*/false);
+  if (!st.ok()) return st;
+  return n;
+}
+
+// ---- named leases and dedup pruning ----
+
+Result<int64_t> PostgresStore::AcquireNamedLease(const std::string& name,
+                                                 const std::string& owner, int64_t ttl_ms) {
+  // Lock the lease row (if any), then decide, as in SQLite: a live lease of
+  // another owner -> kBusy; our own live lease is renewed and keeps its
+  // token (work fenced by it stays valid); otherwise a new token.
+  static constexpr char kGet[] =
+      "SELECT owner, token, lease_until > now() FROM leases WHERE name = $1 FOR UPDATE";
+  static constexpr char kRenew[] =
+      "UPDATE leases SET lease_until = now() + $2::bigint * interval '1 millisecond' "
+      "WHERE name = $1";
+  static constexpr char kTake[] =
+      "INSERT INTO leases AS l (name, owner, token, lease_until) "
+      "VALUES ($1, $2, nextval('sluice_token'), now() + $3::bigint * interval '1 millisecond') "
+      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
+      "lease_until = excluded.lease_until "
+      "WHERE l.lease_until <= now() OR l.owner = excluded.owner RETURNING token";
+  if (name.empty() || owner.empty() || ttl_ms <= 0) {
+    return Status::InvalidArgument("named lease: name, owner and ttl_ms are required");
+  }
+  int64_t token = 0;
+  Status st = Txn([&](PgConn& c) -> Status {
+    PgParams get;
+    get.Add(name);
+    SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kGet, get));
+    if (r.rows() > 0 && r.Bool(0, 2)) {
+      if (r.Text(0, 0) != owner) {
+        return Status::Busy(fmt::format("lease {} held by {}", name, r.Text(0, 0)));
+      }
+      token = r.Int(0, 1);
+      PgParams renew;
+      renew.Add(name).Add(ttl_ms);
+      return c.Exec(kRenew, renew).status();
+    }
+    // Two first-time takers (no row to lock yet): the second INSERT waits
+    // for the first's commit, then finds its live lease and takes nothing.
+    PgParams take;
+    take.Add(name).Add(owner).Add(ttl_ms);
+    SLUICE_ASSIGN_OR_RETURN(PgResult t, c.Exec(kTake, take));
+    if (t.rows() == 0) return Status::Busy(fmt::format("lease {} held by another owner", name));
+    token = t.Int(0, 0);
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return token;
+}
+
+Status PostgresStore::ReleaseNamedLease(const std::string& name, int64_t token) {
+  static constexpr char kRelease[] = "DELETE FROM leases WHERE name = $1 AND token = $2";
+  PgParams params;
+  params.Add(name).Add(token);
+  return Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kRelease, params));
+        if (r.Affected() == 0) {
+          return Status::LeaseLost(
+              fmt::format("lease {} is not held under token {}", name, token));
+        }
+        return Status::Ok();
+      },
+      /*idempotent=*/false);
+}
+
+Result<int64_t> PostgresStore::PruneDedup(int64_t named_lease_token, int64_t limit) {
+  // FOR SHARE on the lease row: a takeover (which updates the row) waits
+  // until this prune commits, so the fence holds for the whole delete.
+  static constexpr char kHeld[] =
+      "SELECT 1 FROM leases WHERE token = $1 AND lease_until > now() FOR SHARE";
+  static constexpr char kPrune[] =
+      "DELETE FROM dedup WHERE (project, insert_id) IN ("
+      "  SELECT project, insert_id FROM dedup "
+      "  WHERE seen_at < now() - $1::bigint * interval '1 millisecond' "
+      "  ORDER BY seen_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+  if (limit <= 0) return int64_t{0};
+  int64_t n = 0;
+  Status st = Txn([&](PgConn& c) -> Status {
+    PgParams held;
+    held.Add(named_lease_token);
+    SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kHeld, held));
+    if (r.rows() == 0) {
+      return Status::LeaseLost(
+          fmt::format("prune dedup: token {} holds no named lease", named_lease_token));
+    }
+    PgParams prune;
+    prune.Add(options_.dedup_window_ms).Add(limit);
+    SLUICE_ASSIGN_OR_RETURN(PgResult d, c.Exec(kPrune, prune));
+    n = d.Affected();
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return n;
+}
+
+// ---- replicas and status ----
+
+Status PostgresStore::RegisterReplica(const ReplicaInfo& info) {
+  static constexpr char kUpsert[] =
+      "INSERT INTO replicas (id, host, pid, version, started, heartbeat) "
+      "VALUES ($1, $2, $3, $4, CASE WHEN $5::bigint > 0 "
+      "  THEN to_timestamp($5::bigint / 1000.0) ELSE now() END, now()) "
+      "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+      "version = excluded.version, started = excluded.started, heartbeat = excluded.heartbeat";
+  if (info.id.empty()) return Status::InvalidArgument("replica id is required");
+  PgParams params;
+  params.Add(info.id).Add(info.host).Add(info.pid).Add(info.version).Add(info.started_ms);
+  return Single([&](PgConn& c) -> Status { return c.Exec(kUpsert, params).status(); },
+                /*idempotent=*/true);
+}
+
+Status PostgresStore::HeartbeatReplica(const std::string& id) {
+  static constexpr char kBeat[] = "UPDATE replicas SET heartbeat = now() WHERE id = $1";
+  PgParams params;
+  params.Add(id);
+  return Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kBeat, params));
+        if (r.Affected() == 0) return Status::NotFound(fmt::format("replica {} not registered", id));
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+}
+
+Status PostgresStore::RemoveReplica(const std::string& id) {
+  static constexpr char kRemove[] = "DELETE FROM replicas WHERE id = $1";
+  PgParams params;
+  params.Add(id);
+  return Single([&](PgConn& c) -> Status { return c.Exec(kRemove, params).status(); },
+                /*idempotent=*/true);
+}
+
+Result<std::vector<ReplicaInfo>> PostgresStore::ListReplicas(int64_t alive_within_ms) {
+  // Claim owners are "<replica id>/<loop>"; a live lease is one not expired.
+  // The count walks queue_token (leased rows only), not the queue.
+  static constexpr char kList[] =
+      "SELECT r.id, r.host, r.pid, r.version, " SLUICE_MS("r.started") ", "
+      SLUICE_MS("r.heartbeat") ", "
+      "(SELECT count(*) FROM queue q WHERE q.state = 'leased' AND q.lease_until > now() "
+      " AND (q.lease_owner = r.id OR starts_with(q.lease_owner, r.id || '/'))) "
+      "FROM replicas r WHERE r.heartbeat >= now() - $1::bigint * interval '1 millisecond' "
+      "ORDER BY r.id COLLATE \"C\"";
+  PgParams params;
+  params.Add(alive_within_ms);
+  std::vector<ReplicaInfo> out;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kList, params));
+        out.clear();
+        for (int i = 0; i < r.rows(); ++i) {
+          ReplicaInfo info;
+          info.id = r.Str(i, 0);
+          info.host = r.Str(i, 1);
+          info.pid = r.Int(i, 2);
+          info.version = r.Str(i, 3);
+          info.started_ms = r.Int(i, 4);
+          info.heartbeat_ms = r.Int(i, 5);
+          info.leases_held = r.Int(i, 6);
+          out.push_back(std::move(info));
+        }
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<QueueStats> PostgresStore::Stats() {
+  // One statement (one snapshot). Each count walks a partial index; the
+  // oldest pending row is the first 'pending' one in queue_claim's seq order.
+  static constexpr char kStats[] =
+      "SELECT (SELECT count(*) FROM queue WHERE state <> 'dead'), "
+      "(SELECT count(*) FROM queue WHERE state = 'leased'), "
+      "(SELECT count(*) FROM queue WHERE state = 'dead'), "
+      "coalesce((SELECT greatest(0, " SLUICE_MS("now()") " - " SLUICE_MS("enqueued_at") ") "
+      "  FROM queue WHERE state = 'pending' ORDER BY seq LIMIT 1), 0)";
+  QueueStats stats;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kStats));
+        const int64_t live = r.Int(0, 0);
+        stats.leased = r.Int(0, 1);
+        stats.dead = r.Int(0, 2);
+        stats.pending = live - stats.leased;
+        stats.oldest_pending_age_ms = r.Int(0, 3);
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+  if (!st.ok()) return st;
+  return stats;
+}
+
+}  // namespace sluice

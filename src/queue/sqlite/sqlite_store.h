@@ -1,0 +1,83 @@
+// SqliteStore: the embedded Store on one SQLite file (WAL).
+//
+// Several processes on one file are several replicas: every write runs in a
+// BEGIN IMMEDIATE transaction (the file's single writer lock), lock waits
+// retry within busy_timeout_ms and then fail with kUnavailable. Within one
+// process, writers also queue on a mutex so they do not spin on the file lock.
+// SQL and rationale: docs/claim-protocol-sqlite.md.
+//
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "queue/sqlite/sqlite_db.h"
+#include "queue/store.h"
+
+namespace sluice {
+
+class SqliteStore final : public Store {
+ public:
+  // `path` is the database file; its parent directory is created if missing.
+  static Result<StorePtr> Open(const StoreOptions& options, const std::string& path);
+
+  Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) override;
+  Result<Lease> Claim(const ClaimRequest& req) override;
+  Result<int64_t> Extend(int64_t token, int64_t lease_ttl_ms) override;
+  Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) override;
+  Result<CompleteResult> Complete(const CompleteRequest& req) override;
+  Result<FailResult> Fail(const FailRequest& req) override;
+  Result<std::vector<DeadEvent>> ListDead(const DeadFilter& filter) override;
+  Result<int64_t> RequeueDead(const DeadFilter& filter) override;
+  Result<int64_t> PurgeDead(const DeadFilter& filter) override;
+  Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
+                                    int64_t ttl_ms) override;
+  Status ReleaseNamedLease(const std::string& name, int64_t token) override;
+  Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) override;
+  Status RegisterReplica(const ReplicaInfo& info) override;
+  Status HeartbeatReplica(const std::string& id) override;
+  Status RemoveReplica(const std::string& id) override;
+  Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) override;
+  Result<QueueStats> Stats() override;
+  Result<int64_t> NowMs() override;
+  Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override;
+  Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override;
+  const char* kind() const override { return "sqlite"; }
+
+ private:
+  SqliteStore(const StoreOptions& options, std::unique_ptr<SqlitePool> pool);
+
+  // Runs fn(conn, now) inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn
+  // fails. `now` is the store clock read once at the start of the
+  // transaction (the write lock is held, so it orders with every other write).
+  // fn must assign its outputs from scratch: it is re-run when the lock could
+  // not be taken at first.
+  using WriteFn = std::function<Status(SqliteConn& c, int64_t now)>;
+  Status Write(const WriteFn& fn);
+  // Runs fn(conn, now) inside a read transaction (one consistent snapshot).
+  Status Read(const WriteFn& fn);
+
+  Result<Lease> ClaimAtomic(const ClaimRequest& req);
+  Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
+  // The shared body of MarkDone and Complete, inside a write transaction.
+  // Fills held (seq, done_mask after marking) for the rows held under token.
+  Status MarkLocked(SqliteConn& c, int64_t now, int64_t token,
+                    std::span<const ClaimedEvent> events, uint64_t external_bits,
+                    const std::vector<InStoreWork>& in_store, MarkDoneResult* marked,
+                    std::vector<std::pair<int64_t, uint64_t>>* held);
+  Status ApplyEffectsLocked(SqliteConn& c, const Effects& effects);
+
+  // Constant after construction.
+  const StoreOptions options_;
+  const std::unique_ptr<SqlitePool> pool_;
+
+  // Serializes this process's write transactions (the file lock serializes
+  // them across processes anyway; queuing here avoids busy-wait sleeps).
+  std::mutex write_mu_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,155 @@
+// UsersConsumer::BuildEffects: pure grouping and merging of one batch.
+#include "consumers/users/users_consumer.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <vector>
+
+#include "common/event.h"
+#include "common/metrics.h"
+
+namespace sluice {
+namespace {
+
+class Batch {
+ public:
+  // Adds an event; `user` goes to user_id, or anonymous_id when `anon`.
+  Batch& Add(int64_t seq, const std::string& project, const std::string& user,
+             const std::string& name, int64_t time_ms, const std::string& set = "",
+             const std::string& set_once = "", bool anon = false) {
+    Event e;
+    e.event = name;
+    (anon ? e.anonymous_id : e.user_id) = user;
+    e.time_ms = time_ms;
+    e.set = set;
+    e.set_once = set_once;
+    ClaimedEvent c;
+    c.seq = seq;
+    c.project = project;
+    c.insert_id = "i" + std::to_string(seq);
+    c.body = ToBody(e);
+    rows_.push_back(std::move(c));
+    return *this;
+  }
+  Batch& AddRaw(int64_t seq, const std::string& body) {
+    ClaimedEvent c;
+    c.seq = seq;
+    c.project = "p";
+    c.body = body;
+    rows_.push_back(std::move(c));
+    return *this;
+  }
+  std::vector<const ClaimedEvent*> ptrs() const {
+    std::vector<const ClaimedEvent*> out;
+    for (const ClaimedEvent& c : rows_) out.push_back(&c);
+    return out;
+  }
+
+ private:
+  std::deque<ClaimedEvent> rows_;
+};
+
+Effects Build(const Batch& b, Counter* bad = nullptr) {
+  UsersConsumer users("users", 1, bad);
+  Effects out;
+  users.BuildEffects(b.ptrs(), &out);
+  return out;
+}
+
+TEST(UsersConsumer, GroupsByProjectAndUserSorted) {
+  Batch b;
+  b.Add(1, "p2", "u1", "a", 1000).Add(2, "p1", "u2", "a", 1000).Add(3, "p1", "u1", "b", 1000);
+  b.Add(4, "p1", "u1", "a", 2000);
+  Effects out = Build(b);
+  ASSERT_EQ(out.users.size(), 3u);
+  EXPECT_EQ(out.users[0].project, "p1");
+  EXPECT_EQ(out.users[0].user_id, "u1");
+  EXPECT_EQ(out.users[0].events, 2);
+  EXPECT_EQ(out.users[1].user_id, "u2");
+  EXPECT_EQ(out.users[2].project, "p2");
+  EXPECT_TRUE(out.counters.empty());
+}
+
+TEST(UsersConsumer, FirstAndLastSeenComeFromEventTimeNotArrival) {
+  Batch b;
+  b.Add(1, "p", "u", "a", 5000).Add(2, "p", "u", "a", 1000).Add(3, "p", "u", "a", 9000);
+  b.Add(4, "p", "u", "a", 3000);
+  Effects out = Build(b);
+  ASSERT_EQ(out.users.size(), 1u);
+  EXPECT_EQ(out.users[0].first_seen_ms, 1000);
+  EXPECT_EQ(out.users[0].last_seen_ms, 9000);
+  EXPECT_EQ(out.users[0].events, 4);
+}
+
+TEST(UsersConsumer, CountsEventsPerName) {
+  Batch b;
+  b.Add(1, "p", "u", "open", 1).Add(2, "p", "u", "click", 2).Add(3, "p", "u", "open", 3);
+  Effects out = Build(b);
+  ASSERT_EQ(out.users.size(), 1u);
+  EXPECT_EQ(out.users[0].event_counts.at("open"), 2);
+  EXPECT_EQ(out.users[0].event_counts.at("click"), 1);
+  EXPECT_EQ(out.users[0].event_counts.size(), 2u);
+}
+
+TEST(UsersConsumer, SetLaterEventTimeWinsEvenWhenItArrivedFirst) {
+  Batch b;
+  // seq 1 is the newest event: its plan must win over the older seq 2.
+  b.Add(1, "p", "u", "a", 2000, R"({"plan":"pro","a":1})");
+  b.Add(2, "p", "u", "a", 1000, R"({"plan":"free","b":2})");
+  Effects out = Build(b);
+  ASSERT_EQ(out.users.size(), 1u);
+  // Compare as merged objects: key order is not part of the contract.
+  EXPECT_EQ(MergeJsonObjects(R"({"plan":0,"a":0,"b":0})", out.users[0].set, true),
+            R"({"plan":"pro","a":1,"b":2})");
+  EXPECT_EQ(out.users[0].set_once, "");
+}
+
+TEST(UsersConsumer, SameTimeTieBrokenBySeq) {
+  Batch b;
+  b.Add(7, "p", "u", "a", 1000, R"({"k":"seven"})");
+  b.Add(3, "p", "u", "a", 1000, R"({"k":"three"})");
+  Effects out = Build(b);
+  ASSERT_EQ(out.users.size(), 1u);
+  EXPECT_EQ(out.users[0].set, R"({"k":"seven"})");
+}
+
+TEST(UsersConsumer, SetOnceKeepsEarliestValue) {
+  Batch b;
+  b.Add(1, "p", "u", "a", 3000, "", R"({"src":"late","x":1})");
+  b.Add(2, "p", "u", "a", 1000, "", R"({"src":"early"})");
+  b.Add(3, "p", "u", "a", 2000, "", R"({"src":"middle","y":2})");
+  Effects out = Build(b);
+  ASSERT_EQ(out.users.size(), 1u);
+  EXPECT_EQ(MergeJsonObjects(R"({"src":0,"x":0,"y":0})", out.users[0].set_once, true),
+            R"({"src":"early","x":1,"y":2})");
+  EXPECT_EQ(out.users[0].set, "");
+}
+
+TEST(UsersConsumer, AnonymousIdIsTheUserWhenNoUserId) {
+  Batch b;
+  b.Add(1, "p", "anon-1", "a", 1, "", "", /*anon=*/true);
+  Effects out = Build(b);
+  ASSERT_EQ(out.users.size(), 1u);
+  EXPECT_EQ(out.users[0].user_id, "anon-1");
+}
+
+TEST(UsersConsumer, UnparsableBodiesAreSkippedAndCounted) {
+  Batch b;
+  b.AddRaw(1, "not json").AddRaw(2, R"({"event":"x"})");  // second lacks time
+  b.Add(3, "p", "u", "a", 1);
+  Counter bad;
+  Effects out = Build(b, &bad);
+  EXPECT_EQ(bad.value(), 2);
+  ASSERT_EQ(out.users.size(), 1u);
+  EXPECT_EQ(out.users[0].events, 1);
+}
+
+TEST(UsersConsumer, EmptyBatchAddsNothing) {
+  Batch b;
+  Effects out = Build(b);
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
+}  // namespace sluice

@@ -43,6 +43,7 @@ drain_timeout = "1s"
 [[consumer]]
 type = "test"
 name = "idle"
+bit = 2
 sleep_ms = 3600000
 TOML
 }
@@ -58,15 +59,16 @@ sqlite_ceiling() {  # DB: re-insert its queue+dedup rows into a fresh copy of th
     sqlite3 -cmd ".mode insert dedup" "$src" "SELECT * FROM dedup"
     echo "COMMIT;"
   } >"$WORK/rows.sql"
-  local n t0 t1
+  local n times
   n=$(sqlite3 "$src" "SELECT count(*) FROM queue")
-  t0=$(date +%s.%N)
-  sqlite3 "$dst" <"$WORK/rows.sql" >/dev/null
-  t1=$(date +%s.%N)
-  node -e 'const [n,a,b]=process.argv.slice(1).map(Number);
-    console.log(JSON.stringify({ceiling_rows:n,ceiling_seconds:b-a,ceiling_events_per_s:n/(b-a),
+  # The store's own connection settings (queue/sqlite), so only the client differs.
+  sed -i '1s/^/PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY; /' "$WORK/rows.sql"
+  times=$( { TIMEFORMAT='%R %U %S'; time sqlite3 "$dst" <"$WORK/rows.sql" >/dev/null; } 2>&1 )
+  node -e 'const n=Number(process.argv[1]); const [r,u,s]=process.argv[2].split(" ").map(Number);
+    console.log(JSON.stringify({ceiling_rows:n,ceiling_seconds:r,ceiling_events_per_s:n/r,
+    ceiling_cpu_s:u+s,ceiling_events_per_cpu_s:n/(u+s),
     ceiling_method:"sqlite3 CLI: INSERT statements of the same queue+dedup rows, one transaction, WAL, synchronous=FULL"}))' \
-    "$n" "$t0" "$t1"
+    "$n" "$times"
 }
 
 pg_ceiling() {  # DB_URL: COPY its queue+dedup rows into a fresh database with the same schema
@@ -107,8 +109,11 @@ for store in $STORES; do
   write_config "$WORK/$store.toml" "$port" "$url"
   start_serve "$WORK/$store.toml" "$WORK/$store-serve.log"
   log "ingest $store: $EVENTS events, $CONNS connections, batch $BATCH"
+  cpu0=$(cpu_s "$SERVE_PID")
+  load=$(load1)
   "$SLUICE" bench ingest --url "$SERVE_URL/v1/events" --events "$EVENTS" --batch "$BATCH" \
     --connections "$CONNS" --event-bytes "$EVENT_BYTES" --json >"$WORK/peak.json"
+  server_cpu=$(node -e 'console.log((process.argv[2]-process.argv[1]).toFixed(2))' "$cpu0" "$(cpu_s "$SERVE_PID")")
   peak=$(jget "$WORK/peak.json" j.events_per_s)
   half=$(node -e 'console.log(Math.max(100, Math.round(process.argv[1]/2)))' "$peak")
   half_events=$(node -e 'console.log(Math.max(200, Math.round(process.argv[1]*process.argv[2])))' \
@@ -131,8 +136,11 @@ for store in $STORES; do
       p90_ms:p.latency.p90_ms, p99_ms:p.latency.p99_ms, max_ms:p.latency.max_ms,
       half_rate:h.options.rate, half_events_per_s:h.events_per_s, half_p50_ms:h.latency.p50_ms,
       half_p99_ms:h.latency.p99_ms, half_max_ms:h.latency.max_ms, half_failed:h.requests_failed,
-      peak_rss_mb:Number(process.argv[5]), ...c, ratio_to_ceiling:p.events_per_s/c.ceiling_events_per_s,
-      peak_run:p, half_run:h}));' "$WORK/peak.json" "$WORK/half.json" "$ceiling" "$store" "$rss")
+      peak_rss_mb:Number(process.argv[5]), server_cpu_s:Number(process.argv[6]),
+      client_cpu_s:p.client_cpu_s, load1_before:Number(process.argv[7]),
+      events_per_server_cpu_s:p.events_ok/Number(process.argv[6]), ...c, ratio_to_ceiling:p.events_per_s/c.ceiling_events_per_s,
+      peak_run:p, half_run:h}));' "$WORK/peak.json" "$WORK/half.json" "$ceiling" "$store" "$rss" \
+      "$server_cpu" "$load")
   echo "$row" >>"$ROWS"
 done
 
@@ -140,4 +148,5 @@ finish ingest "$ROWS"
 table "$RESULTS/ingest.json" '[["store","store"],["events/s","events_per_s"],["requests/s","requests_per_s"],
   ["p50 ms","p50_ms"],["p99 ms","p99_ms"],["max ms","max_ms"],["half-load rate","half_rate"],
   ["p99 ms at half","half_p99_ms"],["peak RSS MB","peak_rss_mb"],["ceiling events/s","ceiling_events_per_s"],
-  ["ratio to ceiling","ratio_to_ceiling"],["failed req","failed"]]'
+  ["ratio to ceiling","ratio_to_ceiling"],["server CPU s","server_cpu_s"],
+  ["events per server CPU-s","events_per_server_cpu_s"],["load avg","load1_before"],["failed req","failed"]]'

@@ -20,13 +20,15 @@ for store in $STORES; do
     postgres) [[ -n "${PG_URL:-}" ]] || start_pg; url=$(pg_new_db sluice_process) ;;
   esac
   log "process $store: $EVENTS events, users+counters, 1 replica"
+  load=$(load1)
   "$SLUICE" bench process --store "$url" --sync true --preload "$EVENTS" \
     --consumers users,counters --replicas 1 --json >"$WORK/out.json"
-  jmerge "$(cat "$WORK/out.json")" "{\"store_kind\":\"$store\"}" >>"$ROWS"
+  jmerge "$(cat "$WORK/out.json")" "{\"load1\":$load,\"store_kind\":\"$store\"}" >>"$ROWS"
 done
 
 finish process "$ROWS"
 table "$RESULTS/process.json" '[["store","store"],["events","completed"],["events/s","events_per_s"],
   ["seconds","seconds"],["claim p50 ms","claim.p50_ms"],["claim p99 ms","claim.p99_ms"],
   ["complete p50 ms","complete.p50_ms"],["complete p99 ms","complete.p99_ms"],
-  ["duplicate dispatches","duplicate_dispatches"],["preload events/s","preload.events_per_s"]]'
+  ["duplicate dispatches","duplicate_dispatches"],["preload events/s","preload.events_per_s"],
+  ["sluice CPU s","cpu_s"],["load avg","load1"]]'

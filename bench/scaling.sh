@@ -43,12 +43,13 @@ for store in $STORES; do
   for strategy in $STRATEGIES; do
     for r in $REPLICAS; do
       log "scaling $store $strategy: $r replica(s) x $LOOPS loops, ${SLEEP_MS} ms per $BATCH-event batch, ${DURATION} s"
-      "$SLUICE" bench process --store "$url" --claim "$strategy" --consumers test \
+      load=$(load1)
+  "$SLUICE" bench process --store "$url" --claim "$strategy" --consumers test \
         --consumer-opt "sleep_ms=$SLEEP_MS" --replicas "$r" --loops "$LOOPS" --batch "$BATCH" \
         --lease-ttl-ms 30000 --duration "$DURATION" --json >"$WORK/out.json"
       ideal=$(node -e 'console.log(process.argv[1]*process.argv[2]*process.argv[3]*1000/process.argv[4])' \
         "$r" "$LOOPS" "$BATCH" "$SLEEP_MS")
-      jmerge "$(cat "$WORK/out.json")" "{\"store_kind\":\"$store\",\"sleep_ms\":$SLEEP_MS,\"ideal_events_per_s\":$ideal}" >>"$ROWS"
+      jmerge "$(cat "$WORK/out.json")" "{\"load1\":$load,\"store_kind\":\"$store\",\"sleep_ms\":$SLEEP_MS,\"ideal_events_per_s\":$ideal}" >>"$ROWS"
     done
   done
 done
@@ -68,4 +69,4 @@ finish scaling "$ROWS"
 table "$RESULTS/scaling.json" '[["store","store"],["claim","claim_strategy"],["replicas","replicas"],
   ["events/s","events_per_s"],["x N x 1-replica","efficiency"],["of ideal","of_ideal"],
   ["completed","completed"],["deliveries","deliveries"],["duplicate dispatches","duplicate_dispatches"],
-  ["lease-lost","lease_lost"],["claim p99 ms","claim.p99_ms"]]'
+  ["lease-lost","lease_lost"],["claim p99 ms","claim.p99_ms"],["load avg","load1"]]'

@@ -9,6 +9,7 @@ BUILD_DIR=${BUILD_DIR:-$REPO_DIR/build}
 BUILD_DIR=$(cd "$BUILD_DIR" && pwd)
 SLUICE=${SLUICE:-$BUILD_DIR/sluice}
 SIZE=${SIZE:-default}
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 RESULTS=${RESULTS:-$BENCH_DIR/results}
 mkdir -p "$RESULTS"
 [[ -x "$SLUICE" ]] || { echo "bench: no sluice binary at $SLUICE (build first)" >&2; exit 1; }
@@ -96,6 +97,12 @@ start_serve() {
   return 1
 }
 
+# 1-minute load average now (other processes on the machine compete for the 2 cores).
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# CPU seconds (user + system) a live process has used so far.
+cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+
 # Peak resident set of a live process, in MB (VmHWM).
 peak_rss_mb() {
   awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"
@@ -127,7 +134,8 @@ machine_json() {
   disk=$(df -P "$WORK" | awk 'NR==2 {print $1}')
   node -e 'const os=require("os");console.log(JSON.stringify({date:new Date().toISOString(),
     cores:os.cpus().length,cpu:os.cpus()[0].model,mem_gb:Math.round(os.totalmem()/2**30),
-    kernel:os.release(),disk:process.argv[1],commit:process.argv[2],size:process.argv[3]}))' \
+    kernel:os.release(),disk:process.argv[1],commit:process.argv[2],size:process.argv[3],
+    loadavg_at_end:os.loadavg().map(x=>Math.round(x*100)/100)}))' \
     "$disk" "$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo none)" "$SIZE"
 }
 

@@ -70,4 +70,8 @@ class JsonObject {
 // Monotonic microseconds.
 int64_t NowMicros();
 
+// User + system CPU seconds this process has used so far (getrusage). On a
+// shared machine, events per CPU-second is the figure other load disturbs least.
+double ProcessCpuSeconds();
+
 }  // namespace sluice

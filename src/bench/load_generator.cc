@@ -306,12 +306,14 @@ Result<IngestBenchResult> RunIngestBench(const IngestBenchOptions& o) {
   }
 
   asio::io_context io(o.threads);
+  const double cpu0 = ProcessCpuSeconds();
   s.t0_us = NowMicros();
   for (auto& c : conns) asio::co_spawn(io, RunConnection(&s, c.get()), asio::detached);
   std::vector<std::thread> threads;
   for (int32_t t = 1; t < o.threads; ++t) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  r.client_cpu_s = ProcessCpuSeconds() - cpu0;
 
   if (s.connected.load() == 0) {
     return Status::Unavailable(fmt::format("no connection to {}:{} succeeded ({})", s.url.host,
@@ -345,7 +347,8 @@ std::string IngestBenchResult::ToJson(const IngestBenchOptions& o) const {
   JsonObject j;
   j.Add("bench", "ingest").AddRaw("options", opts.Build());
   j.Add("events_per_s", events_per_s).Add("requests_per_s", requests_per_s);
-  j.Add("seconds", seconds).Add("requests_ok", requests_ok).Add("requests_failed", requests_failed);
+  j.Add("seconds", seconds).Add("client_cpu_s", client_cpu_s).Add("requests_ok", requests_ok);
+  j.Add("requests_failed", requests_failed);
   j.Add("events_ok", events_ok).Add("accepted", accepted).Add("duplicates", duplicates);
   j.Add("body_bytes", body_bytes).AddLatency("latency", latency).AddRaw("errors", errs.Build());
   return j.Build();
@@ -358,8 +361,8 @@ std::string IngestBenchResult::ToText(const IngestBenchOptions& o) const {
       events_per_s, requests_per_s, events_ok, seconds, requests_ok, o.batch, body_bytes,
       o.connections, o.gzip ? ", gzip" : "",
       o.rate > 0 ? fmt::format(", target {:.0f} events/s", o.rate) : "");
-  out += fmt::format("accepted {}  duplicates {}  failed requests {}\n", accepted, duplicates,
-                     requests_failed);
+  out += fmt::format("accepted {}  duplicates {}  failed requests {}  client CPU {:.2f} s\n",
+                     accepted, duplicates, requests_failed, client_cpu_s);
   out += "ack latency " + FormatLatency(latency) + "\n";
   for (const auto& [what, n] : errors) out += fmt::format("  error x{}: {}\n", n, what);
   return out;

@@ -38,6 +38,7 @@ struct IngestBenchResult {
   int64_t accepted = 0;        // sum of "accepted" in the answers
   int64_t duplicates = 0;      // sum of "duplicates" in the answers
   double seconds = 0;          // first send to last answer
+  double client_cpu_s = 0;     // CPU the load generator used meanwhile (user + system)
   double events_per_s = 0;     // events_ok / seconds
   double requests_per_s = 0;
   int64_t body_bytes = 0;      // bytes of one request body (uncompressed)

@@ -84,6 +84,7 @@ Result<std::vector<ConsumerPtr>> BuildConsumers(const ProcessBenchOptions& o, Me
                                                 std::string* note) {
   std::vector<ConsumerConfig> configs;
   bool own_sink = false;
+  int32_t next_bit = 2;  // users and counters own bits 0 and 1
   for (const std::string& type : o.consumers) {
     if (type == "sink") {
       own_sink = true;
@@ -92,6 +93,7 @@ Result<std::vector<ConsumerPtr>> BuildConsumers(const ProcessBenchOptions& o, Me
     ConsumerConfig c;
     c.type = type;
     c.name = type;
+    if (type != "users" && type != "counters") c.bit = next_bit++;
     c.options = o.consumer_options;
     configs.push_back(std::move(c));
   }
@@ -111,7 +113,7 @@ Result<std::vector<ConsumerPtr>> BuildConsumers(const ProcessBenchOptions& o, Me
   if (own_sink) {
     uint64_t used = 0;
     for (const auto& c : out) used |= c.get()->bit();
-    int bit = 2;
+    int bit = next_bit;
     while (used & (uint64_t{1} << bit)) ++bit;
     int64_t sleep_ms = 0;
     auto it = o.consumer_options.find("sleep_ms");
@@ -304,6 +306,7 @@ Result<ProcessBenchResult> RunProcessBench(const ProcessBenchOptions& o) {
   }
 
   const int64_t expected = r.pending_before;
+  const double cpu0 = ProcessCpuSeconds();
   const int64_t t0 = NowMicros();
   for (auto& rep : replicas) rep.watcher->Start();
   int64_t t_end = 0;
@@ -331,6 +334,7 @@ Result<ProcessBenchResult> RunProcessBench(const ProcessBenchOptions& o) {
     r.completed = counters.deleted.load();
     t_end = r.timed_out ? NowMicros() : std::max(counters.last_delete_us.load(), t0 + 1);
   }
+  r.cpu_s = ProcessCpuSeconds() - cpu0;
   for (auto& rep : replicas) rep.watcher->Drain();
   r.seconds = Seconds(t0, t_end);
   r.events_per_s = static_cast<double>(r.completed) / r.seconds;
@@ -370,6 +374,7 @@ std::string ProcessBenchResult::ToJson(const ProcessBenchOptions& o) const {
   j.Add("batch", static_cast<int64_t>(o.batch)).Add("duration_s", o.duration_s);
   j.AddRaw("preload", PreloadJson(preload).Build()).Add("pending_before", pending_before);
   j.Add("completed", completed).Add("seconds", seconds).Add("events_per_s", events_per_s);
+  j.Add("cpu_s", cpu_s);
   j.Add("deliveries", deliveries).Add("duplicate_dispatches", duplicate_dispatches);
   j.Add("claims", claims).Add("lease_lost", lease_lost).Add("pending_after", pending_after);
   j.Add("dead_after", dead_after).AddBool("timed_out", timed_out);
@@ -387,8 +392,9 @@ std::string ProcessBenchResult::ToText(const ProcessBenchOptions& o) const {
       events_per_s, completed, seconds, o.replicas, o.loops, o.batch, StoreKind(o.store.url),
       consumers, o.store.claim_strategy == ClaimStrategy::kAtomic ? "atomic" : "naive");
   out += fmt::format(
-      "deliveries {}  duplicate dispatches {}  claims {}  lease-lost {}  left {}  dead {}{}\n",
-      deliveries, duplicate_dispatches, claims, lease_lost, pending_after, dead_after,
+      "deliveries {}  duplicate dispatches {}  claims {}  lease-lost {}  left {}  dead {}  "
+      "CPU {:.2f} s{}\n",
+      deliveries, duplicate_dispatches, claims, lease_lost, pending_after, dead_after, cpu_s,
       timed_out ? "  TIMED OUT" : "");
   out += "claim     " + FormatLatency(claim) + "\n";
   out += "complete  " + FormatLatency(complete) + "\n";

@@ -86,6 +86,7 @@ struct ProcessBenchResult {
   int64_t completed = 0;       // events deleted by Complete (every consumer done)
   double seconds = 0;          // watchers started -> last completion (or duration)
   double events_per_s = 0;     // completed / seconds
+  double cpu_s = 0;            // CPU of this process (all replicas) over `seconds`
   int64_t deliveries = 0;      // events handed to consumers, max over consumers
   int64_t duplicate_dispatches = 0;  // deliveries - completed (after the drain)
   int64_t claims = 0;          // non-empty claims

@@ -147,6 +147,18 @@ Status ParseStore(const toml::table& t, StoreOptions* o) {
       SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1, &o->busy_timeout_ms));
     } else if (dk == "dedup_window") {
       SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1000, &o->dedup_window_ms));
+    } else if (k == "claim_strategy") {  // TEST ONLY: "naive" reproduces the two-step bug
+      std::string strategy;
+      SLUICE_RETURN_IF_ERROR(GetString(v, key, &strategy));
+      if (strategy == "atomic") {
+        o->claim_strategy = ClaimStrategy::kAtomic;
+      } else if (strategy == "naive") {
+        o->claim_strategy = ClaimStrategy::kNaiveTwoStep;
+      } else {
+        return Status::InvalidArgument("config key " + key + ": expected \"atomic\" or \"naive\"");
+      }
+    } else if (k == "fencing") {  // TEST ONLY: false disables the token check on writes
+      SLUICE_RETURN_IF_ERROR(GetBool(v, key, &o->fencing));
     } else {
       return UnknownKey(key);
     }

@@ -2,14 +2,31 @@
 // (TOML file + SLUICE_* environment overrides + flags), then passed down as
 // these option structs. No global flags. Thread-compatible value types.
 //
-// TOML layout (every key optional; defaults below):
-//   [server]   listen = "127.0.0.1:8080"; threads = 2; allow_public_without_auth = false
+// TOML layout (every key optional; defaults below). Durations are strings
+// ("250ms", "30s", "5m", "24h", "2d") or integers of milliseconds; a duration
+// key may also be spelled with an "_ms" suffix. Unknown keys are errors.
+//   replica_id = "..."   (top level, before any table)
+//   [server]   listen = "127.0.0.1:8080"; threads = 2; read_timeout = "30s";
+//              idle_timeout = "60s"; max_connections = 4096; max_header_bytes = 16384;
+//              allow_public_without_auth = false
 //   [store]    url = "sqlite:./sluice-data/sluice.db"; sync = true; pool_size = 8;
-//              dedup_window = "24h"
-//   [ingest]   max_body_bytes = 5242880; max_events = 1000; high_water = 1000000 ...
-//   [watcher]  loops = 2; batch = 500; lease_ttl = "30s"; max_attempts = 10 ...
+//              busy_timeout = "10s"; dedup_window = "24h"
+//   [ingest]   max_body_bytes = 5242880; max_decompressed_bytes = 5242880;
+//              max_events = 1000; max_json_depth = 32; max_string_bytes = 65536;
+//              max_event_bytes = 262144; high_water = 1000000; slow_down = 800000;
+//              retry_after_s = 5; group_max_events = 20000
+//   [watcher]  loops = 2; batch = 500; lease_ttl = "30s"; heartbeat = 0 (= ttl/3);
+//              backoff_base = "1s"; backoff_cap = "5m"; max_attempts = 10; jitter = 0.5;
+//              idle_poll_min = "10ms"; idle_poll_max = "1s"; consumer_timeout = 0;
+//              drain_timeout = "20s"; replica_heartbeat = "2s"; dedup_prune_interval = "1m"
 //   [auth]     admin_token = "..."; [auth.write_keys] KEY = "project"
-//   [[consumer]] type = "users" | "counters" | ...; name = "..."; bit = N; ...
+//   [log]      level = "info"; format = "json" | "text"
+//   [[consumer]] type = "users" | "counters" | ...; name = "..."; bit = N;
+//              projects = [..]; events = [..]; any other key (nested tables
+//              flattened "a.b", arrays joined with ",") goes to options as a string
+// Environment overrides (after the file): SLUICE_LISTEN, SLUICE_STORE,
+// SLUICE_ADMIN_TOKEN, SLUICE_REPLICA_ID, SLUICE_LOG_LEVEL. `sluice serve`
+// flags override both.
 #pragma once
 
 #include <cstdint>
@@ -50,8 +67,12 @@ struct IngestOptions {
   // TEST ONLY (SDK retry tests): the first N requests that decoded and
   // authenticated fine are answered as Unavailable (503 + Retry-After, in the
   // format's own shape) without committing. Default 0 = off. TOML
-  // [ingest] fail_first_requests; env SLUICE_FAIL_FIRST_REQUESTS.
+  // [ingest] fail_first_requests.
   int32_t fail_first_requests = 0;
+  // TEST ONLY, with fail_first_requests: commit those requests first and then
+  // answer 503 (an acknowledgement lost after commit), so the SDK's retry must
+  // be deduplicated by insert_id. Default false. TOML [ingest] fail_after_commit.
+  bool fail_after_commit = false;
 };
 
 struct WatcherOptions {

@@ -51,6 +51,10 @@ class Consumer {
   // External consumers: write the events out. Ok means every event is
   // durable at the destination (or deliberately filtered out).
   virtual Status Deliver(const Delivery& /*delivery*/) { return Status::Ok(); }
+  // External consumers: after a failed Deliver, how long (ms from now) the
+  // destination asked to be left alone (e.g. a webhook's 429 Retry-After); 0 =
+  // no request. A watcher may use it as the minimum retry delay of the batch.
+  virtual int64_t RetryAfterMs() const { return 0; }
 
  protected:
   Consumer(std::string name, uint64_t bit) : name_(std::move(name)), bit_(bit) {}

@@ -23,7 +23,9 @@ class IngestService {
                 std::vector<FormatPtr> formats, std::function<void()> on_commit);
   ~IngestService();
 
-  // Registers every format's routes on `server` (and the server fallback).
+  // Registers every format's routes on `server` (as the server fallback).
+  // REQUIRES: `server` is stopped (HttpServer::Stop) before this service is
+  // destroyed. Shutdown order: server.Stop(grace), then Stop() here.
   void RegisterRoutes(HttpServer* server);
   // Commits what is queued, answers it, and stops the committer thread.
   void Stop();

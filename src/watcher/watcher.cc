@@ -288,9 +288,13 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
         }
       }
       std::lock_guard<std::mutex> lock(flight->mu);
-      job->result = std::move(st);
-      job->done = true;
-      if (job->result.code() == Code::kLeaseLost) flight->lost.store(true);
+      // A job the loop already gave up on (timeout, drain) keeps that verdict:
+      // the loop reads it without the lock from then on.
+      if (!job->done) {
+        job->result = std::move(st);
+        job->done = true;
+        if (job->result.code() == Code::kLeaseLost) flight->lost.store(true);
+      }
       --flight->pending;
       flight->cv.notify_all();
     });

@@ -9,6 +9,19 @@
 //         rows some consumer failed -> Fail(backoff | dead)
 //   a heartbeat extends in-flight leases every heartbeat_ms.
 //
+// Failure isolation: a failing external consumer fails only itself (the
+// others' bits stay set, the retry reaches it alone); in-store consumers always
+// go into the Complete transaction. A kLeaseLost answer (the lease expired and
+// may be someone else's) stops work on that lease without failing it.
+//
+// Metrics: sluice_claims_total, sluice_claims_empty_total,
+// sluice_claim_errors_total, sluice_claim_seconds, sluice_claimed_events_total,
+// sluice_lease_reclaims_total, sluice_deliveries_total{consumer} (events handed
+// to each consumer; in-store: events lacking its bit in the Complete request),
+// sluice_failures_total{consumer} (events), sluice_fenced_total (leases),
+// sluice_dead_events_total, sluice_batch_seconds, sluice_watcher_in_flight,
+// sluice_watcher_store_errors_total.
+//
 // Thread-safe. Start() spawns the loops; Drain() stops claiming, lets in-flight
 // batches finish (or fails them at the drain deadline) and joins.
 #pragma once

@@ -27,8 +27,8 @@ class ClickHouse : public ::testing::Test {
  protected:
   // One server for the whole suite: it takes ~2 s to stop.
   static void SetUpTestSuite() {
-    server_ = new testing::ScriptServer(
-        "clickhouse", "CH_PORT=" + std::to_string(testing::FreePort()));
+    server_ =
+        new testing::ScriptServer("clickhouse", "CH_PORT=" + std::to_string(testing::FreePort()));
   }
   static void TearDownTestSuite() {
     delete server_;

@@ -42,7 +42,8 @@ TEST(Sha256Hex, MatchesKnownDigest) {
 
 TEST(HttpClient, SendsBodyHeadersAndBasicAuthAndReadsHeaders) {
   HttpReceiver rx([](const ReceivedRequest& r) {
-    return Reply{201, {{"X-Echo", r.headers.count("x-a") ? r.headers.at("x-a") : ""}},
+    return Reply{201,
+                 {{"X-Echo", r.headers.count("x-a") ? r.headers.at("x-a") : ""}},
                  r.method + " " + r.body};
   });
   HttpClient http(HttpClientOptions{}, nullptr, "t");
@@ -81,8 +82,9 @@ TEST(HttpClient, BodyOverTheLimitIsTruncatedAndConnectionIsReused) {
     EXPECT_TRUE(resp->truncated);
   }
   EXPECT_EQ(rx.connections(), 1);
-  EXPECT_NE(m.RenderPrometheus().find("sluice_consumer_http_response_truncated_total{consumer=\"t\"} 3"),
-            std::string::npos);
+  EXPECT_NE(
+      m.RenderPrometheus().find("sluice_consumer_http_response_truncated_total{consumer=\"t\"} 3"),
+      std::string::npos);
 }
 
 TEST(HttpClient, SlowServerTimesOutAsUnavailable) {

@@ -49,8 +49,8 @@ class ScriptServer {
   // (error() says why).
   ScriptServer(const std::string& name, const std::string& env) : name_(name) {
     int rc = 0;
-    const std::string cmd = "cd '" SLUICE_SOURCE_DIR "' && " + env + " scripts/" + name +
-                            "-start.sh 2>&1";
+    const std::string cmd =
+        "cd '" SLUICE_SOURCE_DIR "' && " + env + " scripts/" + name + "-start.sh 2>&1";
     const std::string out = RunCommand(cmd, &rc);
     const size_t at = out.rfind("export ");
     if (rc != 0 || at == std::string::npos) {
@@ -68,9 +68,9 @@ class ScriptServer {
     const std::string dir_var = name_ == "clickhouse" ? "CH_DIR" : "S3_DIR";
     if (auto it = vars_.find(dir_var); it != vars_.end()) {
       int rc = 0;
-      RunCommand("cd '" SLUICE_SOURCE_DIR "' && scripts/" + name_ + "-stop.sh '" + it->second +
-                     "' 2>&1",
-                 &rc);
+      RunCommand(
+          "cd '" SLUICE_SOURCE_DIR "' && scripts/" + name_ + "-stop.sh '" + it->second + "' 2>&1",
+          &rc);
     }
   }
   ScriptServer(const ScriptServer&) = delete;
@@ -197,9 +197,8 @@ class HttpReceiver {
         while (v < line.size() && line[v] == ' ') ++v;
         req.headers[name] = line.substr(v);
       }
-      const size_t want = req.headers.count("content-length")
-                              ? std::stoul(req.headers["content-length"])
-                              : 0;
+      const size_t want =
+          req.headers.count("content-length") ? std::stoul(req.headers["content-length"]) : 0;
       buf.erase(0, header_end + 4);
       while (buf.size() < want) {
         const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
@@ -213,8 +212,8 @@ class HttpReceiver {
         std::lock_guard<std::mutex> lock(mu_);
         requests_.push_back(req);
       }
-      std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " X\r\nContent-Length: " +
-                        std::to_string(reply.body.size()) + "\r\n";
+      std::string out = "HTTP/1.1 " + std::to_string(reply.status) +
+                        " X\r\nContent-Length: " + std::to_string(reply.body.size()) + "\r\n";
       for (const auto& [k, v] : reply.headers) out += k + ": " + v + "\r\n";
       out += "\r\n" + reply.body;
       if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) return Close(fd);

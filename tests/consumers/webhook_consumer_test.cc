@@ -94,8 +94,7 @@ TEST(Webhook, PerEventDeliversAfterFailuresAnd429WithStableKeys) {
   }
   std::set<std::string> keys;
   for (size_t i = 4; i < reqs.size(); ++i) {
-    EXPECT_EQ(reqs[i].headers.at("idempotency-key"),
-              WebhookConsumer::EventKey(events[i - 4]));
+    EXPECT_EQ(reqs[i].headers.at("idempotency-key"), WebhookConsumer::EventKey(events[i - 4]));
     keys.insert(reqs[i].headers.at("idempotency-key"));
     EXPECT_EQ(reqs[i].headers.at("content-type"), "application/json");
     // Discord-compatible default body.
@@ -134,6 +133,24 @@ TEST(Webhook, PerBatchSendsOnePostWithTheSameKeyOnEveryRetry) {
   EXPECT_EQ(content,
             "5 events\nev1 from user-0 in shop\nev2 from user-1 in shop\n"
             "ev0 from user-2 in shop\n... and 2 more");
+}
+
+TEST(Webhook, RetryAfterKeepsFurtherDeliveriesAwayFromTheReceiver) {
+  HttpReceiver rx([](const ReceivedRequest&) { return Reply{429, {{"Retry-After", "30"}}, ""}; });
+  WebhookOptions o;
+  o.url = rx.url();
+  WebhookConsumer c("hook", 1 << 9, o, nullptr);
+  EXPECT_EQ(c.RetryAfterMs(), 0);
+  auto events = MakeEvents(1, 2, "p", kBase);
+  Status st = c.Deliver(Deliv(Pointers(events)));
+  EXPECT_EQ(st.code(), Code::kUnavailable);
+  EXPECT_NE(st.message().find("retry after 30000 ms"), std::string::npos) << st.message();
+  EXPECT_GT(c.RetryAfterMs(), 29000);
+  EXPECT_LE(c.RetryAfterMs(), 30000);
+  st = c.Deliver(Deliv(Pointers(events)));
+  EXPECT_EQ(st.code(), Code::kUnavailable);
+  EXPECT_NE(st.message().find("Retry-After"), std::string::npos) << st.message();
+  EXPECT_EQ(rx.count(), 1u);
 }
 
 TEST(Webhook, TemplateValuesAreJsonEscapedAndJsonIsRaw) {

@@ -39,7 +39,7 @@ TestRequest Get(std::string path, std::string_view json, std::string flags = "ip
 std::string BatchWithPlusAndSlash(std::string* b64) {
   for (int n = 0; n < 64; ++n) {
     std::string json(kBatch);
-    json.replace(json.find("%s"), 2, std::string(n, 'x') + ">>>???>>>???");
+    json.replace(json.find("%s"), 2, std::string(n, 'x') + ">>>?\?\?>>>?\?\?");
     *b64 = Base64(json);
     if (b64->find('+') != std::string::npos && b64->find('/') != std::string::npos) return json;
   }
@@ -81,7 +81,7 @@ TEST(MixpanelFormat, FormBodyKeepsRawPlusInBase64) {
   EXPECT_EQ(r.events[0].time_ms, 1704067200000);  // epoch ms
   EXPECT_EQ(r.events[1].insert_id, "ins-1");
   EXPECT_EQ(r.events[1].time_ms, 1704067201000);  // epoch seconds
-  EXPECT_NE(r.events[1].properties.find(">>>???>>>???"), std::string::npos);
+  EXPECT_NE(r.events[1].properties.find(">>>?\?\?>>>?\?\?"), std::string::npos);
 
   // A proxy that form-decoded '+' into ' ' does not corrupt it either.
   std::string spaced = b64;

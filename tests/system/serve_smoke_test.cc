@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -22,6 +23,13 @@ using testing::SluiceProcess;
 
 bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
+}
+
+// The integer value of the first "key": in a flat JSON text; -1 when absent.
+int64_t JsonInt(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(json.c_str() + at + key.size() + 3, nullptr, 10);
 }
 
 class ServeSmokeTest : public ::testing::Test {
@@ -173,7 +181,10 @@ TEST_F(ServeSmokeTest, SendPostsArgumentEventsAndNdjsonFilesInBatches) {
 }
 
 TEST_F(ServeSmokeTest, KilledReplicaRestartsOnTheSameStoreAndKeepsData) {
-  auto p = StartServe();
+  // A short lease so a batch held by the killed process is reclaimed quickly.
+  const std::string cfg = dir_.File("short-lease.toml");
+  std::ofstream(cfg) << "[watcher]\nlease_ttl = \"2s\"\n";
+  auto p = StartServe({"--config", cfg});
   auto posted = HttpPost(p->Url("/v1/events"), Batch());
   ASSERT_EQ(posted.status, 200) << posted.body;
   EXPECT_EQ(p->Kill(), -9);
@@ -256,6 +267,7 @@ TEST_F(ServeSmokeTest, SigtermUnderIngestLosesNoAcknowledgedEvent) {
   auto p = StartServe();
   constexpr int kThreads = 3;
   std::atomic<int64_t> acked[kThreads] = {};
+  std::atomic<int64_t> attempted[kThreads] = {};
   std::atomic<bool> go{true};
   std::vector<std::thread> posters;
   const std::string url = p->Url("/v1/events");
@@ -270,6 +282,7 @@ TEST_F(ServeSmokeTest, SigtermUnderIngestLosesNoAcknowledgedEvent) {
                   std::to_string(t) + "\",\"time\":" + std::to_string(kT0) + "}";
         }
         body += "]}";
+        attempted[t] += 50;
         auto r = HttpPost(url, body, {}, seconds(10));
         if (r.status != 200) return;  // the server went away: stop
         acked[t] += 50;
@@ -283,16 +296,21 @@ TEST_F(ServeSmokeTest, SigtermUnderIngestLosesNoAcknowledgedEvent) {
   ASSERT_EQ(code, std::optional<int>(0)) << p->ReadLog();
 
   ASSERT_TRUE(p->Restart()) << p->error();
+  // Wait until the restarted replica has processed everything.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        auto st = HttpGet(p->Url("/admin/status"));
+        return st.status == 200 && Contains(st.body, "\"pending\":0,\"leased\":0,");
+      },
+      seconds(30), milliseconds(50)));
   for (int t = 0; t < kThreads; ++t) {
-    testing::HttpResult user;
-    const std::string want = "\"events\":" + std::to_string(acked[t].load()) + ",";
-    EXPECT_TRUE(testing::WaitUntil(
-        [&] {
-          user = HttpGet(p->Url("/v1/users/poster" + std::to_string(t)));
-          return user.status == 200 && Contains(user.body, want);
-        },
-        seconds(30), milliseconds(50)))
-        << "acked " << acked[t].load() << " got " << user.body;
+    auto user = HttpGet(p->Url("/v1/users/poster" + std::to_string(t)));
+    ASSERT_EQ(user.status, 200) << user.body;
+    const int64_t events = JsonInt(user.body, "events");
+    // Acknowledged events are all there; a batch in flight at SIGTERM may be
+    // committed without its answer reaching the client (at-least-once edge).
+    EXPECT_GE(events, acked[t].load()) << user.body;
+    EXPECT_LE(events, attempted[t].load()) << user.body;
   }
   EXPECT_EQ(p->Terminate(seconds(30)), std::optional<int>(0)) << p->ReadLog();
 }

@@ -249,8 +249,25 @@ std::optional<int> SluiceProcess::Terminate(std::chrono::milliseconds timeout) {
   return exit_code_;
 }
 
+namespace {
+
+// The state letter of /proc/PID/stat ('R', 'S', 'T' stopped, ...), '?' if unknown.
+char ProcState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+}
+
+}  // namespace
+
 void SluiceProcess::Pause() {
-  if (pid_ > 0) kill(pid_, SIGSTOP);
+  if (pid_ <= 0) return;
+  kill(pid_, SIGSTOP);
+  // SIGSTOP is asynchronous: return once the process is really stopped.
+  WaitUntil([&] { return ProcState(pid_) == 'T'; }, std::chrono::seconds(5),
+            std::chrono::milliseconds(1));
 }
 
 void SluiceProcess::Resume() {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -29,6 +30,72 @@ constexpr int64_t kT0 = 1714521600000;  // 2024-05-01T00:00:00Z
 constexpr int64_t kHourMs = 3'600'000;
 constexpr uint64_t kUsersBit = 1;
 constexpr uint64_t kCountersBit = 2;
+
+// Forwards every call to a real store; tests inject claim errors and stalls.
+class HookedStore final : public Store {
+ public:
+  explicit HookedStore(Store* inner) : inner_(inner) {}
+
+  std::atomic<int> fail_claims{0};                // the next N claims return kUnavailable
+  std::function<void()> before_complete;          // runs before each Complete is forwarded
+
+  Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> b) override {
+    return inner_->Enqueue(b);
+  }
+  Result<Lease> Claim(const ClaimRequest& req) override {
+    if (fail_claims.load() > 0) {
+      fail_claims.fetch_sub(1);
+      return Status::Unavailable("injected: store restarting");
+    }
+    return inner_->Claim(req);
+  }
+  Result<int64_t> Extend(int64_t token, int64_t ttl) override {
+    return inner_->Extend(token, ttl);
+  }
+  Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) override {
+    return inner_->MarkDone(req);
+  }
+  Result<CompleteResult> Complete(const CompleteRequest& req) override {
+    if (before_complete) before_complete();
+    return inner_->Complete(req);
+  }
+  Result<FailResult> Fail(const FailRequest& req) override { return inner_->Fail(req); }
+  Result<std::vector<DeadEvent>> ListDead(const DeadFilter& f) override {
+    return inner_->ListDead(f);
+  }
+  Result<int64_t> RequeueDead(const DeadFilter& f) override { return inner_->RequeueDead(f); }
+  Result<int64_t> PurgeDead(const DeadFilter& f) override { return inner_->PurgeDead(f); }
+  Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
+                                    int64_t ttl_ms) override {
+    return inner_->AcquireNamedLease(name, owner, ttl_ms);
+  }
+  Status ReleaseNamedLease(const std::string& name, int64_t token) override {
+    return inner_->ReleaseNamedLease(name, token);
+  }
+  Result<int64_t> PruneDedup(int64_t token, int64_t limit) override {
+    return inner_->PruneDedup(token, limit);
+  }
+  Status RegisterReplica(const ReplicaInfo& info) override {
+    return inner_->RegisterReplica(info);
+  }
+  Status HeartbeatReplica(const std::string& id) override { return inner_->HeartbeatReplica(id); }
+  Status RemoveReplica(const std::string& id) override { return inner_->RemoveReplica(id); }
+  Result<std::vector<ReplicaInfo>> ListReplicas(int64_t within) override {
+    return inner_->ListReplicas(within);
+  }
+  Result<QueueStats> Stats() override { return inner_->Stats(); }
+  Result<int64_t> NowMs() override { return inner_->NowMs(); }
+  Result<UserProfile> GetUser(const std::string& project, const std::string& user) override {
+    return inner_->GetUser(project, user);
+  }
+  Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override {
+    return inner_->QueryCounters(q);
+  }
+  const char* kind() const override { return inner_->kind(); }
+
+ private:
+  Store* const inner_;
+};
 
 struct Expected {
   std::map<std::string, int64_t> user_events;
@@ -296,6 +363,66 @@ TEST_F(WatcherTest, LeaseLossFencesTheStalledWatcherAndEffectsCountOnce) {
   EXPECT_EQ(CounterValue(metrics_a, "sluice_fenced_total"), 1);
   EXPECT_EQ(CounterValue(metrics_b, "sluice_fenced_total"), 0);
   ExpectAggregatesExact();  // in-store effects once, although A held the batch first
+}
+
+TEST_F(WatcherTest, StalledCompleteIsFencedAndInStoreEffectsApplyOnce) {
+  ASSERT_NE(store_, nullptr);
+  Enqueue(40);
+  // Watcher A stalls right before its Complete (in-store effects + delete)
+  // until B has reclaimed and finished the batch: A's Complete must be refused.
+  HookedStore hooked(store_.get());
+  std::atomic<bool> stalled{false};
+  std::atomic<bool> release{false};
+  hooked.before_complete = [&] {
+    if (stalled.exchange(true)) return;  // only the first Complete stalls
+    WaitUntil([&] { return release.load(); }, milliseconds(20000));
+  };
+  WatcherOptions oa = Options();
+  oa.loops = 1;
+  oa.lease_ttl_ms = 300;
+  oa.heartbeat_ms = 60000;  // the stalled replica cannot extend (as if SIGSTOPped)
+  Metrics metrics_a;
+  Watcher a(&hooked, InStore(), oa, "A", &metrics_a);
+  a.Start();
+  ASSERT_TRUE(WaitUntil([&] { return stalled.load(); }, milliseconds(10000)));
+
+  StorePtr store_b = OpenStore();
+  ASSERT_NE(store_b, nullptr);
+  WatcherOptions ob = Options();
+  ob.loops = 1;
+  Metrics metrics_b;
+  Watcher b(store_b.get(), InStore(), ob, "B", &metrics_b);
+  b.Start();
+  ASSERT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(20000)));
+  release = true;
+  ASSERT_TRUE(WaitUntil([&] { return CounterValue(metrics_a, "sluice_fenced_total") > 0; },
+                        milliseconds(10000)));
+  a.Drain();
+  b.Drain();
+  EXPECT_EQ(CounterValue(metrics_b, "sluice_lease_reclaims_total"), 40);
+  // Both replicas handed the batch to the in-store consumers (a dispatch
+  // after lease expiry), yet the effects landed once.
+  EXPECT_EQ(CounterValue(metrics_a, "sluice_deliveries_total", "users"), 40);
+  EXPECT_EQ(CounterValue(metrics_b, "sluice_deliveries_total", "users"), 40);
+  ExpectAggregatesExact();
+}
+
+TEST_F(WatcherTest, ClaimErrorsBackOffAndProcessingResumes) {
+  ASSERT_NE(store_, nullptr);
+  Enqueue(30);
+  HookedStore hooked(store_.get());
+  hooked.fail_claims = 4;
+  WatcherOptions o = Options();
+  o.loops = 1;
+  Watcher w(&hooked, InStore(), o, "r1", &metrics_);
+  const int64_t t0 = Clock::Real().MonoMs();
+  w.Start();
+  ASSERT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(10000)));
+  // Backed off 50 + 100 + 200 + 400 ms rather than spinning.
+  EXPECT_GE(Clock::Real().MonoMs() - t0, 700);
+  w.Drain();
+  EXPECT_EQ(CounterValue(metrics_, "sluice_claim_errors_total"), 4);
+  ExpectAggregatesExact();
 }
 
 TEST_F(WatcherTest, HeartbeatKeepsALongBatchLeased) {

@@ -107,10 +107,10 @@ class ArchiveConsumer::Sink {
 // partial object and a crash leaves either the old or the new one.
 class ArchiveConsumer::DirSink final : public Sink {
  public:
-  DirSink(std::string dir, bool fsync) : dir_(std::move(dir)), fsync_(fsync) {}
+  DirSink(const std::string& dir, bool fsync) : dir_(Normal(dir)), fsync_(fsync) {}
 
   Status Write(const std::string& key, std::string_view data, int64_t /*deadline*/) override {
-    const std::filesystem::path path = std::filesystem::path(dir_) / key;
+    const std::filesystem::path path = dir_ / key;
     const std::string parent = path.parent_path().string();
     std::error_code ec;
     const bool created = std::filesystem::create_directories(parent, ec);
@@ -132,8 +132,8 @@ class ArchiveConsumer::DirSink final : public Sink {
     // their own parents synced, up to the archive root.
     SLUICE_RETURN_IF_ERROR(FsyncDir(parent));
     if (created) {
-      for (std::filesystem::path p = path.parent_path();
-           p.has_parent_path() && p != std::filesystem::path(dir_); p = p.parent_path()) {
+      for (std::filesystem::path p = path.parent_path(); p.has_parent_path() && p != dir_;
+           p = p.parent_path()) {
         SLUICE_RETURN_IF_ERROR(FsyncDir(p.parent_path().string()));
       }
     }
@@ -141,7 +141,14 @@ class ArchiveConsumer::DirSink final : public Sink {
   }
 
  private:
-  const std::string dir_;
+  // "a/b/" and "a/./b" -> "a/b": the fsync walk up stops at exactly this path.
+  static std::filesystem::path Normal(const std::string& dir) {
+    std::filesystem::path p = std::filesystem::path(dir).lexically_normal();
+    if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+    return p;
+  }
+
+  const std::filesystem::path dir_;
   const bool fsync_;
   std::atomic<uint64_t> tmp_seq_{0};
 };
@@ -244,8 +251,8 @@ std::string ArchiveConsumer::ObjectKey(const std::string& project, int64_t hour_
   char part[64];
   std::snprintf(part, sizeof part, "/dt=%04d-%02d-%02d/hour=%02d/", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
-  return options_.prefix + "project=" + EncodeProject(project) + part +
-         std::to_string(first_seq) + "-" + std::to_string(last_seq) + ".ndjson.zst";
+  return options_.prefix + "project=" + EncodeProject(project) + part + std::to_string(first_seq) +
+         "-" + std::to_string(last_seq) + ".ndjson.zst";
 }
 
 Status ArchiveConsumer::Deliver(const Delivery& delivery) {

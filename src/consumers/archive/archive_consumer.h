@@ -29,11 +29,11 @@ struct ArchiveOptions {
   // `s3.endpoint` (+ bucket, region, credentials; see S3Options).
   std::string dir;
   S3Options s3;
-  std::string prefix;          // prepended to every key, e.g. "events/"; default ""
-  int32_t zstd_level = 3;      // 1..19; default 3
+  std::string prefix;                    // prepended to every key, e.g. "events/"; default ""
+  int32_t zstd_level = 3;                // 1..19; default 3
   bool partition_by_event_time = false;  // hour of the event's own time instead of receipt
-  bool fsync = true;           // dir target: fsync file + directories before Deliver returns
-  HttpClientOptions http;      // S3 target: timeouts, TLS
+  bool fsync = true;       // dir target: fsync file + directories before Deliver returns
+  HttpClientOptions http;  // S3 target: timeouts, TLS
 };
 
 // Parses `[[consumer]] type = "archive"` options: dir, endpoint, bucket, region,
@@ -49,8 +49,7 @@ class ArchiveConsumer final : public Consumer {
  public:
   // `metrics` may be null.
   static Result<std::unique_ptr<ArchiveConsumer>> Create(std::string name, uint64_t bit,
-                                                         ArchiveOptions options,
-                                                         Metrics* metrics);
+                                                         ArchiveOptions options, Metrics* metrics);
   ~ArchiveConsumer() override;
 
   bool in_store() const override { return false; }

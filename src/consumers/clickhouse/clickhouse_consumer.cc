@@ -17,9 +17,7 @@ bool IsIdentifier(const std::string& s) {
 }
 
 // DateTime is UInt32 seconds in 18.16 (no DateTime64): clamp into its range.
-int64_t DateTimeSeconds(int64_t ms) {
-  return std::clamp<int64_t>(ms / 1000, 0, 4294967295LL);
-}
+int64_t DateTimeSeconds(int64_t ms) { return std::clamp<int64_t>(ms / 1000, 0, 4294967295LL); }
 
 void AppendJsonText(const std::string& json, std::string* out) {
   // A JSON object stored as a String column: ClickHouse 18.16 has no JSON type.
@@ -114,8 +112,7 @@ Status ClickHouseConsumer::SetupOnce(int64_t deadline) {
     window = mt.ok() && mt->find("non_replicated_deduplication_window") != std::string::npos;
   }
   if (options_.create_table) {
-    std::string ddl = "CREATE TABLE IF NOT EXISTS `" + options_.database + "`.`" +
-                      options_.table +
+    std::string ddl = "CREATE TABLE IF NOT EXISTS `" + options_.database + "`.`" + options_.table +
                       "` (\n"
                       "  insert_id String,\n"
                       "  project String,\n"

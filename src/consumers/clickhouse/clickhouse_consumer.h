@@ -32,12 +32,12 @@ namespace sluice {
 
 struct ClickHouseOptions {
   std::string url = "http://127.0.0.1:8123/";  // HTTP interface base URL
-  std::string database = "default";  // REQUIRES: [A-Za-z0-9_]+, must exist
-  std::string table = "events";      // REQUIRES: [A-Za-z0-9_]+
-  std::string user;                  // basic auth when non-empty
+  std::string database = "default";            // REQUIRES: [A-Za-z0-9_]+, must exist
+  std::string table = "events";                // REQUIRES: [A-Za-z0-9_]+
+  std::string user;                            // basic auth when non-empty
   std::string password;
-  bool create_table = true;          // CREATE TABLE IF NOT EXISTS before the first insert
-  HttpClientOptions http;            // timeouts, TLS
+  bool create_table = true;  // CREATE TABLE IF NOT EXISTS before the first insert
+  HttpClientOptions http;    // timeouts, TLS
 };
 
 // Parses `[[consumer]] type = "clickhouse"` options: url, database, table,
@@ -51,8 +51,7 @@ Result<ConsumerPtr> MakeClickHouseConsumer(const ConsumerConfig& config, uint64_
 class ClickHouseConsumer final : public Consumer {
  public:
   // `metrics` may be null. Does no I/O: the server is first asked on Deliver.
-  ClickHouseConsumer(std::string name, uint64_t bit, ClickHouseOptions options,
-                     Metrics* metrics);
+  ClickHouseConsumer(std::string name, uint64_t bit, ClickHouseOptions options, Metrics* metrics);
 
   bool in_store() const override { return false; }
   Status Deliver(const Delivery& delivery) override;

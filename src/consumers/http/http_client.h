@@ -22,39 +22,39 @@ class Metrics;
 class Counter;
 
 struct HttpClientOptions {
-  int64_t connect_timeout_ms = 5000;   // TCP+TLS handshake; default 5 s; REQUIRES: > 0
-  int64_t timeout_ms = 30000;          // whole request; default 30 s; REQUIRES: > 0
+  int64_t connect_timeout_ms = 5000;     // TCP+TLS handshake; default 5 s; REQUIRES: > 0
+  int64_t timeout_ms = 30000;            // whole request; default 30 s; REQUIRES: > 0
   int64_t max_response_bytes = 1 << 20;  // body kept, rest discarded (truncated=true); 1 MiB
-  int32_t max_response_headers = 100;  // header lines kept per response; extra ones dropped
-  bool verify_tls = true;              // verify peer + host name for https; default true
-  int32_t max_idle_handles = 16;       // pooled easy handles (each keeps its connections)
+  int32_t max_response_headers = 100;    // header lines kept per response; extra ones dropped
+  bool verify_tls = true;                // verify peer + host name for https; default true
+  int32_t max_idle_handles = 16;         // pooled easy handles (each keeps its connections)
   std::string user_agent = "sluice/0.1";
 };
 
 // AWS Signature V4 credentials for one request.
 struct SigV4 {
-  std::string region;      // e.g. "us-east-1"; REQUIRES: non-empty
+  std::string region;  // e.g. "us-east-1"; REQUIRES: non-empty
   std::string service = "s3";
   std::string access_key;  // REQUIRES: non-empty
   std::string secret_key;  // REQUIRES: non-empty
 };
 
 struct HttpRequest {
-  std::string method = "GET";   // GET, HEAD, POST, PUT, DELETE
-  std::string url;              // REQUIRES: http:// or https://
+  std::string method = "GET";                                // GET, HEAD, POST, PUT, DELETE
+  std::string url;                                           // REQUIRES: http:// or https://
   std::vector<std::pair<std::string, std::string>> headers;  // sent as "Name: value"
-  std::string_view body;        // not copied; must outlive Send
-  std::string user;             // HTTP basic auth when non-empty
+  std::string_view body;                                     // not copied; must outlive Send
+  std::string user;                                          // HTTP basic auth when non-empty
   std::string password;
-  std::optional<SigV4> sigv4;   // sign with AWS SigV4 (sets x-amz-content-sha256 itself)
-  int64_t timeout_ms = 0;       // 0 = options.timeout_ms
-  int64_t deadline_mono_ms = 0; // Clock::Real().MonoMs() deadline; 0 = none
+  std::optional<SigV4> sigv4;    // sign with AWS SigV4 (sets x-amz-content-sha256 itself)
+  int64_t timeout_ms = 0;        // 0 = options.timeout_ms
+  int64_t deadline_mono_ms = 0;  // Clock::Real().MonoMs() deadline; 0 = none
 };
 
 struct HttpResponse {
-  int64_t status = 0;          // HTTP status code
-  std::string body;            // at most max_response_bytes
-  bool truncated = false;      // body was longer than max_response_bytes
+  int64_t status = 0;      // HTTP status code
+  std::string body;        // at most max_response_bytes
+  bool truncated = false;  // body was longer than max_response_bytes
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
 
   // The last header named `name` (lower-case), or nullptr.

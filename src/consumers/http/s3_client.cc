@@ -104,8 +104,8 @@ HttpRequest S3Client::Request(std::string method, std::string url) const {
   return r;
 }
 
-Status S3Client::Put(const std::string& key, std::string_view body,
-                     const std::string& content_type, int64_t deadline_mono_ms) {
+Status S3Client::Put(const std::string& key, std::string_view body, const std::string& content_type,
+                     int64_t deadline_mono_ms) {
   HttpRequest r = Request("PUT", Url(UriEncodePath(key), ""));
   r.body = body;
   r.headers.emplace_back("Content-Type", content_type);

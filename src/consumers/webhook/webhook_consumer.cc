@@ -13,9 +13,9 @@
 namespace sluice {
 namespace {
 
-constexpr const char* kEventVars[] = {"event",      "user_id", "anonymous_id", "distinct_id",
-                                      "project",    "insert_id", "type",       "seq",
-                                      "time",       "properties", "json"};
+constexpr const char* kEventVars[] = {"event",   "user_id",    "anonymous_id", "distinct_id",
+                                      "project", "insert_id",  "type",         "seq",
+                                      "time",    "properties", "json"};
 constexpr const char* kBatchVars[] = {"count", "first_seq", "last_seq", "lines", "events"};
 
 // JSON string content without the surrounding quotes.
@@ -53,8 +53,7 @@ std::string Render(std::string_view tpl, const Lookup& lookup) {
 }
 
 // Names used in `tpl` that are not in `known`.
-std::optional<std::string> UnknownVar(std::string_view tpl,
-                                      std::span<const char* const> known) {
+std::optional<std::string> UnknownVar(std::string_view tpl, std::span<const char* const> known) {
   std::optional<std::string> unknown;
   Render(tpl, [&](std::string_view name) -> std::optional<std::string> {
     for (const char* k : known) {
@@ -204,9 +203,9 @@ WebhookConsumer::WebhookConsumer(std::string name, uint64_t bit, WebhookOptions 
                                        "Webhook answers 429 (Retry-After honoured)", l);
   failed_ = &metrics->GetCounter("sluice_webhook_failures_total",
                                  "Webhook requests that failed (transport or non-2xx)", l);
-  skipped_ = &metrics->GetCounter(
-      "sluice_webhook_skipped_total",
-      "Redelivered webhook payloads not sent again (already acknowledged)", l);
+  skipped_ =
+      &metrics->GetCounter("sluice_webhook_skipped_total",
+                           "Redelivered webhook payloads not sent again (already acknowledged)", l);
 }
 
 bool WebhookConsumer::Delivered(const std::string& key) {
@@ -222,6 +221,10 @@ void WebhookConsumer::Remember(const std::string& key) {
     delivered_.erase(delivered_order_.front());
     delivered_order_.pop_front();
   }
+}
+
+int64_t WebhookConsumer::RetryAfterMs() const {
+  return std::max<int64_t>(0, not_before_mono_ms_.load() - Clock::Real().MonoMs());
 }
 
 Status WebhookConsumer::Post(const std::string& body, const std::string& key, int64_t deadline) {
@@ -283,8 +286,8 @@ Status WebhookConsumer::Deliver(const Delivery& delivery) {
         return Status::Internal("webhook: event seq " + std::to_string(row->seq) + ": " +
                                 st.message());
       }
-      SLUICE_RETURN_IF_ERROR(
-          Post(Render(options_.template_text, EventLookup(*row, ev)), key, delivery.deadline_mono_ms));
+      SLUICE_RETURN_IF_ERROR(Post(Render(options_.template_text, EventLookup(*row, ev)), key,
+                                  delivery.deadline_mono_ms));
       Remember(key);
     }
     return Status::Ok();

@@ -41,18 +41,18 @@
 namespace sluice {
 
 struct WebhookOptions {
-  std::string url;                 // REQUIRES: http:// or https://
-  bool per_batch = false;          // mode: false = one POST per event
+  std::string url;         // REQUIRES: http:// or https://
+  bool per_batch = false;  // mode: false = one POST per event
   std::string template_text = R"({"content":"{{event}} from {{distinct_id}} in {{project}}"})";
   std::string batch_template = R"({"content":"{{count}} events\n{{lines}}"})";
   std::string line_template = "{{event}} from {{distinct_id}} in {{project}}";
-  int32_t max_lines = 20;          // {{lines}} shows at most this many, then "... and N more"
+  int32_t max_lines = 20;  // {{lines}} shows at most this many, then "... and N more"
   std::string idempotency_header = "Idempotency-Key";
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers (`headers.NAME`)
   int64_t default_retry_after_ms = 1000;  // 429 without (valid) Retry-After; default 1 s
   int64_t max_retry_after_ms = 300000;    // Retry-After is capped to this; default 5 min
   int32_t remember_delivered = 100000;    // acknowledged keys kept to skip on redelivery
-  HttpClientOptions http;          // timeouts (default 10 s total), TLS
+  HttpClientOptions http;                 // timeouts (default 10 s total), TLS
 };
 
 // Parses `[[consumer]] type = "webhook"` options: url, mode, template,
@@ -71,6 +71,8 @@ class WebhookConsumer final : public Consumer {
 
   bool in_store() const override { return false; }
   Status Deliver(const Delivery& delivery) override;
+  // Time left of the last Retry-After (0 when none is pending).
+  int64_t RetryAfterMs() const override;
 
   // InvalidArgument naming the first unknown {{placeholder}}.
   static Status ValidateTemplates(const WebhookOptions& options);

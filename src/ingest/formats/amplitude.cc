@@ -17,9 +17,9 @@ using simdjson::dom::object;
 //                             (",\"events_with_invalid_fields\":{..}") for a 400
 constexpr std::string_view kPostHogContext = "posthog";
 
+// "/batch/" (with the slash) is PostHog's route.
 bool IsPath(std::string_view path) {
-  if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
-  return path == "/2/httpapi" || path == "/batch";
+  return path == "/2/httpapi" || path == "/2/httpapi/" || path == "/batch";
 }
 
 // Per-field index lists of invalid events, for Amplitude's 400 body.

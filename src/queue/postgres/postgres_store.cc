@@ -255,6 +255,11 @@ Result<Lease> PostgresStore::ClaimAtomic(const ClaimRequest& req) {
   // scalar subquery: an InitPlan, run once, lazily, so the whole batch gets
   // one token and an empty claim burns none. now() is the statement's
   // transaction start on the server: every row gets the same deadline.
+  // "ORDER BY seq, visible_at" is the same order as "ORDER BY seq" (seq is
+  // unique) but only queue_claim (seq, visible_at) provides it, so the
+  // planner walks that index and tests visible_at inside it, instead of the
+  // primary key with a heap visit per leased row at the head of the queue
+  // (docs/operations.md has both plans).
   static constexpr char kClaim[] =
       "UPDATE queue SET state = 'leased', lease_owner = $1, "
       "lease_token = (SELECT nextval('sluice_token')), "
@@ -262,7 +267,7 @@ Result<Lease> PostgresStore::ClaimAtomic(const ClaimRequest& req) {
       "visible_at = now() + $3::bigint * interval '1 millisecond', "
       "attempts = attempts + 1, reclaimed = (state = 'leased') "
       "WHERE seq IN (SELECT seq FROM queue WHERE state <> 'dead' AND visible_at <= now() "
-      "ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)" SLUICE_CLAIM_RETURNING;
+      "ORDER BY seq, visible_at LIMIT $2 FOR UPDATE SKIP LOCKED)" SLUICE_CLAIM_RETURNING;
   PgParams params;
   params.Add(req.owner).Add(int64_t{req.max_events}).Add(req.lease_ttl_ms);
   Lease lease;
@@ -285,7 +290,7 @@ Result<Lease> PostgresStore::ClaimNaiveTwoStep(const ClaimRequest& req) {
   // them by seq in another without re-checking their state.
   static constexpr char kFind[] =
       "SELECT seq FROM queue WHERE state <> 'dead' AND visible_at <= now() "
-      "ORDER BY seq LIMIT $1";
+      "ORDER BY seq, visible_at LIMIT $1";
   static constexpr char kTake[] =
       "UPDATE queue SET state = 'leased', lease_owner = $2, "
       "lease_token = (SELECT nextval('sluice_token')), "

@@ -116,7 +116,7 @@ Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bo
   }
   SLUICE_RETURN_IF_ERROR(c->Exec(sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   SLUICE_RETURN_IF_ERROR(c->Exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
-                                 "PRAGMA cache_size=-16384"));
+                                 "PRAGMA cache_size=-8192; PRAGMA journal_size_limit=67108864"));
   return c;
 }
 

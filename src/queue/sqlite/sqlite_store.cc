@@ -224,6 +224,7 @@ Result<Lease> SqliteStore::ClaimAtomic(const ClaimRequest& req) {
     SLUICE_ASSIGN_OR_RETURN(bool has, next.Step());
     if (!has) return Status::Internal("sqlite store: token counter missing");
     const int64_t token = next.Int(0);
+    SLUICE_RETURN_IF_ERROR(next.Run());
     SLUICE_ASSIGN_OR_RETURN(Stmt claim, c.Prepare(kClaim));
     claim.Bind(1, req.owner).Bind(2, token).Bind(3, now + req.lease_ttl_ms).Bind(4, now);
     claim.Bind(5, static_cast<int64_t>(req.max_events));
@@ -279,6 +280,7 @@ Result<Lease> SqliteStore::ClaimNaiveTwoStep(const ClaimRequest& req) {
     SLUICE_ASSIGN_OR_RETURN(bool has, next.Step());
     if (!has) return Status::Internal("sqlite store: token counter missing");
     const int64_t token = next.Int(0);
+    SLUICE_RETURN_IF_ERROR(next.Run());
     SLUICE_ASSIGN_OR_RETURN(Stmt take, c.Prepare(kTake));
     take.Bind(2, req.owner).Bind(3, token).Bind(4, now + req.lease_ttl_ms);
     for (int64_t seq : seqs) {

@@ -297,7 +297,8 @@ Result<QueueStats> SqliteStore::Stats() {
       "SELECT count(*) FROM queue WHERE lease_token IS NOT NULL AND state = 'leased'";
   static constexpr char kDead[] = "SELECT count(*) FROM queue WHERE state = 'dead'";
   static constexpr char kOldest[] =
-      "SELECT enqueued_at FROM queue WHERE state = 'pending' ORDER BY seq LIMIT 1";
+      "SELECT enqueued_at FROM queue WHERE state != 'dead' AND state = 'pending' "
+      "ORDER BY seq LIMIT 1";  // "!= 'dead'" lets the planner walk queue_claim
   QueueStats stats;
   Status st = Read([&](SqliteConn& c, int64_t now) -> Status {
     auto count = [&](const char* sql) -> Result<int64_t> {

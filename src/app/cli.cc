@@ -1,9 +1,10 @@
 #include "app/cli.h"
 
-#include <cstdio>
-#include <memory>
+#include "bench/bench_cli.h"
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
 
 #include "app/logging.h"
 #include "app/replica.h"
@@ -61,20 +62,14 @@ int RunCli(int argc, char** argv) {
   AddDlqCommand(&app, &run);
   AddMigrateCommand(&app, &run);
   AddSendCommand(&app, &run);
-  CLI::App* bench = app.add_subcommand("bench", "Load generator and benchmarks (not yet built)");
-  bench->allow_extras();
-  bench->callback([&run] {
-    run = [] {
-      std::fprintf(stderr, "sluice bench: not yet\n");
-      return 2;
-    };
-  });
+  AddBenchCommands(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help/--version exit 0; every usage error exits 2.
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (const int rc = RunBenchCommand(); rc >= 0) return rc;
   if (!run) return 2;
   return run();
 }

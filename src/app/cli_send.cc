@@ -1,12 +1,12 @@
 // `sluice send`: posts events to a running sluice from the shell or an NDJSON
 // file, in batches, over HTTP (POST /v1/events).
+#include <simdjson.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
-
-#include <CLI/CLI.hpp>
-#include <simdjson.h>
 
 #include "app/cli.h"
 #include "app/simple_http.h"

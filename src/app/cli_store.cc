@@ -1,9 +1,8 @@
 // `sluice status`, `sluice dlq`, `sluice migrate`: commands that open the
 // store directly (no running replica needed).
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
-
-#include <CLI/CLI.hpp>
 
 #include "app/cli.h"
 #include "app/logging.h"
@@ -105,8 +104,8 @@ int RunDlq(const std::string& action, const DlqFlags& f) {
     std::fwrite(out.data(), 1, out.size(), stdout);
     return 0;
   }
-  Result<int64_t> n = action == "requeue" ? (*store)->RequeueDead(filter)
-                                          : (*store)->PurgeDead(filter);
+  Result<int64_t> n =
+      action == "requeue" ? (*store)->RequeueDead(filter) : (*store)->PurgeDead(filter);
   if (!n.ok()) {
     std::fprintf(stderr, "sluice dlq %s: %s\n", action.c_str(), n.status().ToString().c_str());
     return 1;
@@ -158,8 +157,7 @@ void AddDlqCommand(CLI::App* app, CliAction* run) {
 
 void AddMigrateCommand(CLI::App* app, CliAction* run) {
   auto flags = std::make_shared<StoreFlags>();
-  CLI::App* cmd =
-      app->add_subcommand("migrate", "Create or upgrade the store schema, then exit");
+  CLI::App* cmd = app->add_subcommand("migrate", "Create or upgrade the store schema, then exit");
   AddStoreFlags(cmd, flags.get());
   cmd->callback([flags, run] {
     *run = [flags]() -> int {

@@ -20,9 +20,8 @@ bool IsObjectPayload(std::string_view p) {
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           msg.time.time_since_epoch())
-                           .count();
+    const int64_t ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
     std::string line = "{\"ts\":\"" + FormatIso8601Ms(ms) + "\",\"level\":\"";
     const auto level = spdlog::level::to_string_view(msg.level);
     line.append(level.data(), level.size());

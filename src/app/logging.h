@@ -5,12 +5,12 @@
 // token, passwords) as fields. Thread-safe after SetupLogging.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 namespace sluice {
 

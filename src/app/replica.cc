@@ -63,15 +63,15 @@ Result<std::unique_ptr<Replica>> Replica::Start(const Config& config) {
 Status Replica::StartImpl() {
   id_ = config_.replica_id.empty() ? GenerateReplicaId() : config_.replica_id;
   host_ = HostName();
-  metrics_.GetGauge("sluice_build_info", "Constant 1, labelled with the version",
-                    Labels({{"version", kSluiceVersion}}))
+  metrics_
+      .GetGauge("sluice_build_info", "Constant 1, labelled with the version",
+                Labels({{"version", kSluiceVersion}}))
       .Set(1);
 
   Result<StorePtr> store = Store::Open(config_.store);
   if (!store.ok()) {
-    return Status(store.status().code(),
-                  "opening store " + RedactUrl(config_.store.url) + ": " +
-                      store.status().message());
+    return Status(store.status().code(), "opening store " + RedactUrl(config_.store.url) + ": " +
+                                             store.status().message());
   }
   store_ = std::move(store).value();
 
@@ -94,8 +94,8 @@ Status Replica::StartImpl() {
     if (!consumer_names.empty()) consumer_names += ",";
     consumer_names += c->name();
   }
-  watcher_ = std::make_unique<Watcher>(store_.get(), std::move(consumers).value(),
-                                       config_.watcher, id_, &metrics_);
+  watcher_ = std::make_unique<Watcher>(store_.get(), std::move(consumers).value(), config_.watcher,
+                                       id_, &metrics_);
   Watcher* watcher = watcher_.get();
   ingest_ = std::make_unique<IngestService>(store_.get(), config_.ingest, config_.auth, &metrics_,
                                             AllFormats(), [watcher] { watcher->Wake(); });

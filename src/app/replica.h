@@ -80,10 +80,10 @@ class Replica {
 
   std::mutex mu_;
   std::condition_variable stop_cv_;
-  bool stopping_ = false;     // GUARDED_BY(mu_)
-  bool shut_down_ = false;    // GUARDED_BY(mu_)
-  bool started_ = false;      // GUARDED_BY(mu_)
-  int64_t duty_token_ = 0;    // dedup-prune lease token while held; DutyMain only
+  bool stopping_ = false;   // GUARDED_BY(mu_)
+  bool shut_down_ = false;  // GUARDED_BY(mu_)
+  bool started_ = false;    // GUARDED_BY(mu_)
+  int64_t duty_token_ = 0;  // dedup-prune lease token while held; DutyMain only
   std::thread heartbeat_thread_;
   std::thread duty_thread_;
 };

@@ -64,7 +64,8 @@ Result<SimpleHttpResponse> SimpleHttp(const SimpleHttpRequest& req) {
   SimpleHttpResponse resp;
   Sink sink{&resp.body, req.max_response_bytes};
   curl_slist* headers = nullptr;
-  for (const auto& [k, v] : req.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
+  for (const auto& [k, v] : req.headers)
+    headers = curl_slist_append(headers, (k + ": " + v).c_str());
   // No "Expect: 100-continue" round trip for larger bodies.
   headers = curl_slist_append(headers, "Expect:");
 

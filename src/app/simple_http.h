@@ -24,7 +24,7 @@ struct SimpleHttpRequest {
   std::string url;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
-  int64_t timeout_ms = 30000;           // whole request; default 30 s
+  int64_t timeout_ms = 30000;             // whole request; default 30 s
   int64_t max_response_bytes = 64 << 20;  // larger bodies are an error; default 64 MiB
 };
 

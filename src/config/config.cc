@@ -1,13 +1,13 @@
 #include "config/config.h"
 
+#include <toml++/toml.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 namespace sluice {
 namespace {
@@ -508,7 +508,8 @@ Status ValidateConfig(Config* c) {
   }
   if (url == "sqlite:") return Status::InvalidArgument("config key store.url: empty sqlite path");
   if (c->ingest.slow_down > c->ingest.high_water) {
-    return Status::InvalidArgument("config key ingest.slow_down: must not exceed ingest.high_water");
+    return Status::InvalidArgument(
+        "config key ingest.slow_down: must not exceed ingest.high_water");
   }
   if (c->ingest.max_decompressed_bytes < c->ingest.max_event_bytes) {
     return Status::InvalidArgument(
@@ -524,7 +525,7 @@ Status ValidateConfig(Config* c) {
   if (w.idle_poll_max_ms < w.idle_poll_min_ms) {
     return Status::InvalidArgument("config key watcher.idle_poll_max: must be >= idle_poll_min");
   }
-  static const std::set<std::string> kLevels = {"trace", "debug", "info",     "warn",
+  static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
                                                 "error", "critical", "off"};
   if (kLevels.count(c->log_level) == 0) {
     return Status::InvalidArgument(
@@ -553,8 +554,8 @@ Status ValidateConfig(Config* c) {
                                      cc.name + "\"");
     }
     if (cc.bit >= 0 && !bits.insert(cc.bit).second) {
-      return Status::InvalidArgument("config key " + base + ".bit: bit " +
-                                     std::to_string(cc.bit) + " used by two consumers");
+      return Status::InvalidArgument("config key " + base + ".bit: bit " + std::to_string(cc.bit) +
+                                     " used by two consumers");
     }
   }
   return Status::Ok();

@@ -54,15 +54,15 @@ struct ServerOptions {
 };
 
 struct IngestOptions {
-  int64_t max_body_bytes = 5 * 1024 * 1024;  // compressed or not, per request; 413 above
+  int64_t max_body_bytes = 5 * 1024 * 1024;          // compressed or not, per request; 413 above
   int64_t max_decompressed_bytes = 5 * 1024 * 1024;  // after gunzip; 413 above
-  int32_t max_events = 1000;       // per request; 413 above
-  int32_t max_json_depth = 32;     // nesting of any body; 400 above
-  int32_t max_string_bytes = 65536;     // any single string field; 400 above
-  int32_t max_event_bytes = 256 * 1024; // one normalized event; 413 above
-  int64_t high_water = 1000000;    // pending+leased events above which ingest answers 503
-  int64_t slow_down = 800000;      // above this, group commit waits a little (soft limit)
-  int32_t retry_after_s = 5;       // Retry-After on 503/429
+  int32_t max_events = 1000;                         // per request; 413 above
+  int32_t max_json_depth = 32;                       // nesting of any body; 400 above
+  int32_t max_string_bytes = 65536;                  // any single string field; 400 above
+  int32_t max_event_bytes = 256 * 1024;              // one normalized event; 413 above
+  int64_t high_water = 1000000;      // pending+leased events above which ingest answers 503
+  int64_t slow_down = 800000;        // above this, group commit waits a little (soft limit)
+  int32_t retry_after_s = 5;         // Retry-After on 503/429
   int32_t group_max_events = 20000;  // events per group commit transaction
   // TEST ONLY (SDK retry tests): the first N requests that decoded and
   // authenticated fine are answered as Unavailable (503 + Retry-After, in the
@@ -76,21 +76,21 @@ struct IngestOptions {
 };
 
 struct WatcherOptions {
-  int32_t loops = 2;               // claim loops per replica
-  int32_t batch = 500;             // max events per claim
+  int32_t loops = 2;    // claim loops per replica
+  int32_t batch = 500;  // max events per claim
   int64_t lease_ttl_ms = 30000;
-  int64_t heartbeat_ms = 0;        // 0 = lease_ttl / 3
+  int64_t heartbeat_ms = 0;  // 0 = lease_ttl / 3
   BackoffPolicy backoff;
-  int64_t idle_poll_min_ms = 10;   // first idle wait; doubles up to max
+  int64_t idle_poll_min_ms = 10;  // first idle wait; doubles up to max
   int64_t idle_poll_max_ms = 1000;
-  int64_t consumer_timeout_ms = 0; // per delivery; 0 = lease_ttl / 2
+  int64_t consumer_timeout_ms = 0;   // per delivery; 0 = lease_ttl / 2
   int64_t drain_timeout_ms = 20000;  // SIGTERM: in-flight batches get this long
   int64_t replica_heartbeat_ms = 2000;
   int64_t dedup_prune_interval_ms = 60000;
 };
 
 struct AuthOptions {
-  std::string admin_token;                   // "" = admin endpoints open only on loopback
+  std::string admin_token;                        // "" = admin endpoints open only on loopback
   std::map<std::string, std::string> write_keys;  // key -> project; empty = no auth
   bool enabled() const { return !write_keys.empty(); }
 };
@@ -98,9 +98,9 @@ struct AuthOptions {
 // One [[consumer]] table. `options` keeps the type-specific keys as strings
 // (the consumer's factory parses them); nested tables are flattened "a.b".
 struct ConsumerConfig {
-  std::string type;   // "users", "counters", "archive", "clickhouse", "webhook", ...
-  std::string name;   // stable; defaults to type
-  int32_t bit = -1;   // done_mask bit 0..62; -1 = assigned (users 0, counters 1)
+  std::string type;  // "users", "counters", "archive", "clickhouse", "webhook", ...
+  std::string name;  // stable; defaults to type
+  int32_t bit = -1;  // done_mask bit 0..62; -1 = assigned (users 0, counters 1)
   std::map<std::string, std::string> options;
   std::vector<std::string> projects;  // filter; empty = all
   std::vector<std::string> events;    // filter; empty = all
@@ -115,7 +115,7 @@ struct Config {
   std::vector<ConsumerConfig> consumers;  // default: users + counters
   std::string replica_id;                 // "" = host-pid-random
   std::string log_level = "info";
-  std::string log_format = "json";        // "json" | "text"
+  std::string log_format = "json";  // "json" | "text"
 };
 
 // Parses `toml_text` (may be empty) into a Config, then applies environment

@@ -1,9 +1,9 @@
 #include "ops/dlq.h"
 
+#include <simdjson.h>
+
 #include <charconv>
 #include <cstdio>
-
-#include <simdjson.h>
 
 #include "common/event.h"
 #include "common/time.h"
@@ -164,9 +164,8 @@ std::string RenderDeadText(const std::vector<DeadEvent>& dead) {
   out += line;
   for (const DeadEvent& d : dead) {
     std::snprintf(line, sizeof line, "%-10lld %-16s %-36s %8d %-24s %s\n",
-                  static_cast<long long>(d.seq), d.project.c_str(), d.insert_id.c_str(),
-                  d.attempts, FormatIso8601Ms(d.died_at_ms).c_str(),
-                  d.last_error.substr(0, 200).c_str());
+                  static_cast<long long>(d.seq), d.project.c_str(), d.insert_id.c_str(), d.attempts,
+                  FormatIso8601Ms(d.died_at_ms).c_str(), d.last_error.substr(0, 200).c_str());
     out += line;
   }
   std::snprintf(line, sizeof line, "%zu dead event(s)\n", dead.size());

@@ -135,16 +135,25 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 int OpsHttpStatus(Code code) {
   switch (code) {
-    case Code::kOk: return 200;
-    case Code::kInvalidArgument: return 400;
-    case Code::kTooLarge: return 413;
-    case Code::kUnauthorized: return 401;
-    case Code::kNotFound: return 404;
-    case Code::kBusy: return 429;
-    case Code::kLeaseLost: return 409;
-    case Code::kUnavailable: return 503;
+    case Code::kOk:
+      return 200;
+    case Code::kInvalidArgument:
+      return 400;
+    case Code::kTooLarge:
+      return 413;
+    case Code::kUnauthorized:
+      return 401;
+    case Code::kNotFound:
+      return 404;
+    case Code::kBusy:
+      return 429;
+    case Code::kLeaseLost:
+      return 409;
+    case Code::kUnavailable:
+      return 503;
     case Code::kIoError:
-    case Code::kInternal: return 500;
+    case Code::kInternal:
+      return 500;
   }
   return 500;
 }

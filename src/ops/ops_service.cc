@@ -15,9 +15,12 @@ constexpr size_t kMaxUserIdBytes = 1024;  // longer ids in a path are refused (4
 
 int64_t BucketSizeMs(Granularity g) {
   switch (g) {
-    case Granularity::kMinute: return 60LL * 1000;
-    case Granularity::kHour: return 3600LL * 1000;
-    case Granularity::kDay: return 24LL * 3600 * 1000;
+    case Granularity::kMinute:
+      return 60LL * 1000;
+    case Granularity::kHour:
+      return 3600LL * 1000;
+    case Granularity::kDay:
+      return 24LL * 3600 * 1000;
   }
   return 3600LL * 1000;
 }
@@ -31,8 +34,8 @@ OpsService::OpsService(Store* store, sluice::Metrics* metrics, OpsOptions option
   pending_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "pending"}}));
   leased_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "leased"}}));
   dead_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "dead"}}));
-  oldest_pending_age_ms_ = &metrics_->GetGauge(
-      "sluice_queue_oldest_pending_age_ms", "Age of the oldest pending event, store clock, ms");
+  oldest_pending_age_ms_ = &metrics_->GetGauge("sluice_queue_oldest_pending_age_ms",
+                                               "Age of the oldest pending event, store clock, ms");
   store_up_ = &metrics_->GetGauge("sluice_store_up",
                                   "1 when the last scrape-time store query succeeded, else 0");
   const char* rej_help = "Ops/admin/read API requests refused, by reason";
@@ -121,8 +124,7 @@ std::optional<HttpResponse> OpsService::CheckRead(const HttpRequest& req, std::s
   *project = asked.value_or("");
   if (!options_.auth.enabled()) return std::nullopt;
   const std::string cred = RequestCredential(req);
-  if (!options_.auth.admin_token.empty() &&
-      ConstantTimeEquals(cred, options_.auth.admin_token)) {
+  if (!options_.auth.admin_token.empty() && ConstantTimeEquals(cred, options_.auth.admin_token)) {
     return std::nullopt;
   }
   // Compare against every key so timing does not reveal which key matched.
@@ -132,8 +134,7 @@ std::optional<HttpResponse> OpsService::CheckRead(const HttpRequest& req, std::s
   }
   if (key_project == nullptr) {
     unauthorized_->Inc();
-    HttpResponse r =
-        JsonError(401, "reads need Authorization: Bearer <write key or admin token>");
+    HttpResponse r = JsonError(401, "reads need Authorization: Bearer <write key or admin token>");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }

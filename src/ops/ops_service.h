@@ -34,9 +34,9 @@
 namespace sluice {
 
 struct OpsOptions {
-  AuthOptions auth;                        // admin token + write keys, as configured
-  int64_t replica_alive_within_ms = 10000; // /admin/status liveness window; default 10 s
-  int64_t max_counter_buckets = 100000;    // /v1/counters refuses wider ranges (400)
+  AuthOptions auth;                         // admin token + write keys, as configured
+  int64_t replica_alive_within_ms = 10000;  // /admin/status liveness window; default 10 s
+  int64_t max_counter_buckets = 100000;     // /v1/counters refuses wider ranges (400)
   int64_t default_counter_range_ms = 24LL * 3600 * 1000;  // from = to - this; default 24 h
 };
 
@@ -51,8 +51,7 @@ class OpsService {
   // REQUIRES: store and metrics outlive the service. `draining` (may be null)
   // tells /readyz that the replica is shutting down. Registers the queue-depth
   // collector on `metrics`.
-  OpsService(Store* store, Metrics* metrics, OpsOptions options,
-             const std::atomic<bool>* draining);
+  OpsService(Store* store, Metrics* metrics, OpsOptions options, const std::atomic<bool>* draining);
 
   OpsService(const OpsService&) = delete;
   OpsService& operator=(const OpsService&) = delete;

@@ -39,8 +39,8 @@ std::string RenderStatusJson(const StatusReport& r) {
     AppendJsonString(FormatIso8601Ms(rep.started_ms), &out);
     out += ",\"heartbeat\":";
     AppendJsonString(FormatIso8601Ms(rep.heartbeat_ms), &out);
-    out += ",\"heartbeat_age_ms\":" + std::to_string(std::max<int64_t>(0, r.now_ms -
-                                                                           rep.heartbeat_ms));
+    out += ",\"heartbeat_age_ms\":" +
+           std::to_string(std::max<int64_t>(0, r.now_ms - rep.heartbeat_ms));
     out += ",\"leases_held\":" + std::to_string(rep.leases_held) + "}";
   }
   out += "],\"store\":";

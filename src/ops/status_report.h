@@ -13,10 +13,10 @@
 namespace sluice {
 
 struct StatusReport {
-  std::string store_kind;              // "sqlite" | "postgres"
-  int64_t now_ms = 0;                  // store clock
+  std::string store_kind;  // "sqlite" | "postgres"
+  int64_t now_ms = 0;      // store clock
   QueueStats queue;
-  std::vector<ReplicaInfo> replicas;   // heartbeat within the alive window
+  std::vector<ReplicaInfo> replicas;  // heartbeat within the alive window
 };
 
 // A replica counts as alive when its heartbeat is within this window; default

@@ -18,8 +18,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   if (url.starts_with("postgres://") || url.starts_with("postgresql://")) {
     return OpenPostgresStore(options);
   }
-  return Status::InvalidArgument("store url must start with sqlite:, postgres:// or "
-                                 "postgresql://, got '" + options.url + "'");
+  return Status::InvalidArgument(
+      "store url must start with sqlite:, postgres:// or "
+      "postgresql://, got '" +
+      options.url + "'");
 }
 
 }  // namespace sluice

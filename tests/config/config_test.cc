@@ -1,9 +1,9 @@
 #include "config/config.h"
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <map>
-
-#include <gtest/gtest.h>
 
 #include "testing/testing.h"
 
@@ -213,8 +213,8 @@ TEST(ParseConfig, PublicListenWithoutAuthIsRefusedUnlessAllowed) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("allow_public_without_auth"), std::string::npos);
 
-  auto allowed = ParseConfig(
-      "[server]\nlisten = \"0.0.0.0:8080\"\nallow_public_without_auth = true\n", Env());
+  auto allowed =
+      ParseConfig("[server]\nlisten = \"0.0.0.0:8080\"\nallow_public_without_auth = true\n", Env());
   EXPECT_TRUE(allowed.ok()) << allowed.status().ToString();
 
   auto with_auth =

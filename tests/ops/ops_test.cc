@@ -1,7 +1,5 @@
 // OpsService against a real SQLite store, handlers called directly (the HTTP
 // layer is covered by tests/system/serve_smoke_test.cc).
-#include "ops/ops_service.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,6 +8,7 @@
 #include "common/time.h"
 #include "ops/dlq.h"
 #include "ops/http_util.h"
+#include "ops/ops_service.h"
 #include "ops/status_report.h"
 #include "testing/testing.h"
 
@@ -165,8 +164,7 @@ TEST_F(OpsTest, DlqListRequeueAndPurgeWithFilters) {
   EXPECT_NE(list.body.find("consumer users: boom"), std::string::npos);
   EXPECT_NE(list.body.find("\"body\":{\"event\":\"signup\""), std::string::npos) << list.body;
 
-  HttpResponse requeue =
-      ops->AdminDlqRequeue(Post("/admin/dlq/requeue", R"({"project":"p1"})"));
+  HttpResponse requeue = ops->AdminDlqRequeue(Post("/admin/dlq/requeue", R"({"project":"p1"})"));
   ASSERT_EQ(requeue.status, 200) << requeue.body;
   EXPECT_EQ(requeue.body, "{\"requeued\":1}");
 
@@ -193,8 +191,8 @@ TEST_F(OpsTest, DlqSeqsFromBodyOrQuery) {
   EXPECT_FALSE(all);
 
   DeadFilter q;
-  ASSERT_TRUE(ParseDeadFilter(Post("/admin/dlq/purge", "", "seqs=4,5&seq=6&project=p"), &q, &all)
-                  .ok());
+  ASSERT_TRUE(
+      ParseDeadFilter(Post("/admin/dlq/purge", "", "seqs=4,5&seq=6&project=p"), &q, &all).ok());
   EXPECT_EQ(q.seqs, (std::vector<int64_t>{4, 5, 6}));
   EXPECT_EQ(q.project, "p");
 

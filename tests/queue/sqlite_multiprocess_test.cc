@@ -145,8 +145,7 @@ TEST(SqliteMultiProcessTest, NaiveTwoStepClaimIsCaughtDispatchingTwice) {
   int duplicates = 0;
   for (const auto& [seq, n] : r.claims) duplicates += n - 1;
   EXPECT_GT(duplicates, 0);  // ...but dispatched more than once
-  std::printf("[ naive    ] %d duplicate dispatches of %d events; per child:", duplicates,
-              kEvents);
+  std::printf("[ naive    ] %d duplicate dispatches of %d events; per child:", duplicates, kEvents);
   for (int n : r.per_child) std::printf(" %d", n);
   std::printf("\n");
 }

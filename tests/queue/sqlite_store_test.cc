@@ -200,10 +200,11 @@ TEST(SqliteStoreTest, EnqueueThroughputSmoke) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     const double cpu_1 = ThreadCpuSeconds() - cpu1;
     // Wall time depends on the machine's load and disk; CPU time on the code.
-    std::printf("[ enqueue  ] sync=%d groups of 8x100 events (~300 B): %.0f events/s wall, "
-                "%.0f events/CPU-s; single 100-event transactions: %.0f events/s wall, "
-                "%.0f events/CPU-s\n",
-                sync, accepted / secs, accepted / cpu, 4000 / secs1, 4000 / cpu_1);
+    std::printf(
+        "[ enqueue  ] sync=%d groups of 8x100 events (~300 B): %.0f events/s wall, "
+        "%.0f events/CPU-s; single 100-event transactions: %.0f events/s wall, "
+        "%.0f events/CPU-s\n",
+        sync, accepted / secs, accepted / cpu, 4000 / secs1, 4000 / cpu_1);
   }
 }
 

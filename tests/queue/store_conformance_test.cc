@@ -77,20 +77,19 @@ void WaitPast(Store& s, int64_t until_ms) {
 // Counts per-minute events and distinct users, like the counters consumer.
 InStoreWork CounterWork(uint64_t bit, std::atomic<int>* calls = nullptr,
                         std::atomic<int>* events_seen = nullptr) {
-  return InStoreWork{bit, [calls, events_seen](std::span<const ClaimedEvent* const> events,
-                                               Effects* out) {
-                       if (calls) ++*calls;
-                       if (events_seen) *events_seen += static_cast<int>(events.size());
-                       for (const ClaimedEvent* c : events) {
-                         Event e;
-                         ASSERT_TRUE(ParseBody(c->body, &e).ok()) << c->body;
-                         for (Granularity g : kAllGranularities) {
-                           out->counters.push_back(CounterDelta{
-                               c->project, e.event, g, BucketStartMs(g, e.time_ms), 1,
-                               {e.distinct_id()}});
-                         }
-                       }
-                     }};
+  return InStoreWork{
+      bit, [calls, events_seen](std::span<const ClaimedEvent* const> events, Effects* out) {
+        if (calls) ++*calls;
+        if (events_seen) *events_seen += static_cast<int>(events.size());
+        for (const ClaimedEvent* c : events) {
+          Event e;
+          ASSERT_TRUE(ParseBody(c->body, &e).ok()) << c->body;
+          for (Granularity g : kAllGranularities) {
+            out->counters.push_back(CounterDelta{
+                c->project, e.event, g, BucketStartMs(g, e.time_ms), 1, {e.distinct_id()}});
+          }
+        }
+      }};
 }
 
 // Per-user profile deltas, like the users consumer.
@@ -231,10 +230,12 @@ TEST_P(StoreConformanceTest, ExpiredLeaseIsReclaimedByTheNormalClaim) {
   ASSERT_EQ(a.events.size(), 2u);
   EXPECT_TRUE(ClaimOk(*store_, "r2/0", 10).events.empty());  // live lease: skipped
   Lease b;
-  ASSERT_TRUE(WaitUntil([&] {
-    b = ClaimOk(*store_, "r2/0", 10);
-    return !b.events.empty();
-  }, kWait));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        b = ClaimOk(*store_, "r2/0", 10);
+        return !b.events.empty();
+      },
+      kWait));
   EXPECT_GE(Now(*store_), a.lease_until_ms);
   ASSERT_EQ(b.events.size(), 2u);
   EXPECT_EQ(Seqs(b.events), Seqs(a.events));
@@ -287,9 +288,9 @@ TEST_P(StoreConformanceTest, JustExpiredLeaseIsRefusedBeforeAnyTakeover) {
   ASSERT_EQ(a.events.size(), 2u);
   WaitPast(*store_, a.lease_until_ms);
   EXPECT_EQ(store_->Extend(a.token, 30000).status().code(), Code::kLeaseLost);
-  EXPECT_EQ(store_->MarkDone(MarkDoneRequest{a.token, a.events, 2, {CounterWork(1)}})
-                .status().code(),
-            Code::kLeaseLost);
+  EXPECT_EQ(
+      store_->MarkDone(MarkDoneRequest{a.token, a.events, 2, {CounterWork(1)}}).status().code(),
+      Code::kLeaseLost);
   EXPECT_EQ(store_->Complete(CompleteRequest{a.token, a.events, 1, 1, {}}).status().code(),
             Code::kLeaseLost);
   std::vector<int64_t> seqs = Seqs(a.events);
@@ -324,10 +325,12 @@ TEST_P(StoreConformanceTest, AttemptsCountEveryClaimIncludingExpiryReclaims) {
   EnqueueOne(*store_, MakeEvents(1));
   for (int i = 1; i <= 3; ++i) {
     Lease l;
-    ASSERT_TRUE(WaitUntil([&] {
-      l = ClaimOk(*store_, "r/" + std::to_string(i), 1, 150);
-      return !l.events.empty();
-    }, kWait));
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          l = ClaimOk(*store_, "r/" + std::to_string(i), 1, 150);
+          return !l.events.empty();
+        },
+        kWait));
     EXPECT_EQ(l.events[0].attempts, i);
     EXPECT_EQ(l.events[0].reclaimed, i > 1);
   }
@@ -341,8 +344,8 @@ TEST_P(StoreConformanceTest, FailedRowIsInvisibleUntilItsBackoffPasses) {
   ASSERT_EQ(a.events.size(), 1u);
   std::vector<int64_t> seqs = Seqs(a.events);
   const int64_t before = Now(*store_);
-  auto f = store_->Fail(FailRequest{a.token, seqs, "consumer users: boom",
-                                    BackoffPolicy{300, 10000, 10, 0.0}});
+  auto f = store_->Fail(
+      FailRequest{a.token, seqs, "consumer users: boom", BackoffPolicy{300, 10000, 10, 0.0}});
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->retried, 1);
   EXPECT_EQ(f->dead, 0);
@@ -351,10 +354,12 @@ TEST_P(StoreConformanceTest, FailedRowIsInvisibleUntilItsBackoffPasses) {
   ASSERT_EQ(b.events.size(), 1u);
   EXPECT_NE(b.events[0].seq, seqs[0]);
   Lease c;
-  ASSERT_TRUE(WaitUntil([&] {
-    c = ClaimOk(*store_, "r1/0", 10);
-    return !c.events.empty();
-  }, kWait));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        c = ClaimOk(*store_, "r1/0", 10);
+        return !c.events.empty();
+      },
+      kWait));
   EXPECT_GE(Now(*store_) - before, 300);
   ASSERT_EQ(c.events.size(), 1u);
   EXPECT_EQ(c.events[0].seq, seqs[0]);
@@ -373,10 +378,12 @@ TEST_P(StoreConformanceTest, BackoffGrowsExponentiallyAndIsCapped) {
     std::vector<int64_t> seqs = Seqs(l.events);
     const int64_t t0 = Now(*store_);
     ASSERT_TRUE(store_->Fail(FailRequest{l.token, seqs, "consumer c: e", policy}).ok());
-    ASSERT_TRUE(WaitUntil([&] {
-      l = ClaimOk(*store_, "r/0", 1);
-      return !l.events.empty();
-    }, kWait, milliseconds(2)));
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          l = ClaimOk(*store_, "r/0", 1);
+          return !l.events.empty();
+        },
+        kWait, milliseconds(2)));
     const int64_t waited = Now(*store_) - t0;
     EXPECT_GE(waited, expected[i]);
     EXPECT_LT(waited, expected[i] + 1500);
@@ -389,15 +396,17 @@ TEST_P(StoreConformanceTest, RowGoesDeadAfterMaxAttemptsWithItsError) {
   int64_t seq = 0;
   for (int i = 1; i <= 3; ++i) {
     Lease l;
-    ASSERT_TRUE(WaitUntil([&] {
-      l = ClaimOk(*store_, "r/0", 1);
-      return !l.events.empty();
-    }, kWait));
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          l = ClaimOk(*store_, "r/0", 1);
+          return !l.events.empty();
+        },
+        kWait));
     seq = l.events[0].seq;
     EXPECT_EQ(l.events[0].attempts, i);
     std::vector<int64_t> seqs = Seqs(l.events);
-    auto f = store_->Fail(FailRequest{l.token, seqs, "consumer users: bad #" + std::to_string(i),
-                                      policy});
+    auto f = store_->Fail(
+        FailRequest{l.token, seqs, "consumer users: bad #" + std::to_string(i), policy});
     ASSERT_TRUE(f.ok());
     EXPECT_EQ(f->dead, i == 3 ? 1 : 0);
     EXPECT_EQ(f->retried, i == 3 ? 0 : 1);
@@ -492,8 +501,8 @@ TEST_P(StoreConformanceTest, CompleteAppliesEffectsOnceAndDeletesTheRows) {
   Lease l = ClaimOk(*store_, "r/0", 10);
   std::atomic<int> calls{0};
   std::atomic<int> seen{0};
-  auto c = store_->Complete(
-      CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
+  auto c =
+      store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->deleted.size(), 5u);
   EXPECT_TRUE(c->remaining.empty());
@@ -501,8 +510,8 @@ TEST_P(StoreConformanceTest, CompleteAppliesEffectsOnceAndDeletesTheRows) {
   EXPECT_EQ(seen.load(), 5);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 5);
   // The same request again: the rows are gone, nothing is applied twice.
-  auto again = store_->Complete(
-      CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
+  auto again =
+      store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
   EXPECT_EQ(again.status().code(), Code::kLeaseLost);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 5);
   auto stats = store_->Stats();
@@ -554,13 +563,17 @@ TEST_P(StoreConformanceTest, RedeliveryAfterFailSkipsConsumersThatFinished) {
   Lease l = ClaimOk(*store_, "r/0", 10);
   ASSERT_TRUE(store_->MarkDone(MarkDoneRequest{l.token, l.events, 0, {CounterWork(1)}}).ok());
   std::vector<int64_t> seqs = Seqs(l.events);
-  ASSERT_TRUE(store_->Fail(FailRequest{l.token, seqs, "consumer archive: down",
-                                       BackoffPolicy{1, 1, 10, 0.0}}).ok());
+  ASSERT_TRUE(
+      store_
+          ->Fail(FailRequest{l.token, seqs, "consumer archive: down", BackoffPolicy{1, 1, 10, 0.0}})
+          .ok());
   Lease r;
-  ASSERT_TRUE(WaitUntil([&] {
-    r = ClaimOk(*store_, "r/1", 10);
-    return !r.events.empty();
-  }, kWait));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        r = ClaimOk(*store_, "r/1", 10);
+        return !r.events.empty();
+      },
+      kWait));
   ASSERT_EQ(r.events.size(), 2u);
   for (const auto& e : r.events) EXPECT_EQ(e.done_mask, 1u);
   std::atomic<int> calls{0};
@@ -597,7 +610,8 @@ TEST_P(StoreConformanceTest, PartlyHeldBatchMarksOnlyTheHeldRows) {
   std::vector<ClaimedEvent> first(a.events.begin(), a.events.begin() + 1);
   ASSERT_TRUE(store_->Complete(CompleteRequest{a.token, first, 0, 0, {}}).ok());
   std::atomic<int> seen{0};
-  auto c = store_->Complete(CompleteRequest{a.token, a.events, 1, 0, {CounterWork(1, nullptr, &seen)}});
+  auto c =
+      store_->Complete(CompleteRequest{a.token, a.events, 1, 0, {CounterWork(1, nullptr, &seen)}});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->deleted.size(), 2u);
   EXPECT_EQ(seen.load(), 2);
@@ -691,14 +705,16 @@ TEST_P(StoreConformanceTest, NamedLeaseIsExclusiveUntilItExpires) {
   EXPECT_EQ(store_->AcquireNamedLease("prune", "r2", 250).status().code(), Code::kBusy);
   auto renew = store_->AcquireNamedLease("prune", "r1", 250);
   ASSERT_TRUE(renew.ok());
-  EXPECT_EQ(*renew, *a);  // renewal keeps the token
+  EXPECT_EQ(*renew, *a);                                         // renewal keeps the token
   auto other = store_->AcquireNamedLease("compact", "r2", 250);  // other names are independent
   ASSERT_TRUE(other.ok());
   Result<int64_t> b = Status::Busy("");
-  ASSERT_TRUE(WaitUntil([&] {
-    b = store_->AcquireNamedLease("prune", "r2", 30000);
-    return b.ok();
-  }, kWait));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        b = store_->AcquireNamedLease("prune", "r2", 30000);
+        return b.ok();
+      },
+      kWait));
   EXPECT_GT(*b, *a);
   EXPECT_EQ(store_->PruneDedup(*a, 10).status().code(), Code::kLeaseLost);
   EXPECT_TRUE(store_->PruneDedup(*b, 10).ok());
@@ -714,8 +730,7 @@ TEST_P(StoreConformanceTest, NamedLeaseIsExclusiveUntilItExpires) {
 TEST_P(StoreConformanceTest, GetUserReturnsExactMergedProfile) {
   EXPECT_EQ(store_->GetUser("p", "alice").status().code(), Code::kNotFound);
   std::vector<NewEvent> first = {
-      {"p", "1", Body("login", "alice", kT0 + 5000, R"({"plan":"free","n":1})",
-                      R"({"src":"ad"})")},
+      {"p", "1", Body("login", "alice", kT0 + 5000, R"({"plan":"free","n":1})", R"({"src":"ad"})")},
       {"p", "2", Body("view", "alice", kT0 + 1000, "", R"({"src":"seo","ref":"x"})")},
   };
   std::vector<NewEvent> second = {
@@ -750,12 +765,13 @@ TEST_P(StoreConformanceTest, GetUserReturnsExactMergedProfile) {
 TEST_P(StoreConformanceTest, QueryCountersReturnsExactCountsAndDistinctUsers) {
   const int64_t m0 = BucketStartMs(Granularity::kMinute, kT0);
   std::vector<NewEvent> a = {
-      {"p", "1", Body("buy", "u1", m0 + 1000)}, {"p", "2", Body("buy", "u2", m0 + 2000)},
-      {"p", "3", Body("buy", "u1", m0 + 3000)}, {"p", "4", Body("buy", "u1", m0 + 61000)},
+      {"p", "1", Body("buy", "u1", m0 + 1000)},  {"p", "2", Body("buy", "u2", m0 + 2000)},
+      {"p", "3", Body("buy", "u1", m0 + 3000)},  {"p", "4", Body("buy", "u1", m0 + 61000)},
       {"p", "5", Body("view", "u1", m0 + 1000)},
   };
   std::vector<NewEvent> b = {
-      {"p", "6", Body("buy", "u2", m0 + 4000)}, {"p", "7", Body("buy", "u3", m0 + 5000)},
+      {"p", "6", Body("buy", "u2", m0 + 4000)},
+      {"p", "7", Body("buy", "u3", m0 + 5000)},
       {"q", "8", Body("buy", "u1", m0 + 6000)},
   };
   for (const auto* batch : {&a, &b}) {
@@ -764,8 +780,8 @@ TEST_P(StoreConformanceTest, QueryCountersReturnsExactCountsAndDistinctUsers) {
     auto c = store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1)}});
     ASSERT_TRUE(c.ok()) << c.status().ToString();
   }
-  auto minute = store_->QueryCounters(
-      CounterQuery{"p", "buy", Granularity::kMinute, m0, m0 + 120000});
+  auto minute =
+      store_->QueryCounters(CounterQuery{"p", "buy", Granularity::kMinute, m0, m0 + 120000});
   ASSERT_TRUE(minute.ok());
   ASSERT_EQ(minute->size(), 2u);
   EXPECT_EQ((*minute)[0].bucket_ms, m0);
@@ -775,13 +791,12 @@ TEST_P(StoreConformanceTest, QueryCountersReturnsExactCountsAndDistinctUsers) {
   EXPECT_EQ((*minute)[1].count, 1);
   EXPECT_EQ((*minute)[1].users, 1);
   // [from, to): the second minute is excluded.
-  auto first_only = store_->QueryCounters(
-      CounterQuery{"p", "buy", Granularity::kMinute, m0, m0 + 60000});
+  auto first_only =
+      store_->QueryCounters(CounterQuery{"p", "buy", Granularity::kMinute, m0, m0 + 60000});
   ASSERT_TRUE(first_only.ok());
   EXPECT_EQ(first_only->size(), 1u);
   // All projects summed.
-  auto all = store_->QueryCounters(
-      CounterQuery{"", "buy", Granularity::kMinute, m0, m0 + 60000});
+  auto all = store_->QueryCounters(CounterQuery{"", "buy", Granularity::kMinute, m0, m0 + 60000});
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 1u);
   EXPECT_EQ((*all)[0].count, 6);
@@ -792,8 +807,7 @@ TEST_P(StoreConformanceTest, QueryCountersReturnsExactCountsAndDistinctUsers) {
   ASSERT_EQ(day->size(), 1u);
   EXPECT_EQ((*day)[0].count, 6);
   EXPECT_EQ((*day)[0].users, 3);
-  auto hour = store_->QueryCounters(
-      CounterQuery{"p", "view", Granularity::kHour, 0, kT0 * 2});
+  auto hour = store_->QueryCounters(CounterQuery{"p", "view", Granularity::kHour, 0, kT0 * 2});
   ASSERT_TRUE(hour.ok());
   ASSERT_EQ(hour->size(), 1u);
   EXPECT_EQ((*hour)[0].count, 1);
@@ -858,9 +872,9 @@ TEST_P(StoreConformanceTest, StatsCountStatesAndOldestPendingAge) {
 TEST_P(StoreConformanceTest, StoreClockIsEpochMilliseconds) {
   auto now = store_->NowMs();
   ASSERT_TRUE(now.ok());
-  const int64_t wall = std::chrono::duration_cast<milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+  const int64_t wall =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   EXPECT_LT(std::llabs(*now - wall), 60000);
 }
 

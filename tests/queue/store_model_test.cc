@@ -232,9 +232,9 @@ class StoreModelTest : public ::testing::Test {
     for (int64_t seq : seqs) {
       if (Held(l, seq)) held.push_back(seq);
     }
-    auto r = store_->Fail(FailRequest{
-        l.token, seqs, "consumer c: e",
-        BackoffPolicy{far ? 3'600'000 : 0, 3'600'000, kMaxAttempts, 0.0}});
+    auto r =
+        store_->Fail(FailRequest{l.token, seqs, "consumer c: e",
+                                 BackoffPolicy{far ? 3'600'000 : 0, 3'600'000, kMaxAttempts, 0.0}});
     if (held.empty()) {
       ASSERT_EQ(r.status().code(), Code::kLeaseLost);
       return;
@@ -311,14 +311,14 @@ class StoreModelTest : public ::testing::Test {
   std::mt19937_64 rng_;
   testing::TempDir dir_;
   StorePtr store_;
-  std::map<int64_t, ModelRow> rows_;     // rows some claim has returned, by seq
-  std::vector<std::string> pending_ids_; // accepted insert_ids in enqueue order
-  size_t next_new_ = 0;                  // pending_ids_[next_new_..] never claimed yet
-  std::set<std::string> seen_;           // dedup: every accepted insert_id
-  std::vector<ModelLease> leases_;       // recent leases, for stale-token steps
+  std::map<int64_t, ModelRow> rows_;      // rows some claim has returned, by seq
+  std::vector<std::string> pending_ids_;  // accepted insert_ids in enqueue order
+  size_t next_new_ = 0;                   // pending_ids_[next_new_..] never claimed yet
+  std::set<std::string> seen_;            // dedup: every accepted insert_id
+  std::vector<ModelLease> leases_;        // recent leases, for stale-token steps
   int64_t last_token_ = 0;
-  int64_t counted_ = 0;                  // counter effect applications
-  std::set<std::string> distinct_;       // distinct users counted
+  int64_t counted_ = 0;             // counter effect applications
+  std::set<std::string> distinct_;  // distinct users counted
 };
 
 TEST_F(StoreModelTest, RandomStepsMatchTheModel) {

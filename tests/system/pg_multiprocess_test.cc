@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 using testing::PgReplicaOptions;
 
 constexpr int kReplicas = 4;
-constexpr int kUsers = 1000;
+constexpr int kUsers = 10000;
 constexpr int kNames = 5;
 constexpr int64_t kStartMs = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 

@@ -55,7 +55,8 @@ constexpr int64_t kT0 = 1714557600000;
 std::string Batch() {
   return R"({"events":[
     {"insert_id":"e1","event":"signup","user_id":"u1","time":1714557600000,
-     "properties":{"plan":"free"},"user_properties":{"$set":{"plan":"free"},"$set_once":{"src":"ad"}}},
+     "properties":{"plan":"free"},
+     "user_properties":{"$set":{"plan":"free"},"$set_once":{"src":"ad"}}},
     {"insert_id":"e2","event":"login","user_id":"u1","time":"2024-05-01T10:05:00Z"},
     {"insert_id":"e3","event":"login","user_id":"u1","time":1714557900000,
      "user_properties":{"$set":{"plan":"pro"}}},
@@ -81,7 +82,8 @@ TEST_F(ServeSmokeTest, IngestedEventsReachReadApiMetricsAndStatusThenSigtermExit
         return user.status == 200 && Contains(user.body, "\"events\":3");
       },
       seconds(20), milliseconds(50)))
-      << user.status << " " << user.body << "\n" << p->ReadLog();
+      << user.status << " " << user.body << "\n"
+      << p->ReadLog();
   EXPECT_TRUE(Contains(user.body, "\"user_id\":\"u1\"")) << user.body;
   EXPECT_TRUE(Contains(user.body, "\"first_seen\":\"2024-05-01T10:00:00")) << user.body;
   EXPECT_TRUE(Contains(user.body, "\"last_seen\":\"2024-05-01T10:05:00")) << user.body;
@@ -103,8 +105,8 @@ TEST_F(ServeSmokeTest, IngestedEventsReachReadApiMetricsAndStatusThenSigtermExit
       },
       seconds(20), milliseconds(50)))
       << counters.status << " " << counters.body;
-  EXPECT_TRUE(Contains(counters.body,
-                       "{\"ts\":" + std::to_string(kT0) + ",\"count\":3,\"users\":2}"))
+  EXPECT_TRUE(
+      Contains(counters.body, "{\"ts\":" + std::to_string(kT0) + ",\"count\":3,\"users\":2}"))
       << counters.body;
 
   auto metrics = HttpGet(p->Url("/metrics"));
@@ -121,8 +123,8 @@ TEST_F(ServeSmokeTest, IngestedEventsReachReadApiMetricsAndStatusThenSigtermExit
   ASSERT_EQ(status.status, 200) << status.body;
   for (const char* key : {"\"queue\":{\"pending\":", "\"leased\":", "\"dead\":0",
                           "\"oldest_pending_age_ms\":", "\"replicas\":[{\"id\":\"smoke-1\"",
-                          "\"host\":", "\"pid\":", "\"version\":", "\"started\":",
-                          "\"heartbeat\":", "\"leases_held\":", "\"store\":\"sqlite\""}) {
+                          "\"host\":", "\"pid\":", "\"version\":", "\"started\":", "\"heartbeat\":",
+                          "\"leases_held\":", "\"store\":\"sqlite\""}) {
     EXPECT_TRUE(Contains(status.body, key)) << key << "\n" << status.body;
   }
   EXPECT_EQ(HttpGet(p->Url("/healthz")).status, 200);
@@ -196,7 +198,8 @@ TEST_F(ServeSmokeTest, KilledReplicaRestartsOnTheSameStoreAndKeepsData) {
         return user.status == 200 && Contains(user.body, "\"events\":3");
       },
       seconds(60), milliseconds(100)))
-      << user.body << "\n" << p->ReadLog();
+      << user.body << "\n"
+      << p->ReadLog();
   EXPECT_EQ(p->Terminate(seconds(30)), std::optional<int>(0)) << p->ReadLog();
 }
 
@@ -238,8 +241,7 @@ TEST_F(ServeSmokeTest, AdminTokenAndWriteKeysGuardTheApis) {
   std::ofstream(cfg) << "[auth]\nadmin_token = \"adm-token\"\n[auth.write_keys]\nwk-1 = \"p1\"\n";
   auto p = StartServe({"--config", cfg});
   EXPECT_EQ(HttpGet(p->Url("/admin/status")).status, 401);
-  EXPECT_EQ(HttpGet(p->Url("/admin/status"), {{"Authorization", "Bearer adm-token"}}).status,
-            200);
+  EXPECT_EQ(HttpGet(p->Url("/admin/status"), {{"Authorization", "Bearer adm-token"}}).status, 200);
   EXPECT_EQ(HttpGet(p->Url("/v1/users/u1")).status, 401);
   EXPECT_EQ(HttpGet(p->Url("/v1/users/u1"), {{"Authorization", "Bearer wk-1"}}).status, 404);
   EXPECT_EQ(HttpGet(p->Url("/metrics")).status, 200);

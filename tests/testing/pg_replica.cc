@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -54,7 +55,9 @@ std::vector<NewEvent> GeneratedEvents(const std::string& stream, int64_t n, int 
     e.insert_id = fmt::format("{}-{}", stream, k);
     e.event = fmt::format("e{}", (k * 31) % names);
     e.user_id = fmt::format("u{}", (k * 17) % users);
-    e.time_ms = start_ms + (k * 7777) % span_ms;
+    // Times advance with k, as live traffic does: a batch spans a minute or
+    // two, so its counter buckets are few and shared with concurrent batches.
+    e.time_ms = start_ms + k * span_ms / std::max<int64_t>(n, 1);
     e.properties = fmt::format("{{\"k\":{}}}", k);
     out.push_back(NewEvent{e.project, e.insert_id, ToBody(e)});
   }
@@ -224,7 +227,11 @@ int RunPgReplica(const PgReplicaOptions& o) {
         req.in_store = work;
         // A failure (lease lost, store restarting) leaves the rows to lease
         // expiry; their done bits make the redelivery apply nothing twice.
-        (void)store->Complete(req);
+        auto done = store->Complete(req);
+        if (!done.ok() && std::getenv("SLUICE_TEST_VERBOSE") != nullptr) {
+          std::fprintf(stderr, "replica %s: complete: %s\n", owner.c_str(),
+                       done.status().ToString().c_str());
+        }
       }
     });
   }

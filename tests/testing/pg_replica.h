@@ -26,7 +26,7 @@ struct PgReplicaOptions {
   int32_t batch = 500;            // events per claim
   int64_t lease_ttl_ms = 30000;
   int32_t pool_size = 4;
-  int64_t busy_timeout_ms = 3000;
+  int64_t busy_timeout_ms = 10000;
   std::string dispatch_log;       // file: one line "<insert_id>" per dispatched event
   std::string stop_file;          // exit once this file exists and a claim comes back empty
   // Ingest (optional): this replica also enqueues `ingest_events` generated
@@ -54,7 +54,7 @@ int WaitPid(int pid);
 // Deterministic test events: `n` events of stream `stream`, with
 // `duplicate_every`-th event (when > 0) re-using the insert_id (and body) of
 // an earlier event of the stream. Users "u<k>" (k < users), event names
-// "e<k>" (k < names), times spread over `span_ms` from `start_ms`.
+// "e<k>" (k < names), times rising evenly over `span_ms` from `start_ms`.
 std::vector<NewEvent> GeneratedEvents(const std::string& stream, int64_t n, int users,
                                       int names, int64_t start_ms, int64_t span_ms,
                                       int duplicate_every);

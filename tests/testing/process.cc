@@ -140,9 +140,8 @@ CommandResult RunSluice(const std::vector<std::string>& args,
   close(err_fd);
   if (pid < 0) return result;
   int status = 0;
-  const bool done = WaitUntil(
-      [&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout,
-      std::chrono::milliseconds(5));
+  const bool done = WaitUntil([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout,
+                              std::chrono::milliseconds(5));
   if (!done) {
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
@@ -158,8 +157,8 @@ int ParseListeningPort(const std::string& log) {
   size_t pos = 0;
   while ((pos = log.find("\"msg\":\"listening\"", pos)) != std::string::npos) {
     const size_t line_end = log.find('\n', pos);
-    const std::string line = log.substr(pos, line_end == std::string::npos ? std::string::npos
-                                                                           : line_end - pos);
+    const std::string line =
+        log.substr(pos, line_end == std::string::npos ? std::string::npos : line_end - pos);
     const size_t addr = line.find("\"addr\":\"");
     if (addr != std::string::npos) {
       const size_t end = line.find('"', addr + 8);

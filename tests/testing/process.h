@@ -15,9 +15,9 @@
 namespace sluice::testing {
 
 struct HttpResult {
-  int status = 0;          // 0 when the request failed (connection refused, timeout)
+  int status = 0;  // 0 when the request failed (connection refused, timeout)
   std::string body;
-  std::string error;       // why status is 0
+  std::string error;                                         // why status is 0
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string Header(const std::string& lower_name) const;
 };

@@ -69,7 +69,8 @@ std::string InjectEnqueueFailure(const std::string& kind, const std::string& url
         "CREATE FUNCTION inject_enqueue_failure() RETURNS trigger LANGUAGE plpgsql AS $$ "
         "BEGIN RAISE EXCEPTION 'injected failure'; END $$; "
         "CREATE TRIGGER inject_enqueue_failure BEFORE INSERT ON queue FOR EACH ROW "
-        "WHEN (NEW.insert_id = '" + insert_id + "') EXECUTE FUNCTION inject_enqueue_failure();");
+        "WHEN (NEW.insert_id = '" +
+            insert_id + "') EXECUTE FUNCTION inject_enqueue_failure();");
   }
   return "unknown store kind " + kind;
 }

@@ -65,11 +65,14 @@ class PostgresStore final : public Store {
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
   Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
-  // The shared body of MarkDone and Complete, inside a transaction. Fills
-  // held (seq, done_mask after marking) for the rows still held under token.
+  // The shared body of MarkDone and Complete, inside a transaction: locks
+  // the rows still held under token, fills held (seq, done_mask after
+  // marking) and appends the in-store effects of the rows whose bits are
+  // newly set to *effects; the caller writes the rows, then ApplyEffects.
   Status MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
                     uint64_t external_bits, const std::vector<InStoreWork>& in_store,
-                    MarkDoneResult* marked, std::vector<std::pair<int64_t, uint64_t>>* held);
+                    MarkDoneResult* marked, std::vector<std::pair<int64_t, uint64_t>>* held,
+                    Effects* effects);
   // Applies in-store effects with set-based SQL (pg_effects.cc).
   static Status ApplyEffects(PgConn& c, const Effects& effects);
 

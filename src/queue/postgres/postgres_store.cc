@@ -364,7 +364,8 @@ Result<int64_t> PostgresStore::Extend(int64_t token, int64_t lease_ttl_ms) {
 Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
                                  uint64_t external_bits, const std::vector<InStoreWork>& in_store,
                                  MarkDoneResult* marked,
-                                 std::vector<std::pair<int64_t, uint64_t>>* held) {
+                                 std::vector<std::pair<int64_t, uint64_t>>* held,
+                                 Effects* effects) {
   // FOR UPDATE: the rows stay locked to COMMIT, so a claimer (SKIP LOCKED)
   // cannot take them over in between even if the lease runs out meanwhile,
   // and a claimer that got there first made us re-check the fence against
@@ -401,6 +402,10 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
 
   // In-store consumers see exactly the held rows their bit is not set on yet:
   // the effect and the bit commit together, so a redelivery skips them.
+  // The effects are only built here; the caller applies them after its own
+  // row writes, as the transaction's last statements: the aggregate rows are
+  // shared by every replica (hot counter buckets), so their locks should be
+  // held for as short a time before COMMIT as possible.
   std::vector<const ClaimedEvent*> fresh;
   for (const InStoreWork& w : in_store) {
     fresh.clear();
@@ -408,9 +413,7 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
       if (((*held)[k].second & w.bit) == 0) fresh.push_back(&events[held_idx[k]]);
     }
     if (fresh.empty() || !w.build) continue;
-    Effects effects;
-    w.build(std::span<const ClaimedEvent* const>(fresh.data(), fresh.size()), &effects);
-    SLUICE_RETURN_IF_ERROR(ApplyEffects(c, effects));
+    w.build(std::span<const ClaimedEvent* const>(fresh.data(), fresh.size()), effects);
   }
   for (auto& [seq, mask] : *held) {
     const uint64_t next = mask | want;
@@ -446,14 +449,16 @@ Result<MarkDoneResult> PostgresStore::MarkDone(const MarkDoneRequest& req) {
   if (req.events.empty()) return result;
   Status st = Txn([&](PgConn& c) -> Status {
     std::vector<std::pair<int64_t, uint64_t>> held;
+    Effects effects;
     SLUICE_RETURN_IF_ERROR(MarkLocked(c, req.token, req.events, req.external_bits, req.in_store,
-                                      &result, &held));
+                                      &result, &held, &effects));
     std::unordered_set<int64_t> changed(result.marked.begin(), result.marked.end());
     std::vector<std::pair<int64_t, uint64_t>> rows;
     for (const auto& row : held) {
       if (changed.count(row.first) != 0) rows.push_back(row);
     }
-    return SetMasks(c, rows);
+    SLUICE_RETURN_IF_ERROR(SetMasks(c, rows));
+    return ApplyEffects(c, effects);
   });
   if (!st.ok()) return st;
   return result;
@@ -467,8 +472,9 @@ Result<CompleteResult> PostgresStore::Complete(const CompleteRequest& req) {
     result = CompleteResult{};
     MarkDoneResult marked;
     std::vector<std::pair<int64_t, uint64_t>> held;
+    Effects effects;
     SLUICE_RETURN_IF_ERROR(MarkLocked(c, req.token, req.events, req.external_bits, req.in_store,
-                                      &marked, &held));
+                                      &marked, &held, &effects));
     // Rows whose every bit is now set are deleted without writing the mask
     // first; the others keep their new bits. Both under the locks taken above.
     std::unordered_set<int64_t> changed(marked.marked.begin(), marked.marked.end());
@@ -486,7 +492,8 @@ Result<CompleteResult> PostgresStore::Complete(const CompleteRequest& req) {
       p.AddArray(std::span<const int64_t>(result.deleted));
       SLUICE_RETURN_IF_ERROR(c.Exec(kDelete, p).status());
     }
-    return SetMasks(c, update);
+    SLUICE_RETURN_IF_ERROR(SetMasks(c, update));
+    return ApplyEffects(c, effects);
   });
   if (!st.ok()) return st;
   return result;

@@ -99,9 +99,9 @@ Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bo
   std::unique_ptr<SqliteConn> c(new SqliteConn());
   c->busy_timeout_ms_ = busy_timeout_ms;
   // NOMUTEX: the pool hands a connection to one thread at a time.
-  int rc = sqlite3_open_v2(path.c_str(), &c->db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &c->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return SqliteError(rc, c->db_, "open " + path);
   sqlite3_extended_result_codes(c->db_, 1);
   sqlite3_busy_handler(c->db_, &SqliteConn::BusyHandler, c.get());
@@ -115,8 +115,9 @@ Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bo
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   SLUICE_RETURN_IF_ERROR(c->Exec(sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
-  SLUICE_RETURN_IF_ERROR(c->Exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
-                                 "PRAGMA cache_size=-8192; PRAGMA journal_size_limit=67108864"));
+  SLUICE_RETURN_IF_ERROR(
+      c->Exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
+              "PRAGMA cache_size=-8192; PRAGMA journal_size_limit=67108864"));
   return c;
 }
 

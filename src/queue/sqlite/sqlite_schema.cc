@@ -118,9 +118,8 @@ Status MigrateSqlite(SqliteConn& conn) {
   const int64_t current = *row ? version->Int(0) : 0;
   (void)version->Run();
   if (current > kSqliteSchemaVersion) {
-    return fail(Status::Internal(
-        fmt::format("sqlite schema version {} is newer than this build ({})", current,
-                    kSqliteSchemaVersion)));
+    return fail(Status::Internal(fmt::format(
+        "sqlite schema version {} is newer than this build ({})", current, kSqliteSchemaVersion)));
   }
   for (int64_t v = current; v < kSqliteSchemaVersion; ++v) {
     Status st = conn.Exec(kMigrations[v]);

@@ -31,8 +31,7 @@ int64_t SteadyMs() {
 
 constexpr char kHeldFenced[] = "SELECT done_mask FROM queue WHERE seq = ?1" SLUICE_FENCE;
 constexpr char kHeldUnfenced[] = "SELECT done_mask FROM queue WHERE seq = ?1" SLUICE_NO_FENCE;
-constexpr char kHeldAttemptsFenced[] =
-    "SELECT attempts FROM queue WHERE seq = ?1" SLUICE_FENCE;
+constexpr char kHeldAttemptsFenced[] = "SELECT attempts FROM queue WHERE seq = ?1" SLUICE_FENCE;
 constexpr char kHeldAttemptsUnfenced[] =
     "SELECT attempts FROM queue WHERE seq = ?1" SLUICE_NO_FENCE;
 // Runs in the transaction that just read the row under the fence (write lock
@@ -53,14 +52,14 @@ Result<StorePtr> SqliteStore::Open(const StoreOptions& options, const std::strin
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
     if (ec) {
-      return Status::IoError(fmt::format("sqlite store: cannot create {}: {}", parent.string(),
-                                         ec.message()));
+      return Status::IoError(
+          fmt::format("sqlite store: cannot create {}: {}", parent.string(), ec.message()));
     }
   }
   std::vector<std::unique_ptr<SqliteConn>> conns;
   for (int i = 0; i < options.pool_size; ++i) {
-    SLUICE_ASSIGN_OR_RETURN(auto conn, SqliteConn::Open(path, options.sync,
-                                                         options.busy_timeout_ms));
+    SLUICE_ASSIGN_OR_RETURN(auto conn,
+                            SqliteConn::Open(path, options.sync, options.busy_timeout_ms));
     if (i == 0) SLUICE_RETURN_IF_ERROR(MigrateSqlite(*conn));
     conns.push_back(std::move(conn));
   }
@@ -315,7 +314,8 @@ Result<int64_t> SqliteStore::Extend(int64_t token, int64_t lease_ttl_ms) {
     until = now + lease_ttl_ms;
     SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(options_.fencing ? kFenced : kUnfenced));
     SLUICE_RETURN_IF_ERROR(s.Bind(1, until).Bind(3, token).Bind(4, now).Run());
-    if (s.Changes() == 0) return Status::LeaseLost(fmt::format("extend: token {} holds no rows", token));
+    if (s.Changes() == 0)
+      return Status::LeaseLost(fmt::format("extend: token {} holds no rows", token));
     return Status::Ok();
   });
   if (!st.ok()) return st;
@@ -345,8 +345,8 @@ Status SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t token,
     }
   }
   if (held->empty()) {
-    return Status::LeaseLost(fmt::format("token {} holds none of the {} rows", token,
-                                         events.size()));
+    return Status::LeaseLost(
+        fmt::format("token {} holds none of the {} rows", token, events.size()));
   }
   uint64_t want = external_bits;
   for (const InStoreWork& w : in_store) want |= w.bit;
@@ -396,8 +396,8 @@ Result<CompleteResult> SqliteStore::Complete(const CompleteRequest& req) {
     result = CompleteResult{};
     MarkDoneResult marked;
     std::vector<std::pair<int64_t, uint64_t>> held;
-    SLUICE_RETURN_IF_ERROR(MarkLocked(c, now, req.token, req.events, req.external_bits,
-                                      req.in_store, &marked, &held));
+    SLUICE_RETURN_IF_ERROR(
+        MarkLocked(c, now, req.token, req.events, req.external_bits, req.in_store, &marked, &held));
     SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteRow));
     for (const auto& [seq, mask] : held) {
       if ((mask & req.all_bits) != req.all_bits) {
@@ -463,8 +463,8 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
       }
     }
     if (result.dead + result.retried == 0) {
-      return Status::LeaseLost(fmt::format("fail: token {} holds none of the {} rows", req.token,
-                                           req.seqs.size()));
+      return Status::LeaseLost(
+          fmt::format("fail: token {} holds none of the {} rows", req.token, req.seqs.size()));
     }
     return Status::Ok();
   });
@@ -477,9 +477,9 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
 namespace {
 
 // ?1 project or '', ?2 "consumer NAME:" prefix or '', ?3 JSON array of seqs or NULL.
-#define SLUICE_DEAD_FILTER                                                              \
-  "state = 'dead' AND (?1 = '' OR project = ?1) "                                       \
-  "AND (?2 = '' OR substr(coalesce(last_error, ''), 1, length(?2)) = ?2) "              \
+#define SLUICE_DEAD_FILTER                                                 \
+  "state = 'dead' AND (?1 = '' OR project = ?1) "                          \
+  "AND (?2 = '' OR substr(coalesce(last_error, ''), 1, length(?2)) = ?2) " \
   "AND (?3 IS NULL OR seq IN (SELECT value FROM json_each(?3)))"
 
 struct BoundFilter {

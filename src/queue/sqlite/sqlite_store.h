@@ -65,10 +65,9 @@ class SqliteStore final : public Store {
   Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
   // The shared body of MarkDone and Complete, inside a write transaction.
   // Fills held (seq, done_mask after marking) for the rows held under token.
-  Status MarkLocked(SqliteConn& c, int64_t now, int64_t token,
-                    std::span<const ClaimedEvent> events, uint64_t external_bits,
-                    const std::vector<InStoreWork>& in_store, MarkDoneResult* marked,
-                    std::vector<std::pair<int64_t, uint64_t>>* held);
+  Status MarkLocked(SqliteConn& c, int64_t now, int64_t token, std::span<const ClaimedEvent> events,
+                    uint64_t external_bits, const std::vector<InStoreWork>& in_store,
+                    MarkDoneResult* marked, std::vector<std::pair<int64_t, uint64_t>>* held);
   Status ApplyEffectsLocked(SqliteConn& c, const Effects& effects);
 
   // Constant after construction.

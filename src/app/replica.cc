@@ -119,6 +119,9 @@ Status Replica::StartImpl() {
   }
   port_ = *port;
   watcher_->Start();
+  // Work enqueued by other replicas wakes this one at once where the store can
+  // tell (PostgreSQL LISTEN/NOTIFY); idle polling is the fallback.
+  store_->SetWakeCallback([watcher] { watcher->Wake(); });
 
   heartbeat_thread_ = std::thread([this] { HeartbeatMain(); });
   duty_thread_ = std::thread([this] { DutyMain(); });
@@ -246,6 +249,7 @@ void Replica::Shutdown() {
     server_->Stop(kHttpGraceMs);
   }
   if (ingest_ != nullptr) ingest_->Stop();
+  if (store_ != nullptr) store_->SetWakeCallback(nullptr);
   if (watcher_ != nullptr) watcher_->Drain();
   {
     std::lock_guard lock(mu_);

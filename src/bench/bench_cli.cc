@@ -1,12 +1,12 @@
 #include "bench/bench_cli.h"
 
-#include <cstdio>
-#include <string>
-#include <vector>
-
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "bench/load_generator.h"
 #include "bench/queue_bench.h"
@@ -135,8 +135,8 @@ int RunProcess(BenchFlags& f) {
 // to stderr, warnings and worse only, so they neither mix with the JSON nor
 // cost time in the measured path.
 void QuietLogs() {
-  auto logger = std::make_shared<spdlog::logger>(
-      "bench", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_level(spdlog::level::warn);
   spdlog::set_default_logger(logger);
 }
@@ -178,17 +178,20 @@ void AddBenchCommands(CLI::App* app) {
       "process", "in-process replicas (Store + Watcher each) drain a pre-loaded queue");
   AddStoreFlags(f.process, &f);
   ProcessBenchOptions& po = f.process_opts;
-  f.process->add_option("--consumers", f.consumers,
-                        "comma list: users,counters,test,... or sink (the bench's no-op)")
+  f.process
+      ->add_option("--consumers", f.consumers,
+                   "comma list: users,counters,test,... or sink (the bench's no-op)")
       ->capture_default_str();
-  f.process->add_option("--consumer-opt", f.consumer_kv, "KEY=VALUE for every consumer "
+  f.process->add_option("--consumer-opt", f.consumer_kv,
+                        "KEY=VALUE for every consumer "
                         "(e.g. sleep_ms=20)");
   f.process->add_option("--replicas", po.replicas, "in-process replicas")->capture_default_str();
   f.process->add_option("--loops", po.loops, "claim loops per replica")->capture_default_str();
   f.process->add_option("--batch", po.batch, "events per claim")->capture_default_str();
   f.process->add_option("--lease-ttl-ms", po.lease_ttl_ms, "lease TTL")->capture_default_str();
-  f.process->add_option("--duration", po.duration_s,
-                        "seconds to run (then drain); 0 = until the queue is empty")
+  f.process
+      ->add_option("--duration", po.duration_s,
+                   "seconds to run (then drain); 0 = until the queue is empty")
       ->capture_default_str();
   f.process->add_option("--timeout", po.timeout_s, "give up after this many seconds")
       ->capture_default_str();

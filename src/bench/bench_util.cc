@@ -1,13 +1,12 @@
 #include "bench/bench_util.h"
 
+#include <fmt/format.h>
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
-
-#include <sys/resource.h>
-
-#include <fmt/format.h>
 
 namespace sluice {
 namespace {
@@ -45,8 +44,8 @@ LatencySummary Summarize(std::vector<int64_t>* micros) {
 }
 
 std::string FormatLatency(const LatencySummary& s) {
-  return fmt::format("p50 {:.2f} ms  p90 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms  (n={})",
-                     s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.count);
+  return fmt::format("p50 {:.2f} ms  p90 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms  (n={})", s.p50_ms,
+                     s.p90_ms, s.p99_ms, s.max_ms, s.count);
 }
 
 std::string RandomHex(int n) {
@@ -59,9 +58,7 @@ std::string RandomHex(int n) {
 }
 
 SyntheticEvents::SyntheticEvents(int64_t users, int32_t event_bytes, int64_t base_time_ms)
-    : users_(std::max<int64_t>(users, 1)),
-      event_bytes_(event_bytes),
-      base_time_ms_(base_time_ms) {}
+    : users_(std::max<int64_t>(users, 1)), event_bytes_(event_bytes), base_time_ms_(base_time_ms) {}
 
 Event SyntheticEvents::Make(int64_t i) const {
   Event e;

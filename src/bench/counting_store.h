@@ -29,8 +29,7 @@ struct StoreCounters {
 class CountingStore final : public Store {
  public:
   // REQUIRES: counters outlives this store.
-  CountingStore(StorePtr inner, StoreCounters* counters)
-      : inner_(std::move(inner)), c_(counters) {}
+  CountingStore(StorePtr inner, StoreCounters* counters) : inner_(std::move(inner)), c_(counters) {}
 
   Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) override {
     return inner_->Enqueue(batches);
@@ -59,9 +58,7 @@ class CountingStore final : public Store {
   Result<int64_t> PruneDedup(int64_t token, int64_t limit) override {
     return inner_->PruneDedup(token, limit);
   }
-  Status RegisterReplica(const ReplicaInfo& info) override {
-    return inner_->RegisterReplica(info);
-  }
+  Status RegisterReplica(const ReplicaInfo& info) override { return inner_->RegisterReplica(info); }
   Status HeartbeatReplica(const std::string& id) override { return inner_->HeartbeatReplica(id); }
   Status RemoveReplica(const std::string& id) override { return inner_->RemoveReplica(id); }
   Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) override {
@@ -76,7 +73,9 @@ class CountingStore final : public Store {
     return inner_->QueryCounters(q);
   }
   const char* kind() const override { return inner_->kind(); }
-  void SetWakeCallback(std::function<void()> cb) override { inner_->SetWakeCallback(std::move(cb)); }
+  void SetWakeCallback(std::function<void()> cb) override {
+    inner_->SetWakeCallback(std::move(cb));
+  }
 
  private:
   template <typename T>

@@ -1,24 +1,23 @@
 #include "bench/load_generator.h"
 
 // <utility> first: Boost 1.74's awaitable.hpp uses std::exchange without it.
-#include <utility>
+#include <fmt/format.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <stdexcept>
 #include <atomic>
+#include <boost/asio.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
-
-#include <boost/asio.hpp>
-#include <fmt/format.h>
-#include <zlib.h>
 
 #include "common/time.h"
 
@@ -121,7 +120,7 @@ struct Shared {
   tcp::endpoint endpoint;
   int64_t total_requests = 0;
   std::string prefix;
-  std::vector<std::string> gzip_bodies;      // gzip: request i's compressed body
+  std::vector<std::string> gzip_bodies;  // gzip: request i's compressed body
   int64_t t0_us = 0;
 
   std::atomic<int64_t> next_request{0};
@@ -205,7 +204,8 @@ asio::awaitable<void> RunConnection(Shared* s, Connection* c) {
       }
       std::array<asio::const_buffer, 2> bufs = {
           o.gzip ? asio::buffer(gz_header) : asio::buffer(c->header),
-          o.gzip ? asio::buffer(s->gzip_bodies[static_cast<size_t>(i)]) : asio::buffer(c->tpl.body)};
+          o.gzip ? asio::buffer(s->gzip_bodies[static_cast<size_t>(i)])
+                 : asio::buffer(c->tpl.body)};
       co_await asio::async_write(socket, bufs, asio::use_awaitable);
       const size_t head_len = co_await asio::async_read_until(socket, asio::dynamic_buffer(rbuf),
                                                               "\r\n\r\n", asio::use_awaitable);

@@ -19,30 +19,30 @@ namespace sluice {
 
 struct IngestBenchOptions {
   std::string url = "http://127.0.0.1:8080/v1/events";  // http only; path defaults to /v1/events
-  int64_t events = 100000;     // total events to send (rounded up to whole batches), > 0
-  int32_t batch = 100;         // events per request, 1..1000
-  int32_t connections = 64;    // concurrent keep-alive connections, >= 1
-  int32_t event_bytes = 300;   // approximate size of one event's JSON
-  double dup_frac = 0;         // fraction of events re-using an earlier insert_id, 0..1
-  bool gzip = false;           // Content-Encoding: gzip (bodies compressed up front)
-  std::string write_key;       // sent as "Authorization: Bearer KEY" when non-empty
-  double rate = 0;             // target events/s (open loop); 0 = as fast as possible
-  int32_t threads = 1;         // client I/O threads
-  int64_t users = 10000;       // distinct user ids in the generated events
+  int64_t events = 100000;    // total events to send (rounded up to whole batches), > 0
+  int32_t batch = 100;        // events per request, 1..1000
+  int32_t connections = 64;   // concurrent keep-alive connections, >= 1
+  int32_t event_bytes = 300;  // approximate size of one event's JSON
+  double dup_frac = 0;        // fraction of events re-using an earlier insert_id, 0..1
+  bool gzip = false;          // Content-Encoding: gzip (bodies compressed up front)
+  std::string write_key;      // sent as "Authorization: Bearer KEY" when non-empty
+  double rate = 0;            // target events/s (open loop); 0 = as fast as possible
+  int32_t threads = 1;        // client I/O threads
+  int64_t users = 10000;      // distinct user ids in the generated events
 };
 
 struct IngestBenchResult {
-  int64_t requests_ok = 0;     // 200 answers
-  int64_t requests_failed = 0; // non-200 answers and transport errors
-  int64_t events_ok = 0;       // events in 200-answered requests
-  int64_t accepted = 0;        // sum of "accepted" in the answers
-  int64_t duplicates = 0;      // sum of "duplicates" in the answers
-  double seconds = 0;          // first send to last answer
-  double client_cpu_s = 0;     // CPU the load generator used meanwhile (user + system)
-  double events_per_s = 0;     // events_ok / seconds
+  int64_t requests_ok = 0;      // 200 answers
+  int64_t requests_failed = 0;  // non-200 answers and transport errors
+  int64_t events_ok = 0;        // events in 200-answered requests
+  int64_t accepted = 0;         // sum of "accepted" in the answers
+  int64_t duplicates = 0;       // sum of "duplicates" in the answers
+  double seconds = 0;           // first send to last answer
+  double client_cpu_s = 0;      // CPU the load generator used meanwhile (user + system)
+  double events_per_s = 0;      // events_ok / seconds
   double requests_per_s = 0;
-  int64_t body_bytes = 0;      // bytes of one request body (uncompressed)
-  LatencySummary latency;      // ack latency; from the scheduled send time when rate > 0
+  int64_t body_bytes = 0;                 // bytes of one request body (uncompressed)
+  LatencySummary latency;                 // ack latency; from the scheduled send time when rate > 0
   std::map<std::string, int64_t> errors;  // "HTTP 503", "connect: ...", ... -> count
 
   std::string ToJson(const IngestBenchOptions& o) const;

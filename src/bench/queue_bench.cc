@@ -1,5 +1,7 @@
 #include "bench/queue_bench.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -7,8 +9,6 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "bench/counting_store.h"
 #include "common/metrics.h"
@@ -70,8 +70,9 @@ JsonObject PreloadJson(const PreloadResult& p) {
 
 std::string PreloadText(const PreloadResult& p) {
   if (p.accepted + p.duplicates == 0) return "";
-  return fmt::format("preload: {} events enqueued in {:.2f} s ({:.0f} events/s via Store::Enqueue)\n",
-                     p.accepted, p.seconds, p.events_per_s);
+  return fmt::format(
+      "preload: {} events enqueued in {:.2f} s ({:.0f} events/s via Store::Enqueue)\n", p.accepted,
+      p.seconds, p.events_per_s);
 }
 
 std::string StoreKind(const std::string& url) {
@@ -176,7 +177,8 @@ Result<PreloadResult> Preload(Store* store, const PreloadOptions& o) {
         events.push_back(std::move(e));
       }
       const EnqueueBatch batch{std::span<const NewEvent>(events)};
-      Result<std::vector<EnqueueResult>> res = store->Enqueue(std::span<const EnqueueBatch>(&batch, 1));
+      Result<std::vector<EnqueueResult>> res =
+          store->Enqueue(std::span<const EnqueueBatch>(&batch, 1));
       if (!res.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first_error.ok()) first_error = res.status();
@@ -233,8 +235,10 @@ Result<ClaimBenchResult> RunClaimBench(const ClaimBenchOptions& o) {
     (void)done;
   }
   const size_t tenth = std::max<size_t>(1, claim_us.size() / 10);
-  std::vector<int64_t> first(claim_us.begin(), claim_us.begin() + static_cast<long>(std::min(tenth, claim_us.size())));
-  std::vector<int64_t> last(claim_us.end() - static_cast<long>(std::min(tenth, claim_us.size())), claim_us.end());
+  std::vector<int64_t> first(
+      claim_us.begin(), claim_us.begin() + static_cast<long>(std::min(tenth, claim_us.size())));
+  std::vector<int64_t> last(claim_us.end() - static_cast<long>(std::min(tenth, claim_us.size())),
+                            claim_us.end());
   r.claim_first = Summarize(&first);
   r.claim_last = Summarize(&last);
   r.claim = Summarize(&claim_us);
@@ -311,7 +315,8 @@ Result<ProcessBenchResult> RunProcessBench(const ProcessBenchOptions& o) {
   for (auto& rep : replicas) rep.watcher->Start();
   int64_t t_end = 0;
   if (o.duration_s > 0) {
-    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(o.duration_s * 1e6)));
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(static_cast<int64_t>(o.duration_s * 1e6)));
     t_end = NowMicros();
     r.completed = counters.deleted.load();
   } else {

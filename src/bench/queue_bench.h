@@ -23,11 +23,11 @@
 namespace sluice {
 
 struct PreloadOptions {
-  int64_t events = 0;          // events to enqueue; 0 = none
-  int32_t batch = 5000;        // events per Enqueue call (one transaction), >= 1
-  int32_t threads = 2;         // concurrent Enqueue callers, >= 1
-  int32_t event_bytes = 300;   // approximate native size of one event
-  int64_t users = 10000;       // distinct users
+  int64_t events = 0;         // events to enqueue; 0 = none
+  int32_t batch = 5000;       // events per Enqueue call (one transaction), >= 1
+  int32_t threads = 2;        // concurrent Enqueue callers, >= 1
+  int32_t event_bytes = 300;  // approximate native size of one event
+  int64_t users = 10000;      // distinct users
   std::string project = "default";
 };
 
@@ -43,10 +43,10 @@ Result<PreloadResult> Preload(Store* store, const PreloadOptions& options);
 struct ClaimBenchOptions {
   StoreOptions store;
   PreloadOptions preload;
-  int32_t claims = 200;        // claim+complete rounds; 0 = only preload
-  int32_t batch = 500;         // events per claim
+  int32_t claims = 200;  // claim+complete rounds; 0 = only preload
+  int32_t batch = 500;   // events per claim
   int64_t lease_ttl_ms = 30000;
-  bool complete = true;        // delete each claimed batch (else rows stay leased)
+  bool complete = true;  // delete each claimed batch (else rows stay leased)
 };
 
 struct ClaimBenchResult {
@@ -72,31 +72,31 @@ struct ProcessBenchOptions {
   // external no-op that sleeps sink_sleep_ms per batch).
   std::vector<std::string> consumers = {"users", "counters"};
   std::map<std::string, std::string> consumer_options;  // passed to every consumer
-  int32_t replicas = 1;        // in-process replicas, each its own Store + Watcher
-  int32_t loops = 2;           // claim loops per replica
-  int32_t batch = 500;         // events per claim
+  int32_t replicas = 1;  // in-process replicas, each its own Store + Watcher
+  int32_t loops = 2;     // claim loops per replica
+  int32_t batch = 500;   // events per claim
   int64_t lease_ttl_ms = 30000;
-  double duration_s = 0;       // > 0: run this long then drain; 0: until the queue is empty
-  double timeout_s = 600;      // give up draining after this long
+  double duration_s = 0;   // > 0: run this long then drain; 0: until the queue is empty
+  double timeout_s = 600;  // give up draining after this long
 };
 
 struct ProcessBenchResult {
   PreloadResult preload;
   int64_t pending_before = 0;
-  int64_t completed = 0;       // events deleted by Complete (every consumer done)
-  double seconds = 0;          // watchers started -> last completion (or duration)
-  double events_per_s = 0;     // completed / seconds
-  double cpu_s = 0;            // CPU of this process (all replicas) over `seconds`
-  int64_t deliveries = 0;      // events handed to consumers, max over consumers
+  int64_t completed = 0;             // events deleted by Complete (every consumer done)
+  double seconds = 0;                // watchers started -> last completion (or duration)
+  double events_per_s = 0;           // completed / seconds
+  double cpu_s = 0;                  // CPU of this process (all replicas) over `seconds`
+  int64_t deliveries = 0;            // events handed to consumers, max over consumers
   int64_t duplicate_dispatches = 0;  // deliveries - completed (after the drain)
-  int64_t claims = 0;          // non-empty claims
-  int64_t lease_lost = 0;      // fenced calls refused with kLeaseLost
+  int64_t claims = 0;                // non-empty claims
+  int64_t lease_lost = 0;            // fenced calls refused with kLeaseLost
   int64_t pending_after = 0;
   int64_t dead_after = 0;
   bool timed_out = false;
-  std::string consumer_note;   // e.g. a fallback taken
-  LatencySummary claim;        // Store::Claim latency of non-empty claims
-  LatencySummary complete;     // Store::Complete latency
+  std::string consumer_note;  // e.g. a fallback taken
+  LatencySummary claim;       // Store::Claim latency of non-empty claims
+  LatencySummary complete;    // Store::Complete latency
 
   std::string ToJson(const ProcessBenchOptions& o) const;
   std::string ToText(const ProcessBenchOptions& o) const;

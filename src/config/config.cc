@@ -196,6 +196,10 @@ Status ParseIngest(const toml::table& t, IngestOptions* o) {
       }
     } else if (k == "group_max_events") {
       SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 10000000, &o->group_max_events));
+    } else if (k == "fail_first_requests") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, 1000000, &o->fail_first_requests));
+    } else if (k == "fail_after_commit") {
+      SLUICE_RETURN_IF_ERROR(GetBool(v, key, &o->fail_after_commit));
     } else {
       return UnknownKey(key);
     }

@@ -51,6 +51,7 @@ class FilteredConsumer final : public Consumer {
   bool in_store() const override { return inner_->in_store(); }
   void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override;
   Status Deliver(const Delivery& delivery) override;
+  int64_t RetryAfterMs() const override { return inner_->RetryAfterMs(); }
 
   Consumer* inner() const { return inner_.get(); }
 

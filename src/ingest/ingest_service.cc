@@ -276,9 +276,14 @@ struct IngestService::Impl {
                   "high_water");
     }
 
+    bool lose_ack = false;
     if (limits.fail_first_requests > 0 &&
         admitted.fetch_add(1) < static_cast<int64_t>(limits.fail_first_requests)) {
-      return fail(Status::Unavailable("injected failure (ingest.fail_first_requests)"), "injected");
+      if (!limits.fail_after_commit) {
+        return fail(Status::Unavailable("injected failure (ingest.fail_first_requests)"),
+                    "injected");
+      }
+      lose_ack = true;  // commit, then answer 503 as if the acknowledgement were lost
     }
 
     std::vector<NewEvent> rows;
@@ -301,13 +306,18 @@ struct IngestService::Impl {
       Answer(*format, outcome, respond);
       return;
     }
-    Status st = committer.Submit(std::move(rows), [this, format, outcome,
-                                                   respond](Result<EnqueueResult> r) mutable {
+    Status st = committer.Submit(std::move(rows), [this, format, outcome, respond,
+                                                   lose_ack](Result<EnqueueResult> r) mutable {
       if (r.ok()) {
         outcome.accepted = r->accepted;
         outcome.duplicates = r->duplicates;
         accepted->Inc(r->accepted);
         duplicates->Inc(r->duplicates);
+        if (lose_ack) {
+          outcome.status =
+              Status::Unavailable("injected failure after commit (ingest.fail_after_commit)");
+          outcome.retry_after_s = std::max(1, limits.retry_after_s);
+        }
         Answer(*format, outcome, respond);
         return;
       }

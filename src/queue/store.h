@@ -88,6 +88,8 @@ struct BackoffPolicy {
   // Delay = min(cap, base * 2^(attempts-1)) scaled by a uniform factor in
   // [1 - jitter, 1]. REQUIRES: 0 <= jitter <= 1.
   double jitter = 0.5;
+  // Floor of the delay after jitter, ms (a receiver's Retry-After); default 0.
+  int64_t min_delay_ms = 0;
 };
 
 struct MarkDoneRequest {

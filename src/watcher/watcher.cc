@@ -274,6 +274,10 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
       } catch (...) {
         st = Status::Internal("unknown exception");
       }
+      std::vector<const ClaimedEvent*> still_failing;
+      if (!st.ok() && st.code() != Code::kLeaseLost && IsRetriedBatch(job->events)) {
+        st = Isolate(c, *job, lease, flight.get(), deadline, std::move(st), &still_failing);
+      }
       if (st.ok()) {
         // The consumer wrote every event lacking its bit, so its bit may be
         // set on every row of the lease (rows that had it are untouched).
@@ -291,6 +295,8 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
       // A job the loop already gave up on (timeout, drain) keeps that verdict:
       // the loop reads it without the lock from then on.
       if (!job->done) {
+        // After isolation only the events that still fail are this job's failure.
+        if (!still_failing.empty()) job->events = std::move(still_failing);
         job->result = std::move(st);
         job->done = true;
         if (job->result.code() == Code::kLeaseLost) flight->lost.store(true);
@@ -366,6 +372,70 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
   batch_seconds_->Observe(SecondsSince(t0));
 }
 
+bool Watcher::IsRetriedBatch(const std::vector<const ClaimedEvent*>& events) {
+  if (events.size() < 2) return false;
+  for (const ClaimedEvent* e : events) {
+    if (e->attempts >= 2) return true;
+  }
+  return false;
+}
+
+// Poison isolation. A batch that failed before (some event's attempts >= 2)
+// and fails again is split in halves: a half that succeeds is marked done at
+// once (fenced), a failing half is split further, down to single events,
+// within a budget of extra deliveries. Without this one poison event would
+// take its whole batch to the dead-letter state with it; with it, the poison
+// events alone keep failing and the rest flow on. A consumer that is simply
+// down fails every half: the budget and the deadline bound that cost.
+Status Watcher::Isolate(Consumer& c, const Job& job, const Lease& lease, InFlight* flight,
+                        int64_t deadline, Status first_error,
+                        std::vector<const ClaimedEvent*>* still_failing) {
+  constexpr int kIsolationBudget = 24;  // extra Deliver calls per batch
+  int budget = kIsolationBudget;
+  Status last_error = std::move(first_error);
+  std::vector<std::vector<const ClaimedEvent*>> work{job.events};
+  std::vector<const ClaimedEvent*> failing;
+  while (!work.empty()) {
+    std::vector<const ClaimedEvent*> set = std::move(work.back());
+    work.pop_back();
+    if (set.size() < 2 || budget < 2 || flight->cancel.load() || NowMono() >= deadline) {
+      failing.insert(failing.end(), set.begin(), set.end());
+      continue;
+    }
+    const size_t mid = set.size() / 2;
+    std::vector<const ClaimedEvent*> halves[2] = {
+        std::vector<const ClaimedEvent*>(set.begin(), set.begin() + mid),
+        std::vector<const ClaimedEvent*>(set.begin() + mid, set.end())};
+    for (auto& half : halves) {
+      --budget;
+      deliveries_[job.consumer]->Inc(static_cast<int64_t>(half.size()));
+      Status st;
+      try {
+        st = c.Deliver(Delivery{.events = half, .token = lease.token,
+                                .deadline_mono_ms = deadline, .cancelled = &flight->cancel});
+      } catch (const std::exception& e) {
+        st = Status::Internal(std::string("exception: ") + e.what());
+      }
+      if (!st.ok()) {
+        last_error = std::move(st);
+        work.push_back(std::move(half));
+        continue;
+      }
+      std::vector<ClaimedEvent> rows;
+      rows.reserve(half.size());
+      for (const ClaimedEvent* e : half) rows.push_back(*e);
+      Result<MarkDoneResult> r = store_->MarkDone(
+          MarkDoneRequest{.token = lease.token, .events = rows, .external_bits = c.bit(), .in_store = {}});
+      if (!r.ok()) return r.status();  // lease lost or store down: the batch stops here
+    }
+  }
+  if (failing.empty()) return Status::Ok();
+  std::sort(failing.begin(), failing.end(),
+            [](const ClaimedEvent* a, const ClaimedEvent* b) { return a->seq < b->seq; });
+  *still_failing = std::move(failing);
+  return last_error;
+}
+
 void Watcher::CompleteAndFail(InFlight* flight, const Lease& lease,
                               const std::vector<Job*>& failed, bool drain_cut) {
   // In-store consumers go into the Complete transaction: their effects, their
@@ -438,6 +508,14 @@ void Watcher::CompleteAndFail(InFlight* flight, const Lease& lease,
     backoff.cap_ms = 0;
     backoff.jitter = 0;
     backoff.max_attempts = std::numeric_limits<int32_t>::max();
+  }
+  if (!drain_cut) {
+    // A receiver that asked us to come back later (429/503 Retry-After) sets
+    // the floor of the delay, so retries do not burn attempts against it.
+    for (const Job* job : failed) {
+      backoff.min_delay_ms =
+          std::max(backoff.min_delay_ms, consumers_[job->consumer]->RetryAfterMs());
+    }
   }
   for (const auto& [error, seqs] : by_error) {
     if (flight->lost.load()) break;

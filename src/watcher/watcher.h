@@ -71,6 +71,14 @@ class Watcher {
   void ProcessLease(const std::string& owner, Lease lease);
   // Complete with the in-store work, then Fail what remains. Returns after the
   // store answered (or the lease was found lost).
+  // True when some event of a failing delivery was claimed before.
+  static bool IsRetriedBatch(const std::vector<const ClaimedEvent*>& events);
+  // Splits a failing batch to isolate poison events (see watcher.cc). Returns
+  // Ok when every event was delivered; otherwise the events still failing are
+  // in `still_failing` (ascending seq) and the last error is returned.
+  Status Isolate(Consumer& c, const Job& job, const Lease& lease, InFlight* flight,
+                 int64_t deadline, Status first_error,
+                 std::vector<const ClaimedEvent*>* still_failing);
   void CompleteAndFail(InFlight* flight, const Lease& lease, const std::vector<Job*>& failed,
                        bool drain_cut);
   // Sleeps up to `ms` on wake_cv_; returns early when stopping or, if

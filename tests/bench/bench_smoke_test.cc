@@ -2,6 +2,7 @@
 // process` against real SQLite, PostgreSQL and a real `sluice serve`, and each
 // bench/ script with SIZE=smoke. They prove the benches work; the figures come
 // from `make bench` (BENCHMARKS.md), never from CI.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -9,8 +10,6 @@
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "testing/pg_fixture.h"
 #include "testing/process.h"
@@ -48,9 +47,9 @@ class ServeFixture {
 TEST(BenchIngest, EveryEventIsAcknowledgedAndDuplicatesAreDropped) {
   ServeFixture serve;
   ASSERT_TRUE(serve.proc().Start()) << serve.proc().error();
-  auto r = RunSluice({"bench", "ingest", "--url", serve.proc().Url("/v1/events"), "--events",
-                      "2000", "--batch", "100", "--connections", "4", "--dup-frac", "0.1",
-                      "--json"});
+  auto r =
+      RunSluice({"bench", "ingest", "--url", serve.proc().Url("/v1/events"), "--events", "2000",
+                 "--batch", "100", "--connections", "4", "--dup-frac", "0.1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(JsonNumber(r.out, "requests_failed"), 0) << r.out;
   EXPECT_EQ(JsonNumber(r.out, "events_ok"), 2000) << r.out;
@@ -62,8 +61,8 @@ TEST(BenchIngest, EveryEventIsAcknowledgedAndDuplicatesAreDropped) {
 TEST(BenchIngest, GzipBodiesAtATargetRateAreAccepted) {
   ServeFixture serve;
   ASSERT_TRUE(serve.proc().Start()) << serve.proc().error();
-  auto r = RunSluice({"bench", "ingest", "--url", serve.proc().url(), "--events", "1000",
-                      "--batch", "50", "--connections", "2", "--gzip", "--rate", "5000"});
+  auto r = RunSluice({"bench", "ingest", "--url", serve.proc().url(), "--events", "1000", "--batch",
+                      "50", "--connections", "2", "--gzip", "--rate", "5000"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("events/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("accepted 1000"), std::string::npos) << r.out;
@@ -72,8 +71,8 @@ TEST(BenchIngest, GzipBodiesAtATargetRateAreAccepted) {
 TEST(BenchIngest, UnreachableServerIsAnError) {
   const int port = testing::FreePort();
   auto r = RunSluice({"bench", "ingest", "--url",
-                      "http://127.0.0.1:" + std::to_string(port) + "/v1/events", "--events",
-                      "100", "--connections", "1"});
+                      "http://127.0.0.1:" + std::to_string(port) + "/v1/events", "--events", "100",
+                      "--connections", "1"});
   EXPECT_NE(r.exit_code, 0) << r.out;
 }
 
@@ -91,8 +90,8 @@ TEST(BenchClaim, PostgresClaimRoundsAreTimed) {
   std::string error;
   const std::string url = testing::FreshPostgresUrl(&error);
   ASSERT_FALSE(url.empty()) << error;
-  auto r = RunSluice({"bench", "claim", "--store", url, "--preload", "2000", "--claims", "2",
-                      "--json"});
+  auto r =
+      RunSluice({"bench", "claim", "--store", url, "--preload", "2000", "--claims", "2", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(JsonNumber(r.out, "rounds"), 2) << r.out;
 }
@@ -111,9 +110,9 @@ TEST(BenchProcess, PostgresTestConsumerReplicasDrainWithoutDuplicates) {
   std::string error;
   const std::string url = testing::FreshPostgresUrl(&error);
   ASSERT_FALSE(url.empty()) << error;
-  auto r = RunSluice({"bench", "process", "--store", url, "--preload", "1000", "--consumers",
-                      "test", "--consumer-opt", "sleep_ms=1", "--replicas", "2", "--batch", "50",
-                      "--json"});
+  auto r =
+      RunSluice({"bench", "process", "--store", url, "--preload", "1000", "--consumers", "test",
+                 "--consumer-opt", "sleep_ms=1", "--replicas", "2", "--batch", "50", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(JsonNumber(r.out, "completed"), 1000) << r.out;
   EXPECT_EQ(JsonNumber(r.out, "duplicate_dispatches"), 0) << r.out;
@@ -121,10 +120,10 @@ TEST(BenchProcess, PostgresTestConsumerReplicasDrainWithoutDuplicates) {
 
 TEST(BenchProcess, NaiveClaimRunsForTheDuration) {
   TempDir dir;
-  auto r = RunSluice({"bench", "process", "--store", "sqlite:" + dir.File("s.db"), "--preload",
-                      "2000", "--claim", "naive", "--consumers", "test", "--consumer-opt",
-                      "sleep_ms=2", "--replicas", "2", "--batch", "20", "--duration", "1",
-                      "--json"});
+  auto r =
+      RunSluice({"bench", "process", "--store", "sqlite:" + dir.File("s.db"), "--preload", "2000",
+                 "--claim", "naive", "--consumers", "test", "--consumer-opt", "sleep_ms=2",
+                 "--replicas", "2", "--batch", "20", "--duration", "1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_GT(JsonNumber(r.out, "completed"), 0) << r.out;
   EXPECT_NE(r.out.find("\"claim_strategy\":\"naive\""), std::string::npos) << r.out;

@@ -2,7 +2,7 @@
 // PostgreSQL under kill -9, zombies, PostgreSQL restarts, a flaky consumer,
 // poison events and cut requests — and the two control experiments proving the
 // checker fails against the naive two-step claim and against disabled fencing.
-// Size: CHAOS_SECONDS (default 30 s of workload per round; `make chaos` sets more).
+// Size: CHAOS_SECONDS (default 20 s of workload per round; `make chaos` sets more).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -25,13 +25,14 @@ void ExpectClean(const ChaosReport& r) {
   EXPECT_EQ(r.collateral_dead, 0);
   EXPECT_EQ(r.poison_not_dead, 0);
   EXPECT_EQ(r.zombies_not_fenced, 0);
+  EXPECT_EQ(r.stored_twice, 0);
   EXPECT_GT(r.acked_events, 0);
 }
 
 TEST(ChaosShort, SqliteReplicasCountEveryAcknowledgedEventOnceUnderFaults) {
   ChaosOptions o;
   o.replicas = 3;
-  o.duration_ms = ChaosSecondsFromEnv(30) * 1000;
+  o.duration_ms = ChaosSecondsFromEnv(20) * 1000;
   o.seed = 11;
   const ChaosReport r = RunChaos(o);
   Print("sqlite", r);
@@ -45,7 +46,7 @@ TEST(ChaosShort, PostgresReplicasCountEveryAcknowledgedEventOnceUnderFaultsAndRe
   o.postgres = true;
   o.pg_restart = true;
   o.replicas = 3;
-  o.duration_ms = ChaosSecondsFromEnv(30) * 1000;
+  o.duration_ms = ChaosSecondsFromEnv(20) * 1000;
   o.seed = 12;
   const ChaosReport r = RunChaos(o);
   Print("postgres", r);
@@ -59,7 +60,8 @@ TEST(ChaosShort, PostgresReplicasCountEveryAcknowledgedEventOnceUnderFaultsAndRe
 TEST(ChaosControl, CheckerReportsNaiveTwoStepClaim) {
   ChaosOptions o;
   o.replicas = 3;
-  o.duration_ms = 10000;
+  o.clients = 2;
+  o.duration_ms = 6000;
   o.kill = o.pause = o.flaky = o.disconnect = o.poison = false;
   o.store_toml = "claim_strategy = \"naive\"\n";
   o.seed = 13;
@@ -73,6 +75,8 @@ TEST(ChaosControl, CheckerReportsNaiveTwoStepClaim) {
 TEST(ChaosControl, CheckerReportsDisabledFencing) {
   ChaosOptions o;
   o.replicas = 1;
+  o.clients = 2;
+  o.client_pause_ms = 50;
   o.duration_ms = 15000;
   o.fault_interval_ms = 1000;
   o.kill = o.flaky = o.disconnect = o.poison = false;
@@ -88,6 +92,8 @@ TEST(ChaosControl, CheckerReportsDisabledFencing) {
 TEST(ChaosControl, SingleReplicaZombiesAreFencedWithFencingOn) {
   ChaosOptions o;
   o.replicas = 1;
+  o.clients = 2;
+  o.client_pause_ms = 50;
   o.duration_ms = 15000;
   o.fault_interval_ms = 1000;
   o.kill = o.flaky = o.disconnect = o.poison = false;

@@ -234,7 +234,7 @@ class StoreModelTest : public ::testing::Test {
     }
     auto r =
         store_->Fail(FailRequest{l.token, seqs, "consumer c: e",
-                                 BackoffPolicy{far ? 3'600'000 : 0, 3'600'000, kMaxAttempts, 0.0}});
+                                 BackoffPolicy{far ? 3'600'000 : 0, 3'600'000, kMaxAttempts, 0.0, 0}});
     if (held.empty()) {
       ASSERT_EQ(r.status().code(), Code::kLeaseLost);
       return;

@@ -10,7 +10,6 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -87,8 +86,7 @@ class HostileInput : public ::testing::Test {
     std::ofstream(dir_.File("sluice.toml")) << ReplicaConfig(
         "sqlite:" + dir_.File("sluice.db"),
         std::string("[server]\nread_timeout = \"2s\"\n[auth]\nadmin_token = \"") + kAdmin +
-            "\"\n[auth.write_keys]\n\"" + kKeyA + "\" = \"alpha\"\n\"" + kKeyB +
-            "\" = \"beta\"\n");
+            "\"\n[auth.write_keys]\n\"" + kKeyA + "\" = \"alpha\"\n\"" + kKeyB + "\" = \"beta\"\n");
     SluiceProcessOptions o;
     o.dir = dir_.path();
     o.args = {"--config", dir_.File("sluice.toml")};
@@ -99,7 +97,8 @@ class HostileInput : public ::testing::Test {
     // Still serving, and accepted exactly what the test expected.
     HttpResult ok = Post(R"({"events":[{"event":"after","user_id":"u"}]})", kKeyA);
     EXPECT_EQ(ok.status, 200) << ok.body;
-    HttpResult m = HttpGet(proc_->Url("/metrics"), {{"Authorization", std::string("Bearer ") + kAdmin}});
+    HttpResult m =
+        HttpGet(proc_->Url("/metrics"), {{"Authorization", std::string("Bearer ") + kAdmin}});
     EXPECT_EQ(MetricSum(m.body, "sluice_ingest_events_total", "result=\"accepted\""),
               expected_accepted_ + 1);
     // Secrets never reach the log, whatever was sent.
@@ -118,8 +117,8 @@ class HostileInput : public ::testing::Test {
   }
   std::string RawRequest(const std::string& body, const std::string& key) {
     return "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           "Authorization: Bearer " + key + "\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
+           "Authorization: Bearer " +
+           key + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   }
 
   TempDir dir_;
@@ -170,13 +169,13 @@ TEST_F(HostileInput, DeeplyNestedJsonIsRefusedWith400) {
 }
 
 TEST_F(HostileInput, InvalidUtf8IsRefusedWith400) {
-  for (const std::string bad : {std::string("\xff\xfe"), std::string("\xc0\xaf"),
-                                std::string("\xed\xa0\x80"), std::string("ab\x80")}) {
+  for (const std::string& bad : {std::string("\xff\xfe"), std::string("\xc0\xaf"),
+                                 std::string("\xed\xa0\x80"), std::string("ab\x80")}) {
     HttpResult r = Post("{\"events\":[{\"event\":\"" + bad + "\",\"user_id\":\"u\"}]}", kKeyA);
     EXPECT_EQ(r.status, 400) << r.body;
-    r = Post("{\"events\":[{\"event\":\"e\",\"user_id\":\"u\",\"properties\":{\"" + bad +
-                 "\":1}}]}",
-             kKeyA);
+    r = Post(
+        "{\"events\":[{\"event\":\"e\",\"user_id\":\"u\",\"properties\":{\"" + bad + "\":1}}]}",
+        kKeyA);
     EXPECT_EQ(r.status, 400) << r.body;
   }
   // A lone surrogate escape is not valid text either.
@@ -204,13 +203,11 @@ TEST_F(HostileInput, TenThousandHeadersAreRefusedAndTheServerStaysUp) {
   req += "Content-Length: 2\r\n\r\n{}";
   c.Send(req);  // the server may close before reading it all
   RawResponse r = c.Read();
-  EXPECT_TRUE(r.status == 431 || r.status == 400 || r.status == 413 || r.status == 0)
-      << r.status;
+  EXPECT_TRUE(r.status == 431 || r.status == 400 || r.status == 413 || r.status == 0) << r.status;
   EXPECT_EQ(HttpGet(proc_->Url("/healthz")).status, 200);
   // One header line longer than the whole header limit.
   RawConn c2(proc_->port());
-  c2.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(100000, 'h') +
-          "\r\n\r\n");
+  c2.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(100000, 'h') + "\r\n\r\n");
   RawResponse r2 = c2.Read();
   EXPECT_NE(r2.status, 200);
 }
@@ -237,8 +234,8 @@ TEST_F(HostileInput, ManySlowConnectionsDoNotStarveOthersAndAreCutOff) {
 TEST_F(HostileInput, HalfClosedConnectionsAreAnsweredOrDropped) {
   // Whole request, then the client shuts its write side: still answered.
   {
-    const std::string reply =
-        SendHalfClosed(proc_->port(), RawRequest(R"({"events":[{"event":"half","user_id":"u"}]})", kKeyA));
+    const std::string reply = SendHalfClosed(
+        proc_->port(), RawRequest(R"({"events":[{"event":"half","user_id":"u"}]})", kKeyA));
     const bool ok = reply.rfind("HTTP/1.1 200", 0) == 0;
     EXPECT_TRUE(ok || reply.empty()) << reply;
     if (ok) ++expected_accepted_;
@@ -259,8 +256,7 @@ TEST_F(HostileInput, HalfClosedConnectionsAreAnsweredOrDropped) {
 
 TEST_F(HostileInput, BadWriteKeysAreRefusedWith401AndProjectsStaySeparate) {
   const std::string body = R"({"events":[{"event":"e","user_id":"owner"}]})";
-  EXPECT_EQ(HttpPost(proc_->Url("/v1/events"), body, {{"Content-Type", "application/json"}})
-                .status,
+  EXPECT_EQ(HttpPost(proc_->Url("/v1/events"), body, {{"Content-Type", "application/json"}}).status,
             401);
   EXPECT_EQ(Post(body, "wrong-key-1").status, 401);
   EXPECT_EQ(Post(body, std::string(kKeyA) + "x").status, 401);
@@ -319,8 +315,8 @@ TEST_F(HostileInput, AdminEndpointsRefuseWithoutTheAdminToken) {
 TEST(HostileListen, ServeRefusesNonLoopbackWithoutAuthUnlessAllowed) {
   TempDir dir;
   const int port = FreePort();
-  CommandResult r = RunSluice({"serve", "--listen", "0.0.0.0:" + std::to_string(port),
-                               "--store", "sqlite:" + dir.File("s.db")},
+  CommandResult r = RunSluice({"serve", "--listen", "0.0.0.0:" + std::to_string(port), "--store",
+                               "sqlite:" + dir.File("s.db")},
                               {}, seconds(30));
   EXPECT_NE(r.exit_code, 0);
   const std::string all = r.out + r.err;
@@ -329,16 +325,16 @@ TEST(HostileListen, ServeRefusesNonLoopbackWithoutAuthUnlessAllowed) {
 
   // Also through the config file, and with SLUICE_LISTEN.
   std::ofstream(dir.File("public.toml"))
-      << "[server]\nlisten = \"0.0.0.0:" << port << "\"\n[store]\nurl = \"sqlite:"
-      << dir.File("s.db") << "\"\n";
+      << "[server]\nlisten = \"0.0.0.0:" << port
+      << "\"\n[store]\nurl = \"sqlite:" << dir.File("s.db") << "\"\n";
   r = RunSluice({"serve", "--config", dir.File("public.toml")}, {}, seconds(30));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE((r.out + r.err).find("allow_public_without_auth"), std::string::npos);
 
   // Told explicitly, it starts.
   std::ofstream(dir.File("allowed.toml"))
-      << "[server]\nallow_public_without_auth = true\n[store]\nurl = \"sqlite:"
-      << dir.File("s2.db") << "\"\n";
+      << "[server]\nallow_public_without_auth = true\n[store]\nurl = \"sqlite:" << dir.File("s2.db")
+      << "\"\n";
   SluiceProcessOptions o;
   o.dir = dir.path();
   o.args = {"--config", dir.File("allowed.toml"), "--listen",

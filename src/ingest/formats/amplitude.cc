@@ -285,9 +285,11 @@ class AmplitudeFormat final : public Format {
       case Code::kUnauthorized:
         // The SDK drops a batch whose error starts with "Invalid API key".
         reply.status = 400;
-        reply.body = ctx.empty() || ctx.front() != 'K'
-                         ? CodeBody(400, "Invalid API key: missing", ",\"missing_field\":\"api_key\"")
-                         : CodeBody(400, "Invalid API key: not accepted by this server", "");
+        if (ctx.empty() || ctx.front() != 'K') {
+          reply.body = CodeBody(400, "Invalid API key: missing", ",\"missing_field\":\"api_key\"");
+        } else {
+          reply.body = CodeBody(400, "Invalid API key: not accepted by this server", "");
+        }
         return reply;
       case Code::kTooLarge:
         reply.status = 413;

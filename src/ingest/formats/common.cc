@@ -282,7 +282,9 @@ std::optional<std::string> Base64Decode(std::string_view s) {
     std::array<int8_t, 256> t{};
     t.fill(-1);
     const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
+    for (int i = 0; i < 64; ++i) {
+      t[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
+    }
     t[static_cast<unsigned char>('-')] = 62;  // URL-safe alphabet
     t[static_cast<unsigned char>('_')] = 63;
     t[static_cast<unsigned char>(' ')] = 62;  // '+' that a form decoder turned into ' '

@@ -145,6 +145,9 @@ Result<std::unique_ptr<PgConn>> PgConn::Connect(const std::string& url,
   PGconn* raw = PQconnectdbParams(keys, vals, /*expand_dbname=*/1);
   if (raw == nullptr) return Status::Unavailable("postgres: out of memory connecting");
   std::unique_ptr<PgConn> conn(new PgConn(raw));
+  // libpq prints server notices (e.g. the FATAL a shutdown sends to idle
+  // connections) to stderr by default; errors reach us as results instead.
+  PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);
   if (PQstatus(raw) != CONNECTION_OK) {
     return Status::Unavailable("postgres: connect: " + TrimMessage(PQerrorMessage(raw)));
   }

@@ -507,10 +507,10 @@ Result<FailResult> PostgresStore::Fail(const FailRequest& req) {
       "UPDATE queue SET "
       "state = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'pending' END, "
       "died_at = CASE WHEN attempts >= $4 THEN now() END, "
-      "visible_at = CASE WHEN attempts >= $4 THEN now() ELSE now() + "
+      "visible_at = CASE WHEN attempts >= $4 THEN now() ELSE now() + greatest($9::float8, "
       "  floor(least($6::float8, greatest($5::float8, 0) * "
       "    power(2::float8, least(greatest(attempts - 1, 0), 62))) "
-      "  * (1 - $7::float8 * random())) * interval '1 millisecond' END, "
+      "  * (1 - $7::float8 * random()))) * interval '1 millisecond' END, "
       "last_error = $8, lease_owner = NULL, lease_token = NULL, lease_until = NULL "
       "WHERE seq = ANY($1::bigint[])" SLUICE_FENCE " RETURNING state = 'dead'";
   FailResult result;
@@ -525,7 +525,8 @@ Result<FailResult> PostgresStore::Fail(const FailRequest& req) {
       .Add(req.backoff.base_ms)
       .Add(req.backoff.cap_ms)
       .Add(fmt::format("{}", std::clamp(req.backoff.jitter, 0.0, 1.0)))
-      .Add(req.error);
+      .Add(req.error)
+      .Add(req.backoff.min_delay_ms);
   Status st = Single(
       [&](PgConn& c) -> Status {
         result = FailResult{};

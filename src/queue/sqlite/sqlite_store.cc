@@ -424,7 +424,8 @@ int64_t BackoffDelayMs(const BackoffPolicy& p, int64_t attempts) {
   const double jitter = std::clamp(p.jitter, 0.0, 1.0);
   thread_local std::mt19937_64 rng(std::random_device{}());
   const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-  return static_cast<int64_t>(static_cast<double>(delay) * (1.0 - jitter * u));
+  return std::max<int64_t>(p.min_delay_ms,
+                           static_cast<int64_t>(static_cast<double>(delay) * (1.0 - jitter * u)));
 }
 
 }  // namespace

@@ -10,6 +10,9 @@ SAN_FLAGS := -DSLUICE_ASAN=ON -DSLUICE_UBSAN=ON
 endif
 CTEST_LABELS ?= unit|store|system|chaos-short|fuzz-short
 ARGS ?=
+# ccache: share hits between clones of the repo (paths relative to the source dir).
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 .PHONY: all setup setup-test build run test test-build chaos bench clean format
 
@@ -32,6 +35,7 @@ run: build
 
 test-build: setup-test
 	@cmake -S . -B $(TEST_BUILD_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
 	  -DSLUICE_BUILD_TESTS=ON -DSLUICE_BUILD_BENCH=ON -DSLUICE_WERROR=ON $(SAN_FLAGS) >/dev/null
 	@cmake --build $(TEST_BUILD_DIR) -j $(JOBS)
 

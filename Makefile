@@ -43,7 +43,7 @@ test: test-build
 	@bash scripts/run-tests.sh $(TEST_BUILD_DIR) '$(CTEST_LABELS)'
 
 chaos: test-build
-	@bash scripts/run-tests.sh $(TEST_BUILD_DIR) 'chaos'
+	@bash scripts/chaos.sh $(TEST_BUILD_DIR)
 
 bench: build
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_BENCH=ON >/dev/null

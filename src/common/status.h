@@ -29,6 +29,9 @@ enum class Code {
 
 std::string_view CodeName(Code c);
 
+// The one mapping from Code to HTTP status (ingest, ops and the formats use it).
+int HttpStatusFor(Code code);
+
 class [[nodiscard]] Status {
  public:
   Status() = default;

@@ -5,31 +5,6 @@
 
 namespace sluice {
 
-int HttpStatusFor(Code code) {
-  switch (code) {
-    case Code::kOk:
-      return 200;
-    case Code::kInvalidArgument:
-      return 400;
-    case Code::kTooLarge:
-      return 413;
-    case Code::kUnauthorized:
-      return 401;
-    case Code::kNotFound:
-      return 404;
-    case Code::kBusy:
-      return 503;
-    case Code::kUnavailable:
-      return 503;
-    case Code::kLeaseLost:
-      return 409;
-    case Code::kIoError:
-      return 500;
-    case Code::kInternal:
-      return 500;
-  }
-  return 500;
-}
 
 IngestReply NativeReply(const IngestOutcome& outcome) {
   IngestReply reply;

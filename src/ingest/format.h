@@ -82,8 +82,6 @@ using FormatPtr = std::unique_ptr<Format>;
 // {"error":..,"index":i,"field":..} with the status of HttpStatusFor.
 IngestReply NativeReply(const IngestOutcome& outcome);
 
-// The one mapping from Code to HTTP status.
-int HttpStatusFor(Code code);
 
 // A random RFC 4122 version-4 UUID string ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"),
 // the insert_id of an event that came without one. Thread-safe.

@@ -133,30 +133,6 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return diff == 0 && n > 0;
 }
 
-int OpsHttpStatus(Code code) {
-  switch (code) {
-    case Code::kOk:
-      return 200;
-    case Code::kInvalidArgument:
-      return 400;
-    case Code::kTooLarge:
-      return 413;
-    case Code::kUnauthorized:
-      return 401;
-    case Code::kNotFound:
-      return 404;
-    case Code::kBusy:
-      return 429;
-    case Code::kLeaseLost:
-      return 409;
-    case Code::kUnavailable:
-      return 503;
-    case Code::kIoError:
-    case Code::kInternal:
-      return 500;
-  }
-  return 500;
-}
 
 HttpResponse JsonResponse(int status, std::string body) {
   HttpResponse r;
@@ -175,7 +151,7 @@ HttpResponse JsonError(int status, std::string_view message) {
 }
 
 HttpResponse StatusError(const Status& status) {
-  return JsonError(OpsHttpStatus(status.code()), status.ToString());
+  return JsonError(HttpStatusFor(status.code()), status.ToString());
 }
 
 }  // namespace sluice

@@ -29,8 +29,6 @@ std::string RequestCredential(const HttpRequest& req);
 // Compares in time independent of where the strings differ (length still leaks).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 
-// HTTP status for an error code, for ops answers.
-int OpsHttpStatus(Code code);
 
 HttpResponse JsonResponse(int status, std::string body);
 // {"error":"message"}

@@ -40,8 +40,8 @@ void CollectInsertIds(const std::string& text, std::set<std::string>* out) {
 // The insert ids in every archived object under `dir` (decompressed by the zstd CLI).
 std::set<std::string> ArchivedIds(const std::string& dir) {
   int rc = 0;
-  const std::string text = RunCommand(
-      "find '" + dir + "' -name '*.ndjson.zst' -exec zstd -dcq {} + 2>/dev/null", &rc);
+  const std::string text =
+      RunCommand("find '" + dir + "' -name '*.ndjson.zst' -exec zstd -dcq {} + 2>/dev/null", &rc);
   std::set<std::string> ids;
   CollectInsertIds(text, &ids);
   return ids;
@@ -249,9 +249,9 @@ TEST(FailureIsolation, WebhookDownPastMaxAttemptsGoesDeadNamingItAndDlqRequeueDe
   ASSERT_TRUE(WaitUntil([&] { return Missing(want, receiver.acked()).empty(); }, seconds(30),
                         milliseconds(100)))
       << Missing(want, receiver.acked());
-  ASSERT_TRUE(WaitUntil(
-      [&] { return QueueBacklog(sluice->url()) == 0 && DeadCount(sluice->url()) == 0; },
-      seconds(30), milliseconds(100)));
+  ASSERT_TRUE(
+      WaitUntil([&] { return QueueBacklog(sluice->url()) == 0 && DeadCount(sluice->url()) == 0; },
+                seconds(30), milliseconds(100)));
   EXPECT_EQ(CheckAggregates(w, sluice->url()), "");
   EXPECT_EQ(Metric(*sluice, "sluice_deliveries_total", "consumer=\"users\""), sent.accepted);
   EXPECT_EQ(Metric(*sluice, "sluice_deliveries_total", "consumer=\"counters\""), sent.accepted);

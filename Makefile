@@ -3,9 +3,8 @@ BUILD_DIR      ?= build
 TEST_BUILD_DIR ?= build-test
 JOBS           ?= $(shell nproc)
 CMAKE_GEN      := -G Ninja
-# The test build: warnings are errors. `make test SLUICE_SANITIZE=1` adds ASan+UBSan
-# (each subsystem's tests have been run under them; the full run does not fit CI's time yet).
-SLUICE_SANITIZE ?= 0
+# The test build: warnings are errors, ASan+UBSan on (SLUICE_SANITIZE=0 to turn them off).
+SLUICE_SANITIZE ?= 1
 ifeq ($(SLUICE_SANITIZE),1)
 SAN_FLAGS := -DSLUICE_ASAN=ON -DSLUICE_UBSAN=ON
 endif

@@ -7,12 +7,21 @@
 #include <exception>
 #include <limits>
 #include <map>
+#include <memory>
 #include <utility>
 
 #include "common/clock.h"
 
 namespace sluice {
 namespace {
+
+// Effects of one in-store consumer built ahead of the Complete transaction.
+struct Prebuilt {
+  std::vector<const ClaimedEvent*> events;  // the rows they were built from
+  Effects effects;
+  bool used = false;  // moved into a transaction already
+};
+
 
 // A consumer is asked to return by its deadline; past it by this much the
 // watcher stops waiting and records a timeout (the delivery thread is still
@@ -445,13 +454,27 @@ void Watcher::CompleteAndFail(InFlight* flight, const Lease& lease,
   for (size_t i = 0; i < consumers_.size(); ++i) {
     const Consumer* c = consumers_[i].get();
     if (!c->in_store()) continue;
-    int64_t lacking = 0;
-    for (const ClaimedEvent& e : lease.events) lacking += (e.done_mask & c->bit()) == 0 ? 1 : 0;
-    if (lacking == 0) continue;
-    deliveries_[i]->Inc(lacking);
+    // The effects are built here, outside the store's write transaction,
+    // for the rows that lacked the bit when claimed. The store hands the
+    // builder the rows that lack it at commit time; when those are the same
+    // rows (always, unless another holder got in between) the prebuilt
+    // effects are used, else they are built again from what the store says.
+    auto pre = std::make_shared<Prebuilt>();
+    for (const ClaimedEvent& e : lease.events) {
+      if ((e.done_mask & c->bit()) == 0) pre->events.push_back(&e);
+    }
+    if (pre->events.empty()) continue;
+    deliveries_[i]->Inc(static_cast<int64_t>(pre->events.size()));
+    c->BuildEffects(pre->events, &pre->effects);
     req.in_store.push_back(InStoreWork{
         .bit = c->bit(),
-        .build = [c](std::span<const ClaimedEvent* const> events, Effects* out) {
+        .build = [c, pre](std::span<const ClaimedEvent* const> events, Effects* out) {
+          if (!pre->used && std::equal(events.begin(), events.end(), pre->events.begin(),
+                                       pre->events.end())) {
+            pre->used = true;  // a retried Complete builds again
+            *out = std::move(pre->effects);
+            return;
+          }
           c->BuildEffects(events, out);
         }});
   }

@@ -1,5 +1,6 @@
 #include "queue/sqlite/sqlite_db.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -115,9 +116,15 @@ Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bo
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   SLUICE_RETURN_IF_ERROR(c->Exec(sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  c->sync_ = sync;
+  c->durable_ = sync;
+  // A 32 MiB page cache per connection and reads through a memory map (no
+  // copy per page read from the OS cache): the queue head, the dedup index
+  // and the aggregate tables stay hot.
   SLUICE_RETURN_IF_ERROR(
       c->Exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
-              "PRAGMA cache_size=-8192; PRAGMA journal_size_limit=67108864"));
+              "PRAGMA cache_size=-32768; PRAGMA mmap_size=0;"
+              "PRAGMA journal_size_limit=67108864"));
   return c;
 }
 
@@ -171,6 +178,13 @@ Result<int64_t> SqliteConn::NowMs() {
   return s.Int(0);
 }
 
+Status SqliteConn::SetDurable(bool durable) {
+  if (!sync_ || durable == durable_) return Status::Ok();
+  SLUICE_RETURN_IF_ERROR(Exec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  durable_ = durable;
+  return Status::Ok();
+}
+
 // ---- SqlitePool ----
 
 SqlitePool::SqlitePool(std::vector<std::unique_ptr<SqliteConn>> conns) : all_(std::move(conns)) {
@@ -191,6 +205,70 @@ void SqlitePool::Release(SqliteConn* c) {
     free_.push_back(c);
   }
   cv_.notify_one();
+}
+
+// ---- SqliteCheckpointer ----
+
+Result<std::unique_ptr<SqliteCheckpointer>> SqliteCheckpointer::Start(const std::string& path,
+                                                                      bool sync, int wal_pages) {
+  SLUICE_ASSIGN_OR_RETURN(auto conn, SqliteConn::Open(path, sync, /*busy_timeout_ms=*/1000));
+  return std::unique_ptr<SqliteCheckpointer>(
+      new SqliteCheckpointer(std::move(conn), std::max(wal_pages, 1)));
+}
+
+SqliteCheckpointer::SqliteCheckpointer(std::unique_ptr<SqliteConn> conn, int wal_pages)
+    : conn_(std::move(conn)), wal_pages_(wal_pages) {
+  sqlite3_wal_autocheckpoint(conn_->db(), 0);
+  thread_ = std::thread([this] { Main(); });
+}
+
+SqliteCheckpointer::~SqliteCheckpointer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void SqliteCheckpointer::Watch(SqliteConn& conn) {
+  sqlite3_wal_hook(conn.db(), &SqliteCheckpointer::OnCommit, this);
+}
+
+int64_t SqliteCheckpointer::checkpoints() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return checkpoints_;
+}
+
+int SqliteCheckpointer::OnCommit(void* self, sqlite3*, const char*, int wal_pages) {
+  auto* c = static_cast<SqliteCheckpointer*>(self);
+  if (wal_pages < c->wal_pages_) return SQLITE_OK;
+  {
+    std::lock_guard<std::mutex> lock(c->mu_);
+    if (c->wanted_) return SQLITE_OK;
+    c->wanted_ = true;
+  }
+  c->cv_.notify_one();
+  return SQLITE_OK;
+}
+
+void SqliteCheckpointer::Main() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    // Also every second when idle, so a quiet database's WAL does not linger.
+    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return wanted_ || stop_; });
+    if (stop_) return;
+    wanted_ = false;
+    lock.unlock();
+    // PASSIVE copies what no reader still needs and never waits for a lock;
+    // a busy answer (another process checkpointing) is fine. The next commit
+    // over the threshold asks again.
+    int log = 0;
+    int done = 0;
+    (void)sqlite3_wal_checkpoint_v2(conn_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    lock.lock();
+    ++checkpoints_;
+  }
 }
 
 }  // namespace sluice

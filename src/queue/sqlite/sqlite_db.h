@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -87,6 +88,12 @@ class SqliteConn {
   // The store clock in epoch ms, read from SQLite (never the caller's clock).
   Result<int64_t> NowMs();
 
+  // With sync on, whether the next commits wait for fsync of the WAL
+  // (synchronous=FULL) or not (NORMAL: the WAL is synced at checkpoints, and
+  // by the next FULL commit, which syncs every frame before it). Outside a
+  // transaction only. No-op when the connection was opened with sync off.
+  Status SetDurable(bool durable);
+
   sqlite3* db() const { return db_; }
 
  private:
@@ -96,6 +103,8 @@ class SqliteConn {
   sqlite3* db_ = nullptr;
   int64_t busy_timeout_ms_ = 0;
   int64_t busy_started_ms_ = 0;  // steady clock, set on a wait's first retry
+  bool sync_ = false;             // opened with sync on
+  bool durable_ = false;          // current synchronous level is FULL
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 
@@ -133,6 +142,46 @@ class SqlitePool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<SqliteConn*> free_;
+};
+
+}  // namespace sluice
+
+namespace sluice {
+
+// Checkpoints the WAL from a thread of its own, so that no commit pays for
+// copying pages back into the database file and fsyncing it (SQLite's
+// automatic checkpoint runs inside whichever COMMIT crosses the threshold).
+// Connections registered with Watch() notify it when the WAL passes
+// `wal_pages`; it then runs a PASSIVE checkpoint on its own connection, which
+// never blocks writers or readers. Thread-safe.
+class SqliteCheckpointer {
+ public:
+  // Takes a connection of its own to `path`. Starts the thread.
+  static Result<std::unique_ptr<SqliteCheckpointer>> Start(const std::string& path, bool sync,
+                                                          int wal_pages);
+  ~SqliteCheckpointer();  // stops the thread
+  SqliteCheckpointer(const SqliteCheckpointer&) = delete;
+  SqliteCheckpointer& operator=(const SqliteCheckpointer&) = delete;
+
+  // Replaces `conn`'s automatic checkpoint with a notification to this
+  // checkpointer. REQUIRES: this outlives conn.
+  void Watch(SqliteConn& conn);
+
+  int64_t checkpoints() const;
+
+ private:
+  SqliteCheckpointer(std::unique_ptr<SqliteConn> conn, int wal_pages);
+  static int OnCommit(void* self, sqlite3* db, const char* schema, int wal_pages);
+  void Main();
+
+  const std::unique_ptr<SqliteConn> conn_;
+  const int wal_pages_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool wanted_ = false;  // guarded by mu_
+  bool stop_ = false;    // guarded by mu_
+  int64_t checkpoints_ = 0;  // guarded by mu_
+  std::thread thread_;
 };
 
 }  // namespace sluice

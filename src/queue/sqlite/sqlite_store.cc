@@ -29,7 +29,6 @@ int64_t SteadyMs() {
 // options.fencing = false (test-only): any live row, whoever holds it.
 #define SLUICE_NO_FENCE " AND state != 'dead'"
 
-constexpr char kHeldFenced[] = "SELECT done_mask FROM queue WHERE seq = ?1" SLUICE_FENCE;
 constexpr char kHeldUnfenced[] = "SELECT done_mask FROM queue WHERE seq = ?1" SLUICE_NO_FENCE;
 constexpr char kHeldAttemptsFenced[] = "SELECT attempts FROM queue WHERE seq = ?1" SLUICE_FENCE;
 constexpr char kHeldAttemptsUnfenced[] =
@@ -63,14 +62,20 @@ Result<StorePtr> SqliteStore::Open(const StoreOptions& options, const std::strin
     if (i == 0) SLUICE_RETURN_IF_ERROR(MigrateSqlite(*conn));
     conns.push_back(std::move(conn));
   }
-  return StorePtr(new SqliteStore(options, std::make_unique<SqlitePool>(std::move(conns))));
+  // 4,000 pages (16 MiB at the default 4 KiB page) between checkpoints.
+  SLUICE_ASSIGN_OR_RETURN(auto checkpointer, SqliteCheckpointer::Start(path, options.sync, 4000));
+  for (auto& conn : conns) checkpointer->Watch(*conn);
+  return StorePtr(new SqliteStore(options, std::make_unique<SqlitePool>(std::move(conns)),
+                                  std::move(checkpointer)));
 }
 
-SqliteStore::SqliteStore(const StoreOptions& options, std::unique_ptr<SqlitePool> pool)
-    : options_(options), pool_(std::move(pool)) {}
+SqliteStore::SqliteStore(const StoreOptions& options, std::unique_ptr<SqlitePool> pool,
+                         std::unique_ptr<SqliteCheckpointer> checkpointer)
+    : options_(options), pool_(std::move(pool)), checkpointer_(std::move(checkpointer)) {}
 
-Status SqliteStore::Write(const WriteFn& fn) {
+Status SqliteStore::Write(const WriteFn& fn, Durability durability) {
   auto conn = pool_->Acquire();
+  SLUICE_RETURN_IF_ERROR(conn->SetDurable(durability == Durability::kDurable));
   std::lock_guard<std::mutex> lock(write_mu_);
   // The busy handler already waited up to busy_timeout_ms; a few kinds of
   // busy (WAL recovery by another process) bypass it, so retry here too.
@@ -238,7 +243,7 @@ Result<Lease> SqliteStore::ClaimAtomic(const ClaimRequest& req) {
     lease.token = token;
     lease.lease_until_ms = now + req.lease_ttl_ms;
     return Status::Ok();
-  });
+  }, Durability::kLease);
   if (!st.ok()) return st;
   SortBySeq(&lease.events);
   return lease;
@@ -294,7 +299,7 @@ Result<Lease> SqliteStore::ClaimNaiveTwoStep(const ClaimRequest& req) {
     lease.token = lease.events.empty() ? 0 : token;
     lease.lease_until_ms = now + req.lease_ttl_ms;
     return Status::Ok();
-  });
+  }, Durability::kLease);
   if (!st.ok()) return st;
   SortBySeq(&lease.events);
   return lease;
@@ -317,33 +322,76 @@ Result<int64_t> SqliteStore::Extend(int64_t token, int64_t lease_ttl_ms) {
     if (s.Changes() == 0)
       return Status::LeaseLost(fmt::format("extend: token {} holds no rows", token));
     return Status::Ok();
-  });
+  }, Durability::kLease);
   if (!st.ok()) return st;
   return until;
 }
 
-Status SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t token,
-                               std::span<const ClaimedEvent> events, uint64_t external_bits,
-                               const std::vector<InStoreWork>& in_store, MarkDoneResult* marked,
-                               std::vector<std::pair<int64_t, uint64_t>>* held) {
-  marked->marked.clear();
+Status SqliteStore::FindHeldLocked(SqliteConn& c, int64_t now, int64_t token,
+                                   std::span<const ClaimedEvent> events,
+                                   std::vector<size_t>* held_idx,
+                                   std::vector<std::pair<int64_t, uint64_t>>* held,
+                                   int64_t* lease_rows) {
+  held_idx->clear();
   held->clear();
-  // Which of the given rows does this token still hold, and which bits do
-  // they carry? The write lock is held from here to COMMIT, so what we read
-  // cannot change under us.
-  std::vector<size_t> held_idx;
-  {
-    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(options_.fencing ? kHeldFenced : kHeldUnfenced));
-    s.Bind(3, token).Bind(4, now);
+  *lease_rows = 0;
+  if (!options_.fencing) {
+    // Test-only: any live row counts as held, whoever holds it.
+    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kHeldUnfenced));
     for (size_t i = 0; i < events.size(); ++i) {
       s.Reset();
       s.Bind(1, events[i].seq);
       SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) continue;
-      held_idx.push_back(i);
+      held_idx->push_back(i);
       held->emplace_back(events[i].seq, static_cast<uint64_t>(s.Int(0)));
     }
+    *lease_rows = -1;  // unknown: never delete by token
+    return Status::Ok();
   }
+  // One range scan of queue_token returns every row the token still holds
+  // (ascending seq); the caller's rows are intersected with it. The write lock
+  // is held from here to COMMIT, so what we read cannot change under us.
+  static constexpr char kHeldByToken[] =
+      "SELECT seq, done_mask FROM queue WHERE lease_token = ?1 AND state = 'leased' "
+      "AND lease_until > ?2 ORDER BY seq";
+  SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kHeldByToken));
+  s.Bind(1, token).Bind(2, now);
+  size_t i = 0;
+  while (true) {
+    SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    ++*lease_rows;
+    const int64_t seq = s.Int(0);
+    // events is ascending by seq (Lease::events), but a caller may pass any
+    // order: fall back to a search when the merge cursor does not match.
+    while (i < events.size() && events[i].seq < seq) ++i;
+    size_t k = i;
+    if (k >= events.size() || events[k].seq != seq) {
+      k = events.size();
+      for (size_t j = 0; j < events.size(); ++j) {
+        if (events[j].seq == seq) {
+          k = j;
+          break;
+        }
+      }
+      if (k == events.size()) continue;
+    }
+    held_idx->push_back(k);
+    held->emplace_back(seq, static_cast<uint64_t>(s.Int(1)));
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t token,
+                               std::span<const ClaimedEvent> events, uint64_t external_bits,
+                               const std::vector<InStoreWork>& in_store, uint64_t skip_bits,
+                               MarkDoneResult* marked,
+                               std::vector<std::pair<int64_t, uint64_t>>* held,
+                               int64_t* lease_rows) {
+  marked->marked.clear();
+  std::vector<size_t> held_idx;
+  SLUICE_RETURN_IF_ERROR(FindHeldLocked(c, now, token, events, &held_idx, held, lease_rows));
   if (held->empty()) {
     return Status::LeaseLost(
         fmt::format("token {} holds none of the {} rows", token, events.size()));
@@ -369,8 +417,12 @@ Status SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t token,
   for (auto& [seq, mask] : *held) {
     const uint64_t next = mask | want;
     if (next == mask) continue;
-    set.Reset();
-    SLUICE_RETURN_IF_ERROR(set.Bind(1, seq).Bind(2, static_cast<int64_t>(next)).Run());
+    // Complete deletes a row once every bit is set: writing its mask first
+    // would only rewrite a row that is about to go.
+    if ((next & skip_bits) != skip_bits || skip_bits == 0) {
+      set.Reset();
+      SLUICE_RETURN_IF_ERROR(set.Bind(1, seq).Bind(2, static_cast<int64_t>(next)).Run());
+    }
     mask = next;
     marked->marked.push_back(seq);
   }
@@ -382,9 +434,10 @@ Result<MarkDoneResult> SqliteStore::MarkDone(const MarkDoneRequest& req) {
   if (req.events.empty()) return result;
   std::vector<std::pair<int64_t, uint64_t>> held;
   Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
-    return MarkLocked(c, now, req.token, req.events, req.external_bits, req.in_store, &result,
-                      &held);
-  });
+    int64_t lease_rows = 0;
+    return MarkLocked(c, now, req.token, req.events, req.external_bits, req.in_store,
+                      /*skip_bits=*/0, &result, &held, &lease_rows);
+  }, Durability::kLease);
   if (!st.ok()) return st;
   return result;
 }
@@ -396,20 +449,35 @@ Result<CompleteResult> SqliteStore::Complete(const CompleteRequest& req) {
     result = CompleteResult{};
     MarkDoneResult marked;
     std::vector<std::pair<int64_t, uint64_t>> held;
-    SLUICE_RETURN_IF_ERROR(
-        MarkLocked(c, now, req.token, req.events, req.external_bits, req.in_store, &marked, &held));
-    SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteRow));
+    int64_t lease_rows = 0;
+    SLUICE_RETURN_IF_ERROR(MarkLocked(c, now, req.token, req.events, req.external_bits,
+                                      req.in_store, req.all_bits, &marked, &held, &lease_rows));
     for (const auto& [seq, mask] : held) {
       if ((mask & req.all_bits) != req.all_bits) {
         result.remaining.push_back(seq);
-        continue;
+      } else {
+        result.deleted.push_back(seq);
       }
+    }
+    if (result.remaining.empty() && static_cast<int64_t>(held.size()) == lease_rows) {
+      // The whole lease is done (the usual case): one statement deletes it.
+      static constexpr char kDeleteLease[] =
+          "DELETE FROM queue WHERE lease_token = ?1 AND state = 'leased' AND lease_until > ?2";
+      SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteLease));
+      SLUICE_RETURN_IF_ERROR(del.Bind(1, req.token).Bind(2, now).Run());
+      if (del.Changes() != lease_rows) {
+        return Status::Internal(fmt::format("complete: token {} deleted {} rows, held {}",
+                                            req.token, del.Changes(), lease_rows));
+      }
+      return Status::Ok();
+    }
+    SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteRow));
+    for (int64_t seq : result.deleted) {
       del.Reset();
       SLUICE_RETURN_IF_ERROR(del.Bind(1, seq).Run());
-      result.deleted.push_back(seq);
     }
     return Status::Ok();
-  });
+  }, Durability::kLease);
   if (!st.ok()) return st;
   return result;
 }
@@ -468,7 +536,7 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
           fmt::format("fail: token {} holds none of the {} rows", req.token, req.seqs.size()));
     }
     return Status::Ok();
-  });
+  }, Durability::kLease);
   if (!st.ok()) return st;
   return result;
 }

@@ -49,30 +49,52 @@ class SqliteStore final : public Store {
   const char* kind() const override { return "sqlite"; }
 
  private:
-  SqliteStore(const StoreOptions& options, std::unique_ptr<SqlitePool> pool);
+  SqliteStore(const StoreOptions& options, std::unique_ptr<SqlitePool> pool,
+              std::unique_ptr<SqliteCheckpointer> checkpointer);
 
   // Runs fn(conn, now) inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn
   // fails. `now` is the store clock read once at the start of the
   // transaction (the write lock is held, so it orders with every other write).
   // fn must assign its outputs from scratch: it is re-run when the lock could
   // not be taken at first.
+  //
+  // kDurable (ingest, admin) commits wait for the WAL fsync when sync is on.
+  // kLease (claim, extend, mark, complete, fail) do not: every holder of a
+  // lease runs on this host, so an OS crash that loses such a commit also
+  // kills every process that saw it, and what is lost is a suffix of the
+  // WAL: the rows go back to their earlier state and are claimed again
+  // (effects and done bits commit together, so nothing is applied twice).
+  // docs/claim-protocol-sqlite.md, "Durability".
+  enum class Durability { kDurable, kLease };
   using WriteFn = std::function<Status(SqliteConn& c, int64_t now)>;
-  Status Write(const WriteFn& fn);
+  Status Write(const WriteFn& fn, Durability durability = Durability::kDurable);
   // Runs fn(conn, now) inside a read transaction (one consistent snapshot).
   Status Read(const WriteFn& fn);
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
   Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
+  // Which of `events` does `token` still hold? Fills held_idx (index into
+  // events), held (seq, done_mask) and lease_rows (rows the token holds in
+  // all, -1 when unknown), inside a write transaction.
+  Status FindHeldLocked(SqliteConn& c, int64_t now, int64_t token,
+                        std::span<const ClaimedEvent> events, std::vector<size_t>* held_idx,
+                        std::vector<std::pair<int64_t, uint64_t>>* held, int64_t* lease_rows);
   // The shared body of MarkDone and Complete, inside a write transaction.
   // Fills held (seq, done_mask after marking) for the rows held under token.
+  // Rows whose mask reaches skip_bits (non-zero: Complete's all_bits) are not
+  // written: the caller deletes them.
   Status MarkLocked(SqliteConn& c, int64_t now, int64_t token, std::span<const ClaimedEvent> events,
                     uint64_t external_bits, const std::vector<InStoreWork>& in_store,
-                    MarkDoneResult* marked, std::vector<std::pair<int64_t, uint64_t>>* held);
+                    uint64_t skip_bits, MarkDoneResult* marked,
+                    std::vector<std::pair<int64_t, uint64_t>>* held, int64_t* lease_rows);
   Status ApplyEffectsLocked(SqliteConn& c, const Effects& effects);
 
   // Constant after construction.
   const StoreOptions options_;
   const std::unique_ptr<SqlitePool> pool_;
+  // Declared after pool_: destroyed first, while the connections it watches
+  // still exist.
+  const std::unique_ptr<SqliteCheckpointer> checkpointer_;
 
   // Serializes this process's write transactions (the file lock serializes
   // them across processes anyway; queuing here avoids busy-wait sleeps).

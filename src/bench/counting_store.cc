@@ -6,7 +6,7 @@ namespace sluice {
 
 Result<Lease> CountingStore::Claim(const ClaimRequest& req) {
   const int64_t t0 = NowMicros();
-  Result<Lease> r = inner_->Claim(req);
+  Result<Lease> r = inner()->Claim(req);
   const int64_t us = NowMicros() - t0;
   // Only non-empty claims are timed: idle polls of an empty queue say nothing
   // about the claim under load.
@@ -21,7 +21,7 @@ Result<Lease> CountingStore::Claim(const ClaimRequest& req) {
 
 Result<CompleteResult> CountingStore::Complete(const CompleteRequest& req) {
   const int64_t t0 = NowMicros();
-  Result<CompleteResult> r = Count(inner_->Complete(req));
+  Result<CompleteResult> r = Count(inner()->Complete(req));
   const int64_t t1 = NowMicros();
   if (r.ok()) {
     if (!r->deleted.empty()) {

@@ -1,4 +1,4 @@
-// CountingStore: a Store that forwards every call to another and counts what
+// CountingStore: a StoreWrapper that counts what
 // the benchmarks need (claims, claimed events, deletions, fenced refusals,
 // claim/complete latency). Thread-safe, like the store it wraps.
 #pragma once
@@ -9,7 +9,7 @@
 #include <mutex>
 #include <vector>
 
-#include "queue/store.h"
+#include "queue/store_wrapper.h"
 
 namespace sluice {
 
@@ -26,56 +26,21 @@ struct StoreCounters {
   std::vector<int64_t> complete_us;  // GUARDED_BY(mu)
 };
 
-class CountingStore final : public Store {
+class CountingStore final : public StoreWrapper {
  public:
   // REQUIRES: counters outlives this store.
-  CountingStore(StorePtr inner, StoreCounters* counters) : inner_(std::move(inner)), c_(counters) {}
+  CountingStore(StorePtr inner, StoreCounters* counters)
+      : StoreWrapper(std::move(inner)), c_(counters) {}
 
-  Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) override {
-    return inner_->Enqueue(batches);
-  }
   Result<Lease> Claim(const ClaimRequest& req) override;
   Result<int64_t> Extend(int64_t token, int64_t lease_ttl_ms) override {
-    return Count(inner_->Extend(token, lease_ttl_ms));
+    return Count(inner()->Extend(token, lease_ttl_ms));
   }
   Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) override {
-    return Count(inner_->MarkDone(req));
+    return Count(inner()->MarkDone(req));
   }
   Result<CompleteResult> Complete(const CompleteRequest& req) override;
-  Result<FailResult> Fail(const FailRequest& req) override { return Count(inner_->Fail(req)); }
-  Result<std::vector<DeadEvent>> ListDead(const DeadFilter& f) override {
-    return inner_->ListDead(f);
-  }
-  Result<int64_t> RequeueDead(const DeadFilter& f) override { return inner_->RequeueDead(f); }
-  Result<int64_t> PurgeDead(const DeadFilter& f) override { return inner_->PurgeDead(f); }
-  Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
-                                    int64_t ttl_ms) override {
-    return inner_->AcquireNamedLease(name, owner, ttl_ms);
-  }
-  Status ReleaseNamedLease(const std::string& name, int64_t token) override {
-    return inner_->ReleaseNamedLease(name, token);
-  }
-  Result<int64_t> PruneDedup(int64_t token, int64_t limit) override {
-    return inner_->PruneDedup(token, limit);
-  }
-  Status RegisterReplica(const ReplicaInfo& info) override { return inner_->RegisterReplica(info); }
-  Status HeartbeatReplica(const std::string& id) override { return inner_->HeartbeatReplica(id); }
-  Status RemoveReplica(const std::string& id) override { return inner_->RemoveReplica(id); }
-  Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) override {
-    return inner_->ListReplicas(alive_within_ms);
-  }
-  Result<QueueStats> Stats() override { return inner_->Stats(); }
-  Result<int64_t> NowMs() override { return inner_->NowMs(); }
-  Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override {
-    return inner_->GetUser(project, user_id);
-  }
-  Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override {
-    return inner_->QueryCounters(q);
-  }
-  const char* kind() const override { return inner_->kind(); }
-  void SetWakeCallback(std::function<void()> cb) override {
-    inner_->SetWakeCallback(std::move(cb));
-  }
+  Result<FailResult> Fail(const FailRequest& req) override { return Count(inner()->Fail(req)); }
 
  private:
   template <typename T>
@@ -84,7 +49,6 @@ class CountingStore final : public Store {
     return r;
   }
 
-  const StorePtr inner_;
   StoreCounters* const c_;
 };
 

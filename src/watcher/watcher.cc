@@ -51,6 +51,9 @@ struct Watcher::InFlight {
   int64_t token = 0;
   std::atomic<bool> lost{false};    // a fenced call or Extend answered kLeaseLost
   std::atomic<bool> cancel{false};  // deliveries should stop (Delivery::cancelled)
+  // The loop is completing (or failing) the lease: an Extend that finds the
+  // rows gone raced with their delete, which is not a lost lease.
+  std::atomic<bool> finishing{false};
   std::mutex mu;
   std::condition_variable cv;  // a job finished, or `lost` was raised
   int pending = 0;             // GUARDED_BY(mu) jobs not finished yet
@@ -220,6 +223,7 @@ void Watcher::HeartbeatMain() {
       if (f->lost.load()) continue;
       Result<int64_t> r = store_->Extend(f->token, options_.lease_ttl_ms);
       if (r.ok()) continue;
+      if (r.status().code() == Code::kLeaseLost && f->finishing.load()) continue;
       if (r.status().code() == Code::kLeaseLost) {
         // Another replica may own these rows now: whatever this replica still
         // does for the lease is wasted, so tell its loop and deliveries.
@@ -364,6 +368,7 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
       spdlog::warn("watcher consumer_failed consumer={} token={} events={} error=\"{}\"",
                    c.name(), lease.token, job->events.size(), job->result.ToString());
     }
+    flight->finishing.store(true);
     CompleteAndFail(flight.get(), lease, failed, drain_cut);
   }
 

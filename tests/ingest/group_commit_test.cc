@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "queue/store_wrapper.h"
 #include "testing/store_fixture.h"
 #include "testing/testing.h"
 
@@ -16,9 +17,9 @@ using testing::WaitUntil;
 
 // Forwards to a real SQLite store; Enqueue can be held at a gate so a test
 // can pile requests up behind a commit in progress.
-class GatedStore final : public Store {
+class GatedStore final : public StoreWrapper {
  public:
-  explicit GatedStore(StorePtr inner) : inner_(std::move(inner)) {}
+  explicit GatedStore(StorePtr inner) : StoreWrapper(std::move(inner)) {}
 
   void Close() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -42,44 +43,10 @@ class GatedStore final : public Store {
       cv_.wait(lock, [this] { return !closed_; });
       waiting_--;
     }
-    return inner_->Enqueue(b);
+    return StoreWrapper::Enqueue(b);
   }
-  Result<Lease> Claim(const ClaimRequest& r) override { return inner_->Claim(r); }
-  Result<int64_t> Extend(int64_t t, int64_t ttl) override { return inner_->Extend(t, ttl); }
-  Result<MarkDoneResult> MarkDone(const MarkDoneRequest& r) override { return inner_->MarkDone(r); }
-  Result<CompleteResult> Complete(const CompleteRequest& r) override { return inner_->Complete(r); }
-  Result<FailResult> Fail(const FailRequest& r) override { return inner_->Fail(r); }
-  Result<std::vector<DeadEvent>> ListDead(const DeadFilter& f) override {
-    return inner_->ListDead(f);
-  }
-  Result<int64_t> RequeueDead(const DeadFilter& f) override { return inner_->RequeueDead(f); }
-  Result<int64_t> PurgeDead(const DeadFilter& f) override { return inner_->PurgeDead(f); }
-  Result<int64_t> AcquireNamedLease(const std::string& n, const std::string& o,
-                                    int64_t ttl) override {
-    return inner_->AcquireNamedLease(n, o, ttl);
-  }
-  Status ReleaseNamedLease(const std::string& n, int64_t t) override {
-    return inner_->ReleaseNamedLease(n, t);
-  }
-  Result<int64_t> PruneDedup(int64_t t, int64_t l) override { return inner_->PruneDedup(t, l); }
-  Status RegisterReplica(const ReplicaInfo& i) override { return inner_->RegisterReplica(i); }
-  Status HeartbeatReplica(const std::string& id) override { return inner_->HeartbeatReplica(id); }
-  Status RemoveReplica(const std::string& id) override { return inner_->RemoveReplica(id); }
-  Result<std::vector<ReplicaInfo>> ListReplicas(int64_t w) override {
-    return inner_->ListReplicas(w);
-  }
-  Result<QueueStats> Stats() override { return inner_->Stats(); }
-  Result<int64_t> NowMs() override { return inner_->NowMs(); }
-  Result<UserProfile> GetUser(const std::string& p, const std::string& u) override {
-    return inner_->GetUser(p, u);
-  }
-  Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override {
-    return inner_->QueryCounters(q);
-  }
-  const char* kind() const override { return inner_->kind(); }
 
  private:
-  StorePtr inner_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closed_ = false;

@@ -19,6 +19,7 @@
 #include "consumers/counters/counters_consumer.h"
 #include "consumers/testing/flaky_consumer.h"
 #include "consumers/users/users_consumer.h"
+#include "queue/store_wrapper.h"
 #include "testing/testing.h"
 
 namespace sluice {
@@ -33,69 +34,24 @@ constexpr uint64_t kUsersBit = 1;
 constexpr uint64_t kCountersBit = 2;
 
 // Forwards every call to a real store; tests inject claim errors and stalls.
-class HookedStore final : public Store {
+class HookedStore final : public StoreWrapper {
  public:
-  explicit HookedStore(Store* inner) : inner_(inner) {}
+  using StoreWrapper::StoreWrapper;
 
   std::atomic<int> fail_claims{0};                // the next N claims return kUnavailable
   std::function<void()> before_complete;          // runs before each Complete is forwarded
 
-  Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> b) override {
-    return inner_->Enqueue(b);
-  }
   Result<Lease> Claim(const ClaimRequest& req) override {
     if (fail_claims.load() > 0) {
       fail_claims.fetch_sub(1);
       return Status::Unavailable("injected: store restarting");
     }
-    return inner_->Claim(req);
-  }
-  Result<int64_t> Extend(int64_t token, int64_t ttl) override {
-    return inner_->Extend(token, ttl);
-  }
-  Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) override {
-    return inner_->MarkDone(req);
+    return StoreWrapper::Claim(req);
   }
   Result<CompleteResult> Complete(const CompleteRequest& req) override {
     if (before_complete) before_complete();
-    return inner_->Complete(req);
+    return StoreWrapper::Complete(req);
   }
-  Result<FailResult> Fail(const FailRequest& req) override { return inner_->Fail(req); }
-  Result<std::vector<DeadEvent>> ListDead(const DeadFilter& f) override {
-    return inner_->ListDead(f);
-  }
-  Result<int64_t> RequeueDead(const DeadFilter& f) override { return inner_->RequeueDead(f); }
-  Result<int64_t> PurgeDead(const DeadFilter& f) override { return inner_->PurgeDead(f); }
-  Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
-                                    int64_t ttl_ms) override {
-    return inner_->AcquireNamedLease(name, owner, ttl_ms);
-  }
-  Status ReleaseNamedLease(const std::string& name, int64_t token) override {
-    return inner_->ReleaseNamedLease(name, token);
-  }
-  Result<int64_t> PruneDedup(int64_t token, int64_t limit) override {
-    return inner_->PruneDedup(token, limit);
-  }
-  Status RegisterReplica(const ReplicaInfo& info) override {
-    return inner_->RegisterReplica(info);
-  }
-  Status HeartbeatReplica(const std::string& id) override { return inner_->HeartbeatReplica(id); }
-  Status RemoveReplica(const std::string& id) override { return inner_->RemoveReplica(id); }
-  Result<std::vector<ReplicaInfo>> ListReplicas(int64_t within) override {
-    return inner_->ListReplicas(within);
-  }
-  Result<QueueStats> Stats() override { return inner_->Stats(); }
-  Result<int64_t> NowMs() override { return inner_->NowMs(); }
-  Result<UserProfile> GetUser(const std::string& project, const std::string& user) override {
-    return inner_->GetUser(project, user);
-  }
-  Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override {
-    return inner_->QueryCounters(q);
-  }
-  const char* kind() const override { return inner_->kind(); }
-
- private:
-  Store* const inner_;
 };
 
 struct Expected {

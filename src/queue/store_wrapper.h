@@ -1,0 +1,82 @@
+// StoreWrapper: a Store that forwards every call to another one. Derive from
+// it to observe or perturb a few calls (the benchmarks' counting store, the
+// tests' fault-injecting stores) without restating the whole interface.
+// Thread-safe when the wrapped store is and the overrides are.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "queue/store.h"
+
+namespace sluice {
+
+class StoreWrapper : public Store {
+ public:
+  // Owns `inner`.
+  explicit StoreWrapper(StorePtr inner) : owned_(std::move(inner)), inner_(owned_.get()) {}
+  // Borrows `inner`. REQUIRES: inner outlives this wrapper.
+  explicit StoreWrapper(Store* inner) : inner_(inner) {}
+
+  Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) override {
+    return inner_->Enqueue(batches);
+  }
+  Result<Lease> Claim(const ClaimRequest& req) override { return inner_->Claim(req); }
+  Result<int64_t> Extend(int64_t token, int64_t lease_ttl_ms) override {
+    return inner_->Extend(token, lease_ttl_ms);
+  }
+  Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) override {
+    return inner_->MarkDone(req);
+  }
+  Result<CompleteResult> Complete(const CompleteRequest& req) override {
+    return inner_->Complete(req);
+  }
+  Result<FailResult> Fail(const FailRequest& req) override { return inner_->Fail(req); }
+  Result<std::vector<DeadEvent>> ListDead(const DeadFilter& filter) override {
+    return inner_->ListDead(filter);
+  }
+  Result<int64_t> RequeueDead(const DeadFilter& filter) override {
+    return inner_->RequeueDead(filter);
+  }
+  Result<int64_t> PurgeDead(const DeadFilter& filter) override { return inner_->PurgeDead(filter); }
+  Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
+                                    int64_t ttl_ms) override {
+    return inner_->AcquireNamedLease(name, owner, ttl_ms);
+  }
+  Status ReleaseNamedLease(const std::string& name, int64_t token) override {
+    return inner_->ReleaseNamedLease(name, token);
+  }
+  Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) override {
+    return inner_->PruneDedup(named_lease_token, limit);
+  }
+  Status RegisterReplica(const ReplicaInfo& info) override { return inner_->RegisterReplica(info); }
+  Status HeartbeatReplica(const std::string& id) override { return inner_->HeartbeatReplica(id); }
+  Status RemoveReplica(const std::string& id) override { return inner_->RemoveReplica(id); }
+  Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) override {
+    return inner_->ListReplicas(alive_within_ms);
+  }
+  Result<QueueStats> Stats() override { return inner_->Stats(); }
+  Result<int64_t> NowMs() override { return inner_->NowMs(); }
+  Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override {
+    return inner_->GetUser(project, user_id);
+  }
+  Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override {
+    return inner_->QueryCounters(q);
+  }
+  const char* kind() const override { return inner_->kind(); }
+  void SetWakeCallback(std::function<void()> cb) override {
+    inner_->SetWakeCallback(std::move(cb));
+  }
+
+ protected:
+  Store* inner() const { return inner_; }
+
+ private:
+  const StorePtr owned_;  // null when borrowed
+  Store* const inner_;
+};
+
+}  // namespace sluice

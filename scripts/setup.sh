@@ -7,11 +7,12 @@ BUILD_PKGS=(
   build-essential cmake pkg-config ninja-build ccache git curl ca-certificates
   libboost-dev libboost-system-dev libsimdjson-dev libsqlite3-dev sqlite3 libpq-dev
   libcurl4-openssl-dev libssl-dev libzstd-dev zlib1g-dev
-  libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
+  libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libxxhash-dev
 )
 TEST_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql clickhouse-server clickhouse-client nodejs npm procps
+  clang libclang-rt-14-dev
 )
 
 want=("${BUILD_PKGS[@]}")

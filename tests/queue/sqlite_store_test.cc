@@ -11,6 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "queue/effects.h"
+#include "queue/sqlite/sqlite_db.h"
+#include "queue/sqlite/sqlite_schema.h"
 #include "queue/store.h"
 #include "testing/store_fixture.h"
 #include "testing/testing.h"
@@ -78,7 +81,7 @@ TEST(SqliteStoreTest, OpenCreatesParentDirectoryAndMigratesOnce) {
     EXPECT_STREQ((*s)->kind(), "sqlite");
   }
   EXPECT_EQ(Query(dir.File("a/b/c/sluice.db"), "PRAGMA user_version"),
-            std::vector<std::string>{"1"});
+            std::vector<std::string>{std::to_string(kSqliteSchemaVersion)});
   EXPECT_EQ(Query(dir.File("a/b/c/sluice.db"), "PRAGMA journal_mode"),
             std::vector<std::string>{"wal"});
   auto again = Store::Open(o);  // reopening an up-to-date file changes nothing
@@ -94,6 +97,61 @@ TEST(SqliteStoreTest, FileFromANewerBuildIsRefused) {
   auto s = Store::Open(o);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("newer"), std::string::npos);
+}
+
+// v1 kept distinct users per counter bucket as text keys; v2 as hashes. A
+// file written by v1 is migrated in place, and users it had already counted
+// in a bucket are not counted again afterwards.
+TEST(SqliteStoreTest, V1CounterUsersMigrateAndKeepCountingDistinctUsers) {
+  testing::TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  constexpr int64_t kHour = 1700000000000 / 3600000 * 3600000;
+  {
+    auto conn = SqliteConn::Open(path, /*sync=*/false, /*busy_timeout_ms=*/1000);
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    ASSERT_TRUE(MigrateSqlite(**conn, /*target=*/1).ok());
+    const std::string ins =
+        "INSERT INTO counters VALUES ('default', 'page_view', 'hour', " + std::to_string(kHour) +
+        ", 2, 2); INSERT INTO counter_users VALUES ('default', 'page_view', 'hour', " +
+        std::to_string(kHour) + ", 'u1'), ('default', 'page_view', 'hour', " +
+        std::to_string(kHour) + ", 'u2')";
+    ASSERT_TRUE((*conn)->Exec(ins.c_str()).ok());
+  }
+  StoreOptions o;
+  o.url = "sqlite:" + path;
+  auto store = Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(Query(path, "PRAGMA user_version"),
+            std::vector<std::string>{std::to_string(kSqliteSchemaVersion)});
+  EXPECT_EQ(Query(path, "SELECT count(*) FROM counter_users WHERE bucket = " +
+                            std::to_string(kHour) + " AND series = " +
+                            std::to_string(CounterSeriesHash("default", "page_view", "hour")) +
+                            " AND user_hash IN (" + std::to_string(CounterUserHash("u1")) + ", " +
+                            std::to_string(CounterUserHash("u2")) + ")"),
+            std::vector<std::string>{"2"});
+
+  // Two more events in that hour: u1 (counted before the migration) and u3.
+  std::vector<NewEvent> events;
+  for (const char* user : {"u1", "u3"}) {
+    events.push_back({"default", std::string("id-") + user,
+                      std::string(R"({"event":"page_view","user_id":")") + user +
+                          R"(","time":)" + std::to_string(kHour + 60000) + "}"});
+  }
+  const EnqueueBatch batch{events};
+  ASSERT_TRUE((*store)->Enqueue(std::span<const EnqueueBatch>(&batch, 1)).ok());
+  auto lease = (*store)->Claim(ClaimRequest{.owner = "t", .max_events = 10, .lease_ttl_ms = 60000});
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->events.size(), 2u);
+  InStoreWork work{1, [&](std::span<const ClaimedEvent* const> rows, Effects* out) {
+                     CounterDelta d{"default", "page_view", Granularity::kHour, kHour,
+                                    static_cast<int64_t>(rows.size()), {"u1", "u3"}};
+                     out->counters.push_back(d);
+                   }};
+  auto done = (*store)->Complete(CompleteRequest{
+      .token = lease->token, .events = lease->events, .all_bits = 1, .in_store = {work}});
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_EQ(Query(path, "SELECT count, users FROM counters WHERE granularity = 'hour'"),
+            std::vector<std::string>{"4|3"});
 }
 
 TEST(SqliteStoreTest, UnknownUrlSchemeIsInvalid) {

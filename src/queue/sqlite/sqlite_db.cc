@@ -48,26 +48,27 @@ Stmt::~Stmt() {
 }
 
 Stmt& Stmt::Bind(int i, int64_t v) {
-  sqlite3_bind_int64(s_, i, v);
+  Check(sqlite3_bind_int64(s_, i, v));
   return *this;
 }
 
 Stmt& Stmt::Bind(int i, std::string_view v) {
-  sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8);
+  Check(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
   return *this;
 }
 
 Stmt& Stmt::BindDouble(int i, double v) {
-  sqlite3_bind_double(s_, i, v);
+  Check(sqlite3_bind_double(s_, i, v));
   return *this;
 }
 
 Stmt& Stmt::BindNull(int i) {
-  sqlite3_bind_null(s_, i);
+  Check(sqlite3_bind_null(s_, i));
   return *this;
 }
 
 Result<bool> Stmt::Step() {
+  if (bind_rc_ != SQLITE_OK) return SqliteError(bind_rc_, db_, "bind");
   int rc = sqlite3_step(s_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
@@ -75,6 +76,7 @@ Result<bool> Stmt::Step() {
 }
 
 Status Stmt::Run() {
+  if (bind_rc_ != SQLITE_OK) return SqliteError(bind_rc_, db_, "bind");
   while (true) {
     int rc = sqlite3_step(s_);
     if (rc == SQLITE_DONE) return Status::Ok();

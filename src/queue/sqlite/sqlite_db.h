@@ -31,13 +31,15 @@ class Stmt {
  public:
   Stmt(sqlite3_stmt* s, sqlite3* db) : s_(s), db_(db) {}
   ~Stmt();
-  Stmt(Stmt&& o) noexcept : s_(o.s_), db_(o.db_) { o.s_ = nullptr; }
+  Stmt(Stmt&& o) noexcept : s_(o.s_), db_(o.db_), bind_rc_(o.bind_rc_) { o.s_ = nullptr; }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   Stmt& operator=(Stmt&&) = delete;
 
   // Parameters are 1-based. Text is bound without copying (SQLITE_STATIC):
-  // it must outlive the statement's last Step.
+  // it must outlive the statement's last Step. A bind SQLite refuses (e.g. on
+  // a statement stepped but not Reset) makes the next Step/Run fail rather
+  // than run with the old value.
   Stmt& Bind(int i, int64_t v);
   Stmt& Bind(int i, std::string_view v);
   Stmt& BindDouble(int i, double v);
@@ -46,7 +48,10 @@ class Stmt {
   // One step. Ok(true) = a row is available, Ok(false) = done.
   Result<bool> Step();
   // Rewinds for another execution, keeping the bindings.
-  void Reset() { sqlite3_reset(s_); }
+  void Reset() {
+    sqlite3_reset(s_);
+    bind_rc_ = SQLITE_OK;
+  }
   // Steps to the end, discarding rows.
   Status Run();
   // Rows changed by the last completed Run/Step of an INSERT/UPDATE/DELETE.
@@ -59,8 +64,13 @@ class Stmt {
   std::string Str(int c) const { return std::string(Text(c)); }
 
  private:
+  void Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+  }
+
   sqlite3_stmt* s_;
   sqlite3* db_;
+  int bind_rc_ = SQLITE_OK;  // first refused bind since the last Reset
 };
 
 // One database connection and its statement cache.

@@ -1,6 +1,11 @@
 #include "queue/sqlite/sqlite_schema.h"
 
+#include <string>
+
 #include "fmt/format.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 namespace sluice {
 
@@ -99,13 +104,77 @@ CREATE TABLE counter_users (
   PRIMARY KEY (project, event, granularity, bucket, user_id)
 ) WITHOUT ROWID;
 )sql",
+    // v2: distinct users per counter bucket keyed by integers (bucket, hash of
+    // the series, hash of the user) instead of five text columns: a third of
+    // the index size and far cheaper inserts. Bucket first: one bucket's
+    // rows are contiguous (inserts of a live bucket touch few pages, and old
+    // buckets can be pruned by range). Two users of one series and bucket
+    // whose 64-bit hashes collide count once: with n users in a bucket the
+    // odds are about n^2 / 2^65 (3e-6 for ten million).
+    R"sql(
+CREATE TABLE counter_users_v2 (
+  bucket    INTEGER NOT NULL,  -- bucket start, epoch ms
+  series    INTEGER NOT NULL,  -- CounterSeriesHash(project, event, granularity)
+  user_hash INTEGER NOT NULL,  -- CounterUserHash(user_id)
+  PRIMARY KEY (bucket, series, user_hash)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO counter_users_v2(bucket, series, user_hash)
+  SELECT bucket, sluice_counter_series(project, event, granularity), sluice_user_hash(user_id)
+  FROM counter_users;
+DROP TABLE counter_users;
+ALTER TABLE counter_users_v2 RENAME TO counter_users;
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion);
 
+std::string_view ArgText(sqlite3_value* v) {
+  const unsigned char* p = sqlite3_value_text(v);
+  if (p == nullptr) return {};
+  return {reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_value_bytes(v))};
+}
+
+// The hashes as SQL functions, for the v2 data migration.
+void SeriesHashFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  sqlite3_result_int64(
+      ctx, CounterSeriesHash(ArgText(argv[0]), ArgText(argv[1]), ArgText(argv[2])));
+}
+void UserHashFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  sqlite3_result_int64(ctx, CounterUserHash(ArgText(argv[0])));
+}
+
+Status RegisterHashFunctions(SqliteConn& conn) {
+  constexpr int kFlags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
+  int rc = sqlite3_create_function_v2(conn.db(), "sluice_counter_series", 3, kFlags, nullptr,
+                                      &SeriesHashFn, nullptr, nullptr, nullptr);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(conn.db(), "sluice_user_hash", 1, kFlags, nullptr,
+                                    &UserHashFn, nullptr, nullptr, nullptr);
+  }
+  if (rc != SQLITE_OK) return SqliteError(rc, conn.db(), "create hash functions");
+  return Status::Ok();
+}
+
 }  // namespace
 
-Status MigrateSqlite(SqliteConn& conn) {
+int64_t CounterSeriesHash(std::string_view project, std::string_view event,
+                          std::string_view granularity) {
+  std::string key;
+  key.reserve(project.size() + event.size() + granularity.size() + 2);
+  key.append(project);
+  key.push_back('\0');
+  key.append(event);
+  key.push_back('\0');
+  key.append(granularity);
+  return static_cast<int64_t>(XXH3_64bits(key.data(), key.size()));
+}
+
+int64_t CounterUserHash(std::string_view user_id) {
+  return static_cast<int64_t>(XXH3_64bits(user_id.data(), user_id.size()));
+}
+
+Status MigrateSqlite(SqliteConn& conn, int target) {
+  SLUICE_RETURN_IF_ERROR(RegisterHashFunctions(conn));
   SLUICE_RETURN_IF_ERROR(conn.BeginImmediate());
   auto fail = [&](Status st) {
     conn.Rollback();
@@ -117,18 +186,21 @@ Status MigrateSqlite(SqliteConn& conn) {
   if (!row.ok()) return fail(row.status());
   const int64_t current = *row ? version->Int(0) : 0;
   (void)version->Run();
+  if (target < 1 || target > kSqliteSchemaVersion) {
+    return fail(Status::InvalidArgument(fmt::format("no sqlite schema version {}", target)));
+  }
   if (current > kSqliteSchemaVersion) {
     return fail(Status::Internal(fmt::format(
         "sqlite schema version {} is newer than this build ({})", current, kSqliteSchemaVersion)));
   }
-  for (int64_t v = current; v < kSqliteSchemaVersion; ++v) {
+  for (int64_t v = current; v < target; ++v) {
     Status st = conn.Exec(kMigrations[v]);
     if (!st.ok()) return fail(st);
   }
-  if (current < kSqliteSchemaVersion) {
-    // PRAGMA takes no bound parameters; the value is a compile-time integer.
-    static const std::string kSet = fmt::format("PRAGMA user_version={}", kSqliteSchemaVersion);
-    Status st = conn.Exec(kSet.c_str());
+  if (current < target) {
+    // PRAGMA takes no bound parameters; the value is an integer we format.
+    const std::string set = fmt::format("PRAGMA user_version={}", target);
+    Status st = conn.Exec(set.c_str());
     if (!st.ok()) return fail(st);
   }
   return conn.Commit();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "fmt/format.h"
+#include "queue/sqlite/sqlite_schema.h"
 #include "queue/sqlite/sqlite_store.h"
 
 namespace sluice {
@@ -24,8 +25,7 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, const Effects& effects) {
       "INSERT INTO user_events(project, user_id, event, count) VALUES (?1, ?2, ?3, ?4) "
       "ON CONFLICT(project, user_id, event) DO UPDATE SET count = count + excluded.count";
   static constexpr char kAddCounterUser[] =
-      "INSERT OR IGNORE INTO counter_users(project, event, granularity, bucket, user_id) "
-      "VALUES (?1, ?2, ?3, ?4, ?5)";
+      "INSERT OR IGNORE INTO counter_users(bucket, series, user_hash) VALUES (?1, ?2, ?3)";
   static constexpr char kUpsertCounter[] =
       "INSERT INTO counters(project, event, granularity, bucket, count, users) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
@@ -71,10 +71,12 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, const Effects& effects) {
       const char* gran = GranularityName(d.granularity);
       // Exact distinct users: count only the users this bucket had not seen.
       int64_t new_users = 0;
+      // (Bind only after a reset: a statement left at its end refuses binds.)
+      add_user.Reset();
+      add_user.Bind(1, d.bucket_ms).Bind(2, CounterSeriesHash(d.project, d.event, gran));
       for (const std::string& user : d.users) {
         add_user.Reset();
-        add_user.Bind(1, d.project).Bind(2, d.event).Bind(3, gran).Bind(4, d.bucket_ms);
-        add_user.Bind(5, user);
+        add_user.Bind(3, CounterUserHash(user));
         SLUICE_RETURN_IF_ERROR(add_user.Run());
         new_users += add_user.Changes();
       }

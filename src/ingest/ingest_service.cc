@@ -1,6 +1,8 @@
 #include "ingest/ingest_service.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -15,6 +17,8 @@ namespace {
 
 // How often the cached queue depth (for the high-water check) is refreshed.
 constexpr int64_t kDepthRefreshMs = 200;
+// Longest Origin / Access-Control-Request-Headers value echoed back.
+constexpr size_t kMaxCorsValue = 1024;
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -173,7 +177,54 @@ struct IngestService::Impl {
     respond(std::move(r));
   }
 
-  void Handle(const HttpRequest& http, const Responder& respond) {
+  // Browser SDKs (posthog-js, the Amplitude and Segment browser libraries)
+  // post cross-origin. The write key, not the origin, admits events, so every
+  // origin is allowed: answers to a request with an Origin echo it.
+  static Responder WithCors(const HttpRequest& http, const Responder& respond) {
+    const std::string_view origin = http.Header("origin");
+    if (origin.empty() || origin.size() > kMaxCorsValue) return respond;
+    return [respond, origin = std::string(origin)](HttpResponse r) {
+      r.headers.emplace_back("Access-Control-Allow-Origin", origin);
+      r.headers.emplace_back("Vary", "Origin");
+      respond(std::move(r));
+    };
+  }
+
+  // The preflight of a cross-origin POST: 204 on any path a format serves.
+  void Preflight(const HttpRequest& http, const Responder& respond) {
+    bool served = false;
+    for (const auto& f : formats) {
+      served = served || f->Matches("POST", http.path) || f->Matches("GET", http.path);
+    }
+    HttpResponse r;
+    if (!served) {
+      r.status = 404;
+      r.body = "{\"error\":\"not found\"}";
+      respond(std::move(r));
+      return;
+    }
+    r.status = 204;
+    r.content_type = "text/plain";
+    r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    // Echo the headers asked for when they look like a header-name list;
+    // else the ones the SDKs send.
+    std::string_view asked = http.Header("access-control-request-headers");
+    const bool plain = asked.size() <= kMaxCorsValue &&
+                       std::all_of(asked.begin(), asked.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                                c == '_' || c == ',' || c == ' ';
+                       });
+    r.headers.emplace_back("Access-Control-Allow-Headers",
+                           !asked.empty() && plain
+                               ? std::string(asked)
+                               : "Content-Type, Content-Encoding, Authorization");
+    r.headers.emplace_back("Access-Control-Max-Age", "86400");
+    respond(std::move(r));
+  }
+
+  void Handle(const HttpRequest& http, const Responder& respond_plain) {
+    const Responder respond = WithCors(http, respond_plain);
+    if (http.method == "OPTIONS") return Preflight(http, respond);
     const Format* format = nullptr;
     for (const auto& f : formats) {
       if (f->Matches(http.method, http.path)) {

@@ -322,6 +322,35 @@ TEST_F(IngestServiceTest, InjectedFailuresAnswer503ThenRecover) {
   EXPECT_EQ(Post(Batch("f", 1)).status, 200);
 }
 
+// Browser SDKs send a CORS preflight before each cross-origin POST.
+TEST_F(IngestServiceTest, CorsPreflightIsAnsweredAndAnswersCarryTheOrigin) {
+  Start();
+  auto pre = RawCall(port_, "OPTIONS", "/v1/events", "",
+                     {"Origin: https://app.example", "Access-Control-Request-Method: POST",
+                      "Access-Control-Request-Headers: content-type, authorization"});
+  ASSERT_EQ(pre.status, 204) << pre.body;
+  EXPECT_EQ(pre.headers["access-control-allow-origin"], "https://app.example");
+  EXPECT_EQ(pre.headers["access-control-allow-headers"], "content-type, authorization");
+  EXPECT_NE(pre.headers["access-control-allow-methods"].find("POST"), std::string::npos);
+  EXPECT_EQ(Pending(), 0);
+
+  auto post = Post(Batch("c", 2), {"Origin: https://app.example"});
+  ASSERT_EQ(post.status, 200) << post.body;
+  EXPECT_EQ(post.headers["access-control-allow-origin"], "https://app.example");
+  EXPECT_EQ(Pending(), 2);
+
+  // A header list that is not one gets the default list, not an echo.
+  auto odd = RawCall(port_, "OPTIONS", "/v1/events", "",
+                     {"Origin: https://app.example", "Access-Control-Request-Headers: a;b=\"c\""});
+  ASSERT_EQ(odd.status, 204);
+  EXPECT_EQ(odd.headers["access-control-allow-headers"],
+            "Content-Type, Content-Encoding, Authorization");
+  // No format serves this path: no preflight either.
+  EXPECT_EQ(RawCall(port_, "OPTIONS", "/nowhere", "", {"Origin: https://app.example"}).status, 404);
+  // Without an Origin, no CORS headers.
+  EXPECT_EQ(Post(Batch("d", 1)).headers.count("access-control-allow-origin"), 0u);
+}
+
 TEST_F(IngestServiceTest, AllFormatsStartWithNative) {
   auto formats = AllFormats();
   ASSERT_FALSE(formats.empty());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -99,6 +100,11 @@ SqliteConn::~SqliteConn() {
 
 Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bool sync,
                                                      int64_t busy_timeout_ms) {
+  // Memory statistics take a global mutex around every SQLite allocation;
+  // nothing here reads them. Only possible before SQLite initializes (the
+  // first open); later it is refused, harmlessly.
+  static std::once_flag no_memstatus;
+  std::call_once(no_memstatus, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   std::unique_ptr<SqliteConn> c(new SqliteConn());
   c->busy_timeout_ms_ = busy_timeout_ms;
   // NOMUTEX: the pool hands a connection to one thread at a time.

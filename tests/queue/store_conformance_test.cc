@@ -438,6 +438,23 @@ void KillAll(Store& s, const Lease& l, const std::string& error) {
   ASSERT_EQ(f->dead, static_cast<int64_t>(seqs.size()));
 }
 
+// The watcher names every consumer that failed a row: "consumer a: ..; consumer b: ..".
+TEST_P(StoreConformanceTest, DeadLetterFailedByTwoConsumersIsFoundUnderEach) {
+  EnqueueOne(*store_, MakeEvents(2, "a", "p1"));
+  Lease l = ClaimOk(*store_, "r/0", 2);
+  KillAll(*store_, l, "consumer webhook: 500; consumer archive: timeout");
+  for (const char* name : {"webhook", "archive"}) {
+    auto found = store_->ListDead(DeadFilter{{}, "", name, 0});
+    ASSERT_TRUE(found.ok());
+    EXPECT_EQ(found->size(), 2u) << name;
+  }
+  EXPECT_TRUE(store_->ListDead(DeadFilter{{}, "", "arch", 0})->empty());  // whole name only
+  EXPECT_TRUE(store_->ListDead(DeadFilter{{}, "", "timeout", 0})->empty());
+  auto requeued = store_->RequeueDead(DeadFilter{{}, "", "archive", 0});
+  ASSERT_TRUE(requeued.ok());
+  EXPECT_EQ(*requeued, 2);
+}
+
 TEST_P(StoreConformanceTest, DeadLettersListRequeueAndPurgeByFilter) {
   EnqueueOne(*store_, MakeEvents(3, "a", "p1"));
   EnqueueOne(*store_, MakeEvents(3, "b", "p2"));

@@ -245,10 +245,13 @@ Result<std::vector<CounterPoint>> PostgresStore::QueryCounters(const CounterQuer
 
 namespace {
 
-// $1 project or '', $2 "consumer NAME:" prefix or '', $3 seqs or NULL.
+// $1 project or '', $2 "consumer NAME:" or '', $3 seqs or NULL. last_error
+// names each consumer that failed the row, "; "-separated, so $2 matches at
+// the start or after "; ".
 #define SLUICE_DEAD_FILTER                                                    \
   "state = 'dead' AND ($1::text = '' OR project = $1::text) "                 \
-  "AND ($2::text = '' OR starts_with(coalesce(last_error, ''), $2::text)) "   \
+  "AND ($2::text = '' OR starts_with(coalesce(last_error, ''), $2::text) "    \
+  "     OR strpos(coalesce(last_error, ''), '; ' || $2::text) > 0) "          \
   "AND ($3::bigint[] IS NULL OR seq = ANY($3::bigint[]))"
 
 PgParams DeadParams(const DeadFilter& f) {

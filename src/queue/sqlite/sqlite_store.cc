@@ -545,10 +545,13 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
 
 namespace {
 
-// ?1 project or '', ?2 "consumer NAME:" prefix or '', ?3 JSON array of seqs or NULL.
-#define SLUICE_DEAD_FILTER                                                 \
-  "state = 'dead' AND (?1 = '' OR project = ?1) "                          \
-  "AND (?2 = '' OR substr(coalesce(last_error, ''), 1, length(?2)) = ?2) " \
+// ?1 project or '', ?2 "consumer NAME:" or '', ?3 JSON array of seqs or NULL.
+// last_error names each consumer that failed the row, "; "-separated
+// ("consumer a: ..; consumer b: .."), so ?2 matches at the start or after "; ".
+#define SLUICE_DEAD_FILTER                                                   \
+  "state = 'dead' AND (?1 = '' OR project = ?1) "                            \
+  "AND (?2 = '' OR substr(coalesce(last_error, ''), 1, length(?2)) = ?2 "    \
+  "     OR instr(coalesce(last_error, ''), '; ' || ?2) > 0) "                \
   "AND (?3 IS NULL OR seq IN (SELECT value FROM json_each(?3)))"
 
 struct BoundFilter {

@@ -66,6 +66,7 @@ struct Watcher::Job {
   std::vector<const ClaimedEvent*> events;  // lacking the consumer's bit
   Status result;                            // GUARDED_BY(flight->mu) once started
   bool done = false;                        // GUARDED_BY(flight->mu)
+  bool mark_in_complete = false;            // GUARDED_BY(flight->mu) bit left to Complete
   std::thread thread;
 };
 
@@ -291,7 +292,17 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
       if (!st.ok() && st.code() != Code::kLeaseLost && IsRetriedBatch(job->events)) {
         st = Isolate(c, *job, lease, flight.get(), deadline, std::move(st), &still_failing);
       }
+      bool defer = false;
       if (st.ok()) {
+        // The last job to finish leaves its bit to the loop's Complete, which
+        // follows at once (one transaction fewer per batch, and the only one
+        // with a single external consumer). Earlier ones record progress now,
+        // so a slower consumer's failure or a crash does not redeliver to them.
+        std::lock_guard<std::mutex> lock(flight->mu);
+        defer = !job->done && flight->pending == 1;
+        job->mark_in_complete = defer;
+      }
+      if (st.ok() && !defer) {
         // The consumer wrote every event lacking its bit, so its bit may be
         // set on every row of the lease (rows that had it are untouched).
         Result<MarkDoneResult> r = store_->MarkDone(
@@ -338,10 +349,14 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
     }
   }
   std::vector<Job*> failed;
+  uint64_t deferred_bits = 0;
   if (!flight->lost.load()) {
     if (timed_out || drain_cut) flight->cancel.store(true);
     std::lock_guard<std::mutex> lock(flight->mu);
     for (const std::unique_ptr<Job>& job : jobs) {
+      if (job->done && job->result.ok() && job->mark_in_complete) {
+        deferred_bits |= consumers_[job->consumer]->bit();
+      }
       if (!job->done) {
         job->result = drain_cut ? Status::Unavailable("drain")
                                 : Status::Unavailable("timeout after " +
@@ -369,7 +384,7 @@ void Watcher::ProcessLease(const std::string& owner, Lease lease) {
                    c.name(), lease.token, job->events.size(), job->result.ToString());
     }
     flight->finishing.store(true);
-    CompleteAndFail(flight.get(), lease, failed, drain_cut);
+    CompleteAndFail(flight.get(), lease, failed, deferred_bits, drain_cut);
   }
 
   flight->cancel.store(true);
@@ -451,11 +466,12 @@ Status Watcher::Isolate(Consumer& c, const Job& job, const Lease& lease, InFligh
 }
 
 void Watcher::CompleteAndFail(InFlight* flight, const Lease& lease,
-                              const std::vector<Job*>& failed, bool drain_cut) {
+                              const std::vector<Job*>& failed, uint64_t external_bits,
+                              bool drain_cut) {
   // In-store consumers go into the Complete transaction: their effects, their
   // bits and the delete commit together (exactly-once effect).
   CompleteRequest req{.token = lease.token, .events = lease.events, .all_bits = all_bits_,
-                      .external_bits = 0, .in_store = {}};
+                      .external_bits = external_bits, .in_store = {}};
   for (size_t i = 0; i < consumers_.size(); ++i) {
     const Consumer* c = consumers_[i].get();
     if (!c->in_store()) continue;
@@ -477,7 +493,13 @@ void Watcher::CompleteAndFail(InFlight* flight, const Lease& lease,
           if (!pre->used && std::equal(events.begin(), events.end(), pre->events.begin(),
                                        pre->events.end())) {
             pre->used = true;  // a retried Complete builds again
-            *out = std::move(pre->effects);
+            // Append, like BuildEffects: a store may collect every
+            // consumer's effects in one Effects.
+            Effects& e = pre->effects;
+            out->users.insert(out->users.end(), std::make_move_iterator(e.users.begin()),
+                              std::make_move_iterator(e.users.end()));
+            out->counters.insert(out->counters.end(), std::make_move_iterator(e.counters.begin()),
+                                 std::make_move_iterator(e.counters.end()));
             return;
           }
           c->BuildEffects(events, out);

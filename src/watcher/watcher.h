@@ -79,8 +79,10 @@ class Watcher {
   Status Isolate(Consumer& c, const Job& job, const Lease& lease, InFlight* flight,
                  int64_t deadline, Status first_error,
                  std::vector<const ClaimedEvent*>* still_failing);
+  // `external_bits`: bits of external consumers that succeeded and left
+  // their MarkDone to this Complete (set in the same transaction).
   void CompleteAndFail(InFlight* flight, const Lease& lease, const std::vector<Job*>& failed,
-                       bool drain_cut);
+                       uint64_t external_bits, bool drain_cut);
   // Sleeps up to `ms` on wake_cv_; returns early when stopping or, if
   // `wakeable`, when Wake() was called since `seen`. True when woken by Wake().
   bool WaitIdle(int64_t ms, uint64_t seen, bool wakeable);

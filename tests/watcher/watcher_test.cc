@@ -54,6 +54,31 @@ class HookedStore final : public StoreWrapper {
   }
 };
 
+// Builds every in-store consumer's effects into one shared Effects and has
+// the store apply the union once, as the PostgreSQL store does (the SQLite
+// store gives each builder an Effects of its own). Builders must append.
+class SharedEffectsStore final : public StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+
+  Result<CompleteResult> Complete(const CompleteRequest& req) override {
+    auto shared = std::make_shared<Effects>();
+    CompleteRequest forwarded = req;
+    for (size_t i = 0; i < req.in_store.size(); ++i) {
+      std::vector<const ClaimedEvent*> lacking;
+      for (const ClaimedEvent& e : req.events) {
+        if ((e.done_mask & req.in_store[i].bit) == 0) lacking.push_back(&e);
+      }
+      req.in_store[i].build(lacking, shared.get());
+      forwarded.in_store[i].build =
+          i == 0 ? decltype(InStoreWork::build)([shared](std::span<const ClaimedEvent* const>,
+                                               Effects* out) { *out = *shared; })
+                 : decltype(InStoreWork::build)([](std::span<const ClaimedEvent* const>, Effects*) {});
+    }
+    return StoreWrapper::Complete(forwarded);
+  }
+};
+
 struct Expected {
   std::map<std::string, int64_t> user_events;
   std::map<std::string, std::map<std::string, int64_t>> user_counts;
@@ -177,6 +202,17 @@ TEST_F(WatcherTest, DrainsTheQueueAndUsersAndCountersAreExact) {
   EXPECT_EQ(CounterValue(metrics_, "sluice_claimed_events_total"), 1000);
   EXPECT_EQ(CounterValue(metrics_, "sluice_fenced_total"), 0);
   EXPECT_GE(CounterValue(metrics_, "sluice_claims_total"), 10);
+}
+
+TEST_F(WatcherTest, InStoreEffectsSurviveAStoreThatSharesOneEffectsAcrossConsumers) {
+  ASSERT_NE(store_, nullptr);
+  Enqueue(500);
+  SharedEffectsStore shared(store_.get());
+  Watcher w(&shared, InStore(), Options(), "r1", &metrics_);
+  w.Start();
+  ASSERT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(30000)));
+  w.Drain();
+  ExpectAggregatesExact();
 }
 
 TEST_F(WatcherTest, ConsumerFailingFirstNIsTheOnlyOneCalledAgain) {

@@ -55,28 +55,36 @@ Result<StorePtr> SqliteStore::Open(const StoreOptions& options, const std::strin
           fmt::format("sqlite store: cannot create {}: {}", parent.string(), ec.message()));
     }
   }
+  // The writer first: it migrates. Then the readers.
+  SLUICE_ASSIGN_OR_RETURN(auto writer,
+                          SqliteConn::Open(path, options.sync, options.busy_timeout_ms));
+  SLUICE_RETURN_IF_ERROR(MigrateSqlite(*writer));
   std::vector<std::unique_ptr<SqliteConn>> conns;
   for (int i = 0; i < options.pool_size; ++i) {
     SLUICE_ASSIGN_OR_RETURN(auto conn,
                             SqliteConn::Open(path, options.sync, options.busy_timeout_ms));
-    if (i == 0) SLUICE_RETURN_IF_ERROR(MigrateSqlite(*conn));
     conns.push_back(std::move(conn));
   }
   // 4,000 pages (16 MiB at the default 4 KiB page) between checkpoints.
   SLUICE_ASSIGN_OR_RETURN(auto checkpointer, SqliteCheckpointer::Start(path, options.sync, 4000));
-  for (auto& conn : conns) checkpointer->Watch(*conn);
-  return StorePtr(new SqliteStore(options, std::make_unique<SqlitePool>(std::move(conns)),
+  checkpointer->Watch(*writer);
+  return StorePtr(new SqliteStore(options, std::move(writer),
+                                  std::make_unique<SqlitePool>(std::move(conns)),
                                   std::move(checkpointer)));
 }
 
-SqliteStore::SqliteStore(const StoreOptions& options, std::unique_ptr<SqlitePool> pool,
+SqliteStore::SqliteStore(const StoreOptions& options, std::unique_ptr<SqliteConn> writer,
+                         std::unique_ptr<SqlitePool> pool,
                          std::unique_ptr<SqliteCheckpointer> checkpointer)
-    : options_(options), pool_(std::move(pool)), checkpointer_(std::move(checkpointer)) {}
+    : options_(options),
+      writer_(std::move(writer)),
+      pool_(std::move(pool)),
+      checkpointer_(std::move(checkpointer)) {}
 
 Status SqliteStore::Write(const WriteFn& fn, Durability durability) {
-  auto conn = pool_->Acquire();
-  SLUICE_RETURN_IF_ERROR(conn->SetDurable(durability == Durability::kDurable));
   std::lock_guard<std::mutex> lock(write_mu_);
+  SqliteConn* conn = writer_.get();
+  SLUICE_RETURN_IF_ERROR(conn->SetDurable(durability == Durability::kDurable));
   // The busy handler already waited up to busy_timeout_ms; a few kinds of
   // busy (WAL recovery by another process) bypass it, so retry here too.
   const int64_t deadline = SteadyMs() + options_.busy_timeout_ms;

@@ -49,8 +49,8 @@ class SqliteStore final : public Store {
   const char* kind() const override { return "sqlite"; }
 
  private:
-  SqliteStore(const StoreOptions& options, std::unique_ptr<SqlitePool> pool,
-              std::unique_ptr<SqliteCheckpointer> checkpointer);
+  SqliteStore(const StoreOptions& options, std::unique_ptr<SqliteConn> writer,
+              std::unique_ptr<SqlitePool> pool, std::unique_ptr<SqliteCheckpointer> checkpointer);
 
   // Runs fn(conn, now) inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn
   // fails. `now` is the store clock read once at the start of the
@@ -91,13 +91,20 @@ class SqliteStore final : public Store {
 
   // Constant after construction.
   const StoreOptions options_;
+  // Every write transaction of this process runs on writer_ (under
+  // write_mu_): one connection keeps its page cache warm from one transaction
+  // to the next, where alternating pool connections would each find their
+  // cache invalidated by the other's commit and re-read every page. Reads
+  // use the pool.
+  const std::unique_ptr<SqliteConn> writer_;  // GUARDED_BY(write_mu_) when used
   const std::unique_ptr<SqlitePool> pool_;
   // Declared after pool_: destroyed first, while the connections it watches
   // still exist.
   const std::unique_ptr<SqliteCheckpointer> checkpointer_;
 
-  // Serializes this process's write transactions (the file lock serializes
-  // them across processes anyway; queuing here avoids busy-wait sleeps).
+  // Serializes this process's write transactions on writer_ (the file lock
+  // serializes them across processes anyway; queuing here avoids busy-wait
+  // sleeps).
   std::mutex write_mu_;
 };
 

@@ -24,8 +24,9 @@ log "claim: filling $PENDING pending rows"
 psql -X -q "$url" -c "VACUUM ANALYZE queue"
 
 log "claim: $CLAIMS claims, no concurrent transaction"
+load=$(load1)
 "$SLUICE" bench claim --store "$url" --claims "$CLAIMS" --json >"$WORK/plain.json"
-jmerge "$(cat "$WORK/plain.json")" '{"case":"plain","fill":'"$(cat "$WORK/fill.json")"'}' >>"$ROWS"
+jmerge "$(cat "$WORK/plain.json")" '{"case":"plain","load1":'"$load"',"fill":'"$(cat "$WORK/fill.json")"'}' >>"$ROWS"
 
 log "claim: $CLAIMS claims while a REPEATABLE READ transaction holds its snapshot"
 # The holder takes a snapshot and an xid, then sleeps; killed when done.
@@ -42,14 +43,18 @@ for _ in $(seq 100); do
   [[ "$n" -ge 1 ]] && break
   sleep 0.1
 done
+load=$(load1)
 "$SLUICE" bench claim --store "$url" --claims "$CLAIMS" --json >"$WORK/held.json"
+# Rows the claims deleted that vacuum could not remove while the snapshot was
+# held (their index entries are what a claim from the start of the index steps over).
+dead=$(psql -X -At "$url" -c "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'queue'")
 kill "$HOLDER" 2>/dev/null || true
 psql -X -q "$url" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()" >/dev/null
-jmerge "$(cat "$WORK/held.json")" '{"case":"long transaction held"}' >>"$ROWS"
+jmerge "$(cat "$WORK/held.json")" '{"case":"long transaction held","load1":'"$load"',"dead_rows_after":'"${dead:-0}"'}' >>"$ROWS"
 
 finish claim "$ROWS"
 table "$RESULTS/claim.json" '[["case","case"],["pending rows","pending_before"],["claims","rounds"],
   ["claim p50 ms","claim.p50_ms"],["claim p90 ms","claim.p90_ms"],["claim p99 ms","claim.p99_ms"],
   ["claim max ms","claim.max_ms"],["first 10% p50","claim_first_10pct.p50_ms"],
   ["last 10% p50","claim_last_10pct.p50_ms"],["complete p50 ms","complete.p50_ms"],
-  ["complete p99 ms","complete.p99_ms"]]'
+  ["complete p99 ms","complete.p99_ms"],["load avg","load1"]]'

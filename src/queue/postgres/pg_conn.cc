@@ -189,7 +189,7 @@ Result<PgResult> PgConn::Check(PGresult* raw, std::string_view what) {
   return Status::Internal(std::move(text));
 }
 
-Result<PgResult> PgConn::Exec(const char* sql, const PgParams& params) {
+Result<const std::string*> PgConn::Prepared(const char* sql) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
     std::string name = fmt::format("s{}", prepared_.size());
@@ -197,10 +197,75 @@ Result<PgResult> PgConn::Exec(const char* sql, const PgParams& params) {
     if (!prep.ok()) return prep.status();
     it = prepared_.emplace(sql, std::move(name)).first;
   }
+  return &it->second;
+}
+
+Result<PgResult> PgConn::Exec(const char* sql, const PgParams& params) {
+  SLUICE_ASSIGN_OR_RETURN(const std::string* name, Prepared(sql));
   const auto ptrs = params.Pointers();
-  return Check(PQexecPrepared(conn_.get(), it->second.c_str(), params.size(), ptrs.data(),
-                              nullptr, nullptr, 0),
+  return Check(PQexecPrepared(conn_.get(), name->c_str(), params.size(), ptrs.data(), nullptr,
+                              nullptr, 0),
                "exec");
+}
+
+Result<std::vector<PgResult>> PgConn::ExecPipeline(std::span<const PgStatement> statements) {
+  // Prepare outside the pipeline (once per connection): inside it, the
+  // answers of Parse would interleave with the results.
+  std::vector<const std::string*> names;
+  names.reserve(statements.size());
+  for (const PgStatement& s : statements) {
+    SLUICE_ASSIGN_OR_RETURN(const std::string* name, Prepared(s.sql));
+    names.push_back(name);
+  }
+  PGconn* raw = conn_.get();
+  auto lost = [&](std::string_view what) -> Status {
+    broken_ = true;
+    last_sqlstate_.clear();
+    return Status::Unavailable(
+        fmt::format("postgres: pipeline {}: {}", what, TrimMessage(PQerrorMessage(raw))));
+  };
+  if (PQenterPipelineMode(raw) != 1) return lost("enter");
+  static const PgParams kNoParams;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    const PgParams& p = statements[i].params ? *statements[i].params : kNoParams;
+    const auto ptrs = p.Pointers();
+    if (PQsendQueryPrepared(raw, names[i]->c_str(), p.size(), ptrs.data(), nullptr, nullptr,
+                            0) != 1) {
+      return lost("send");
+    }
+  }
+  if (PQpipelineSync(raw) != 1) return lost("sync");
+  std::vector<PgResult> out;
+  out.reserve(statements.size());
+  Status first_error;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    PGresult* r = PQgetResult(raw);
+    if (r == nullptr) return lost("result");
+    if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+      PQclear(r);  // skipped after an earlier error
+    } else if (first_error.ok()) {
+      auto checked = Check(r, "exec");
+      if (checked.ok()) {
+        out.push_back(std::move(checked).value());
+      } else {
+        first_error = checked.status();
+      }
+    } else {
+      PQclear(r);
+    }
+    if (broken_) return first_error;
+    // Each statement's results end with a NULL.
+    while ((r = PQgetResult(raw)) != nullptr) PQclear(r);
+  }
+  PGresult* sync = PQgetResult(raw);
+  const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  if (!synced || PQexitPipelineMode(raw) != 1) {
+    Status st = lost("end");
+    return first_error.ok() ? st : first_error;
+  }
+  if (!first_error.ok()) return first_error;
+  return out;
 }
 
 Result<PgResult> PgConn::ExecOnce(const std::string& sql, const PgParams& params) {

@@ -87,6 +87,12 @@ class PgParams {
 // Appends `s` as a quoted element of a PostgreSQL array literal.
 void AppendArrayElement(std::string_view s, std::string* out);
 
+// One statement of a pipeline: `sql` has static storage (see PgConn::Exec).
+struct PgStatement {
+  const char* sql = nullptr;
+  const PgParams* params = nullptr;  // nullptr: no parameters
+};
+
 // One connection with its session settings and prepared statements.
 class PgConn {
  public:
@@ -98,6 +104,14 @@ class PgConn {
   // preparing it on first use on this connection.
   // REQUIRES: `sql` has static storage (the cache is keyed by its address).
   Result<PgResult> Exec(const char* sql, const PgParams& params = PgParams());
+  // Sends every statement (prepared as by Exec) in one round trip (libpq
+  // pipeline mode) and returns their results in order. The first failure is
+  // returned as Exec would return it; the statements after it are not run
+  // (the server skips them). Results must stay small: the server's answers
+  // are read only after everything was sent.
+  // REQUIRES: every `sql` has static storage; no transaction control other
+  // than BEGIN/COMMIT/SET LOCAL.
+  Result<std::vector<PgResult>> ExecPipeline(std::span<const PgStatement> statements);
   // Runs `sql` once without preparing (DDL, BEGIN/COMMIT, several statements).
   Result<PgResult> ExecOnce(const std::string& sql, const PgParams& params = PgParams());
 
@@ -122,6 +136,8 @@ class PgConn {
   explicit PgConn(PGconn* c) : conn_(c) {}
   // Turns a finished command into a Result, classifying failures.
   Result<PgResult> Check(PGresult* r, std::string_view what);
+  // The statement name of `sql`, preparing it on first use.
+  Result<const std::string*> Prepared(const char* sql);
 
   std::unique_ptr<PGconn, Finish> conn_;
   std::unordered_map<const char*, std::string> prepared_;  // sql -> statement name

@@ -122,6 +122,93 @@ CREATE TABLE counter_users (
   PRIMARY KEY (project, event, granularity, bucket, user_id)
 );
 )sql",
+    // v2: claims and fenced writes commit without waiting for the WAL flush
+    // (docs/claim-protocol-postgres.md, "Commit durability"), which needs
+    // tokens that stay unique across a crash; and the claim's low-water mark,
+    // so claims start past the dead index entries at the head of the queue.
+    R"sql(
+-- Emptied by crash recovery (and on a promoted standby): an empty table means
+-- tokens handed out since the last WAL flush may have been forgotten by
+-- sluice_token. The first token after that jumps 2^40 past every one of them.
+CREATE UNLOGGED TABLE sluice_boot (booted_at timestamptz NOT NULL);
+
+-- Every lease token (queue claims and named leases) comes from here.
+CREATE FUNCTION sluice_next_token() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM sluice_boot) THEN
+    PERFORM pg_advisory_xact_lock(127017875187046);  -- one jump per crash
+    IF NOT EXISTS (SELECT 1 FROM sluice_boot) THEN
+      PERFORM setval('sluice_token', nextval('sluice_token') + 1099511627776);
+      INSERT INTO sluice_boot VALUES (now());
+    END IF;
+    -- This transaction's token must be durable before anyone holds it.
+    PERFORM set_config('synchronous_commit', 'on', true);
+  END IF;
+  RETURN nextval('sluice_token');
+END
+$fn$;
+
+-- The claim's low-water mark: no row with state <> 'dead' has seq < low.
+-- Claims scan queue_claim from low, so the index entries of rows deleted
+-- below it (dead, but not removable while an old snapshot lives) are never
+-- visited again. Raised by sluice_refresh_head, lowered by dead-letter requeue.
+CREATE TABLE queue_head (
+  id           boolean PRIMARY KEY DEFAULT true CHECK (id),
+  low          bigint      NOT NULL DEFAULT 0,
+  refreshed_at timestamptz NOT NULL DEFAULT '-infinity'
+) WITH (fillfactor = 50);
+INSERT INTO queue_head DEFAULT VALUES;
+
+-- Raises queue_head.low to the lowest live seq, at most once per
+-- min_interval_ms across all replicas. Returns the new mark, or NULL when it
+-- did nothing (too early, another replica at it, or enqueues kept it waiting).
+CREATE FUNCTION sluice_refresh_head(min_interval_ms bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+  cur bigint;
+  top bigint;
+  m   bigint;
+BEGIN
+  -- The row lock orders us with requeues (which lower low under it).
+  SELECT low INTO cur FROM queue_head
+   WHERE refreshed_at < clock_timestamp() - min_interval_ms * interval '1 millisecond'
+   FOR UPDATE SKIP LOCKED;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  -- Barrier: every enqueue holds this lock shared while it draws seqs, so
+  -- once we hold it every seq <= top belongs to a transaction that has
+  -- ended, and every later enqueue draws seqs > top.
+  -- Waiting stalls new enqueues (they queue behind us), hence the short
+  -- lock_timeout: under a stream of overlapping enqueues we skip this round.
+  BEGIN
+    PERFORM set_config('lock_timeout', '10ms', true);
+    PERFORM pg_advisory_lock(127017875187045);
+    SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END INTO top
+      FROM queue_seq_seq;
+  EXCEPTION
+    -- A session lock outlives the error: never leave it held. Even a lock
+    -- wait that timed out may have been granted at the last moment (the
+    -- grant wins the race and the error is raised anyway), so release
+    -- unconditionally; sluice holds no other session-level advisory lock on
+    -- pooled connections (the migration lock lives on its own connection).
+    WHEN lock_not_available THEN
+      PERFORM pg_advisory_unlock_all();
+      -- Counts as a try: the next one is min_interval_ms away, cluster-wide.
+      UPDATE queue_head SET refreshed_at = clock_timestamp();
+      RETURN NULL;
+    WHEN query_canceled OR others THEN
+      PERFORM pg_advisory_unlock_all();
+      RAISE;
+  END;
+  PERFORM pg_advisory_unlock(127017875187045);
+  -- A new statement, so a new snapshot: it sees every row with seq <= top.
+  SELECT min(seq) INTO m FROM queue
+   WHERE state <> 'dead' AND seq >= cur AND seq <= top;
+  m := coalesce(m, top + 1);
+  UPDATE queue_head SET low = greatest(m, cur), refreshed_at = clock_timestamp();
+  RETURN greatest(m, cur);
+END
+$fn$;
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion);

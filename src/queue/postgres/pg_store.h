@@ -7,6 +7,7 @@
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -62,25 +63,50 @@ class PostgresStore final : public Store {
   // fresh connection only when `idempotent`: a statement that failed with the
   // connection may have committed.
   Status Single(const TxnFn& fn, bool idempotent);
+  // Like Txn, but fn sends BEGIN and COMMIT itself, in the pipelines of its
+  // first and last statements (so they cost no round trip of their own), and
+  // sets *commit_sent just before it sends COMMIT.
+  using PipelinedFn = std::function<Status(PgConn&, bool* commit_sent)>;
+  Status TxnPipelined(const PipelinedFn& fn);
+  // Runs `sql` as its own transaction, in one round trip. With
+  // Flush::kNoWait the commit does not wait for the WAL flush (when
+  // options_.sync; docs: "Commit durability"). `set_local`, when given, is a
+  // "SET LOCAL ..." statement run first.
+  enum class Flush { kWait, kNoWait };
+  Result<PgResult> ExecTxn(PgConn& c, const char* sql, const PgParams& params,
+                           const char* set_local, Flush flush) const;
+  // The statements that open a transaction about claimed rows: BEGIN, and
+  // SET LOCAL synchronous_commit = off when options_.sync.
+  std::vector<PgStatement> BeginNoFlush() const;
+  // Raises the claim's low-water mark (sluice_refresh_head) when this store
+  // has not tried for kHeadRefreshMs; called after a Complete.
+  void MaybeRefreshHead();
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
   Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
-  // The shared body of MarkDone and Complete, inside a transaction: locks
-  // the rows still held under token, fills held (seq, done_mask after
-  // marking) and appends the in-store effects of the rows whose bits are
-  // newly set to *effects; the caller writes the rows, then ApplyEffects.
+  // The shared body of MarkDone and Complete: opens the transaction
+  // (BeginNoFlush) and locks the rows still held under token in one round
+  // trip, fills held (seq, done_mask after marking) and appends the in-store
+  // effects of the rows whose bits are newly set to *effects; the caller
+  // writes the rows and commits with ApplyEffects.
   Status MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
                     uint64_t external_bits, const std::vector<InStoreWork>& in_store,
                     MarkDoneResult* marked, std::vector<std::pair<int64_t, uint64_t>>* held,
                     Effects* effects);
-  // Applies in-store effects with set-based SQL (pg_effects.cc).
-  static Status ApplyEffects(PgConn& c, const Effects& effects);
+  // Runs `before` (the caller's row writes), then the in-store effects with
+  // set-based SQL, then COMMIT, in one round trip (two when user properties
+  // must be merged: the merge needs the stored ones). Sets *commit_sent.
+  static Status ApplyEffects(PgConn& c, const Effects& effects,
+                             std::span<const PgStatement> before, bool* commit_sent);
 
   // Constant after construction.
   const StoreOptions options_;
   const PgSessionOptions session_;
   std::unique_ptr<PgPool> pool_;
   std::unique_ptr<PgListener> listener_;
+
+  // Steady-clock ms of this store's last sluice_refresh_head attempt.
+  std::atomic<int64_t> last_head_refresh_ms_{0};
 };
 
 }  // namespace sluice

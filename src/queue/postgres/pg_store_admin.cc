@@ -20,7 +20,8 @@ namespace {
 
 // ---- in-store aggregates ----
 
-Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects) {
+Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects,
+                                   std::span<const PgStatement> before, bool* commit_sent) {
   // Set-based: one statement per table family whatever the batch size. Rows
   // are written in key order so concurrent batches touching the same users or
   // counter buckets lock them in the same order (users, then counters; each
@@ -71,14 +72,22 @@ Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects) {
       "ON CONFLICT (project, event, granularity, bucket) DO UPDATE SET "
       "count = x.count + excluded.count, users = x.users + excluded.users";
 
+  static constexpr char kCommit[] = "COMMIT";
+  // Everything up to the next statement whose input depends on a result is
+  // sent as one pipeline.
+  std::vector<PgStatement> pipeline(before.begin(), before.end());
+  PgParams user_params, prop_params, counter_params;
+  // Users whose properties change, with their deltas in order (merged in C++
+  // once the users upsert has returned the stored objects).
+  struct Agg {
+    int64_t first = 0, last = 0, events = 0;
+    std::vector<const UserDelta*> props;
+  };
+  std::map<std::pair<std::string_view, std::string_view>, Agg> users;
+  bool merge_props = false;
   if (!effects.users.empty()) {
     // One row per (project, user): an upsert may not touch a row twice.
     // Property deltas are kept in order and applied in order, like SQLite.
-    struct Agg {
-      int64_t first = 0, last = 0, events = 0;
-      std::vector<const UserDelta*> props;
-    };
-    std::map<std::pair<std::string_view, std::string_view>, Agg> users;
     std::map<std::tuple<std::string_view, std::string_view, std::string_view>, int64_t> counts;
     for (const UserDelta& u : effects.users) {
       auto [it, fresh] = users.try_emplace({u.project, u.user_id});
@@ -105,8 +114,7 @@ Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects) {
       en.push_back(std::get<2>(k));
       ec.push_back(n);
     }
-    PgParams p;
-    p.AddArray(std::span<const std::string_view>(up))
+    user_params.AddArray(std::span<const std::string_view>(up))
         .AddArray(std::span<const std::string_view>(uu))
         .AddArray(std::span<const int64_t>(uf))
         .AddArray(std::span<const int64_t>(ul))
@@ -116,27 +124,31 @@ Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects) {
         .AddArray(std::span<const std::string_view>(en))
         .AddArray(std::span<const int64_t>(ec))
         .AddArray(std::span<const std::string_view>(want));
-    SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kUpsertUsers, p));
-    if (!want.empty()) {
-      std::vector<std::string> pp, pu, pv;
-      for (int i = 0; i < r.rows(); ++i) {
-        auto it = users.find({r.Text(i, 0), r.Text(i, 1)});
-        if (it == users.end() || it->second.props.empty()) continue;
-        std::string props = r.Str(i, 2);
-        for (const UserDelta* d : it->second.props) {
-          props = MergeJsonObjects(MergeJsonObjects(props, d->set, true), d->set_once, false);
-        }
-        pp.push_back(r.Str(i, 0));
-        pu.push_back(r.Str(i, 1));
-        pv.push_back(std::move(props));
+    pipeline.push_back({kUpsertUsers, &user_params});
+    merge_props = !want.empty();
+  }
+  if (merge_props) {
+    // The merge needs the stored properties: send what we have, then merge.
+    SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
+    pipeline.clear();
+    const PgResult& r = results.back();
+    std::vector<std::string> pp, pu, pv;
+    for (int i = 0; i < r.rows(); ++i) {
+      auto it = users.find({r.Text(i, 0), r.Text(i, 1)});
+      if (it == users.end() || it->second.props.empty()) continue;
+      std::string props = r.Str(i, 2);
+      for (const UserDelta* d : it->second.props) {
+        props = MergeJsonObjects(MergeJsonObjects(props, d->set, true), d->set_once, false);
       }
-      if (!pp.empty()) {
-        PgParams q;
-        q.AddArray(std::span<const std::string>(pp))
-            .AddArray(std::span<const std::string>(pu))
-            .AddArray(std::span<const std::string>(pv));
-        SLUICE_RETURN_IF_ERROR(c.Exec(kSetProps, q).status());
-      }
+      pp.push_back(r.Str(i, 0));
+      pu.push_back(r.Str(i, 1));
+      pv.push_back(std::move(props));
+    }
+    if (!pp.empty()) {
+      prop_params.AddArray(std::span<const std::string>(pp))
+          .AddArray(std::span<const std::string>(pu))
+          .AddArray(std::span<const std::string>(pv));
+      pipeline.push_back({kSetProps, &prop_params});
     }
   }
   if (!effects.counters.empty()) {
@@ -166,8 +178,7 @@ Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects) {
       ub.push_back(std::get<3>(k));
       uu.push_back(std::get<4>(k));
     }
-    PgParams p;
-    p.AddArray(std::span<const std::string_view>(cp))
+    counter_params.AddArray(std::span<const std::string_view>(cp))
         .AddArray(std::span<const std::string_view>(ce))
         .AddArray(std::span<const std::string_view>(cg))
         .AddArray(std::span<const int64_t>(cb))
@@ -177,7 +188,13 @@ Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects) {
         .AddArray(std::span<const std::string_view>(ug))
         .AddArray(std::span<const int64_t>(ub))
         .AddArray(std::span<const std::string_view>(uu));
-    SLUICE_RETURN_IF_ERROR(c.Exec(kUpsertCounters, p).status());
+    pipeline.push_back({kUpsertCounters, &counter_params});
+  }
+  pipeline.push_back({kCommit, nullptr});
+  *commit_sent = true;
+  SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
+  if (results.back().CommandTag() == "ROLLBACK") {
+    return Status::Internal("postgres: transaction rolled back");
   }
   return Status::Ok();
 }
@@ -299,10 +316,15 @@ Result<std::vector<DeadEvent>> PostgresStore::ListDead(const DeadFilter& filter)
 }
 
 Result<int64_t> PostgresStore::RequeueDead(const DeadFilter& filter) {
-  // Requeued rows are claimable at once: wake the other replicas too.
+  // Requeued rows are claimable at once: wake the other replicas too. They
+  // may lie below the claim's low-water mark: lower it in the same
+  // transaction (the row lock on queue_head orders this with a concurrent
+  // sluice_refresh_head, which cannot have seen these rows live).
   static constexpr char kRequeue[] =
       "WITH r AS (UPDATE queue SET state = 'pending', visible_at = now(), attempts = 0, "
-      "died_at = NULL, reclaimed = false WHERE " SLUICE_DEAD_FILTER " RETURNING 1) "
+      "died_at = NULL, reclaimed = false WHERE " SLUICE_DEAD_FILTER " RETURNING seq), "
+      "h AS (UPDATE queue_head SET low = least(low, (SELECT min(seq) FROM r)) "
+      "  WHERE EXISTS (SELECT 1 FROM r)) "
       "SELECT count(*), (count(*) > 0 AND pg_notify('sluice_work', '') IS NULL) FROM r";
   PgParams params = DeadParams(filter);
   int64_t n = 0;
@@ -346,7 +368,7 @@ Result<int64_t> PostgresStore::AcquireNamedLease(const std::string& name,
       "WHERE name = $1";
   static constexpr char kTake[] =
       "INSERT INTO leases AS l (name, owner, token, lease_until) "
-      "VALUES ($1, $2, nextval('sluice_token'), now() + $3::bigint * interval '1 millisecond') "
+      "VALUES ($1, $2, sluice_next_token(), now() + $3::bigint * interval '1 millisecond') "
       "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
       "lease_until = excluded.lease_until "
       "WHERE l.lease_until <= now() OR l.owner = excluded.owner RETURNING token";
@@ -501,12 +523,16 @@ Result<std::vector<ReplicaInfo>> PostgresStore::ListReplicas(int64_t alive_withi
 Result<QueueStats> PostgresStore::Stats() {
   // One statement (one snapshot). Each count walks a partial index; the
   // oldest pending row is the first 'pending' one in queue_claim's seq order.
+  // Live rows are all at or above the claim's low-water mark, so those scans
+  // start there, past the dead index entries of deleted rows.
   static constexpr char kStats[] =
-      "SELECT (SELECT count(*) FROM queue WHERE state <> 'dead'), "
+      "SELECT (SELECT count(*) FROM queue WHERE state <> 'dead' "
+      "  AND seq >= (SELECT low FROM queue_head)), "
       "(SELECT count(*) FROM queue WHERE state = 'leased'), "
       "(SELECT count(*) FROM queue WHERE state = 'dead'), "
       "coalesce((SELECT greatest(0, " SLUICE_MS("now()") " - " SLUICE_MS("enqueued_at") ") "
-      "  FROM queue WHERE state = 'pending' ORDER BY seq LIMIT 1), 0)";
+      "  FROM queue WHERE state = 'pending' AND seq >= (SELECT low FROM queue_head) "
+      "  ORDER BY seq LIMIT 1), 0)";
   QueueStats stats;
   Status st = Single(
       [&](PgConn& c) -> Status {

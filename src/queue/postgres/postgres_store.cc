@@ -3,7 +3,9 @@
 // each statement is shaped as it is for PostgreSQL. docs/operations.md has
 // the EXPLAIN of the claim and the operational side.
 #include <algorithm>
+#include <chrono>
 #include <exception>
+#include <iterator>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -32,6 +34,10 @@ namespace {
 constexpr char kChannel[] = "sluice_work";
 
 const char* BoolParam(bool b) { return b ? "true" : "false"; }
+
+// The advisory lock Enqueue holds shared while it draws seqs; the same
+// constant is in sluice_refresh_head (pg_schema.cc, migration v2).
+#define SLUICE_ENQUEUE_LOCK "127017875187045"
 
 }  // namespace
 
@@ -116,6 +122,91 @@ Status PostgresStore::Single(const TxnFn& fn, bool idempotent) {
   }
 }
 
+Status PostgresStore::TxnPipelined(const PipelinedFn& fn) {
+  for (int attempt = 0;; ++attempt) {
+    SLUICE_ASSIGN_OR_RETURN(PgPool::Handle h, pool_->Acquire());
+    PgConn& c = *h;
+    bool commit_sent = false;
+    Status st;
+    try {
+      st = fn(c, &commit_sent);
+    } catch (const std::exception& e) {
+      // A consumer's effect builder runs in here; nothing may escape the store.
+      st = Status::Internal(fmt::format("postgres store: exception in transaction: {}",
+                                        e.what()));
+    }
+    if (st.ok()) return st;
+    const std::string sqlstate = c.last_sqlstate();
+    c.Rollback();
+    if (c.broken()) {
+      if (!commit_sent && h.reused() && attempt == 0) continue;
+      return st;
+    }
+    if (IsRetryableSqlState(sqlstate) && attempt < 4) continue;
+    return st;
+  }
+}
+
+namespace {
+
+constexpr char kBegin[] = "BEGIN";
+constexpr char kNoFlush[] = "SET LOCAL synchronous_commit = off";
+constexpr char kCommit[] = "COMMIT";
+
+// A COMMIT of a transaction that had failed reports ROLLBACK, not an error.
+Status CheckCommitted(const PgResult& commit) {
+  if (commit.CommandTag() == "ROLLBACK") {
+    return Status::Internal("postgres: transaction rolled back");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<PgStatement> PostgresStore::BeginNoFlush() const {
+  std::vector<PgStatement> out{{kBegin, nullptr}};
+  if (options_.sync) out.push_back({kNoFlush, nullptr});
+  return out;
+}
+
+Result<PgResult> PostgresStore::ExecTxn(PgConn& c, const char* sql, const PgParams& params,
+                                        const char* set_local, Flush flush) const {
+  // Without sync the session does not wait for the flush anyway.
+  if (!options_.sync && set_local == nullptr) return c.Exec(sql, params);
+  std::vector<PgStatement> pipeline =
+      flush == Flush::kNoWait ? BeginNoFlush() : std::vector<PgStatement>{{kBegin, nullptr}};
+  if (set_local != nullptr) pipeline.push_back({set_local, nullptr});
+  const size_t at = pipeline.size();
+  pipeline.push_back({sql, &params});
+  pipeline.push_back({kCommit, nullptr});
+  auto r = c.ExecPipeline(pipeline);
+  if (!r.ok()) {
+    c.Rollback();  // the pipeline stopped inside the transaction
+    return r.status();
+  }
+  SLUICE_RETURN_IF_ERROR(CheckCommitted(r->back()));
+  return std::move((*r)[at]);
+}
+
+void PostgresStore::MaybeRefreshHead() {
+  // Claims start at queue_head.low; raising it is what keeps them off the
+  // index entries of deleted rows (docs: "The low-water mark"). Every 100 ms
+  // per store at most, and the function itself runs once per 100 ms across
+  // all replicas; a failure only means the mark stays where it was.
+  static constexpr int64_t kHeadRefreshMs = 100;
+  static constexpr char kRefresh[] = "SELECT sluice_refresh_head($1::bigint)";
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t last = last_head_refresh_ms_.load(std::memory_order_relaxed);
+  if (now - last < kHeadRefreshMs) return;
+  if (!last_head_refresh_ms_.compare_exchange_strong(last, now)) return;
+  PgParams params;
+  params.Add(kHeadRefreshMs);
+  (void)Single([&](PgConn& c) -> Status { return ExecTxn(c, kRefresh, params, nullptr, Flush::kNoWait).status(); },
+               /*idempotent=*/true);
+}
+
 Result<int64_t> PostgresStore::NowMs() {
   static constexpr char kNow[] = "SELECT " SLUICE_MS("clock_timestamp()");
   int64_t now = 0;
@@ -137,10 +228,14 @@ Result<std::vector<EnqueueResult>> PostgresStore::Enqueue(std::span<const Enqueu
   // out of the window (then refreshed); only those rows enter the queue, in
   // request order so seq keeps FIFO. Keys are inserted in sorted order so two
   // groups sharing keys lock them in the same order (no deadlock).
+  // The shared advisory lock (an InitPlan, so taken before the first row is
+  // read, hence before any seq is drawn) is the barrier sluice_refresh_head
+  // waits on: see "The low-water mark" in docs/claim-protocol-postgres.md.
   static constexpr char kEnqueue[] =
       "WITH input AS ("
       "  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) "
-      "  WITH ORDINALITY AS i(project, insert_id, body, batch, ord)), "
+      "  WITH ORDINALITY AS i(project, insert_id, body, batch, ord) "
+      "  WHERE (SELECT pg_advisory_xact_lock_shared(" SLUICE_ENQUEUE_LOCK ")) IS NOT NULL), "
       "d AS ("
       "  INSERT INTO dedup AS x (project, insert_id, seen_at) "
       "  SELECT project, insert_id, now() FROM input ORDER BY project, insert_id "
@@ -259,23 +354,34 @@ Result<Lease> PostgresStore::ClaimAtomic(const ClaimRequest& req) {
   // unique) but only queue_claim (seq, visible_at) provides it, so the
   // planner walks that index and tests visible_at inside it, instead of the
   // primary key with a heap visit per leased row at the head of the queue
-  // (docs/operations.md has both plans).
+  // (docs/operations.md has both plans). Since the scan starts at the
+  // low-water mark (seq >= queue_head.low), the planner also sees the primary
+  // key + an incremental sort on visible_at as an option, and its cost model
+  // prefers it; it visits the heap for every leased row and every dead index
+  // entry at the head, so the claim turns incremental sort off for itself.
+  static constexpr char kNoIncrementalSort[] = "SET LOCAL enable_incremental_sort = off";
   static constexpr char kClaim[] =
       "UPDATE queue SET state = 'leased', lease_owner = $1, "
-      "lease_token = (SELECT nextval('sluice_token')), "
+      "lease_token = (SELECT sluice_next_token()), "
       "lease_until = now() + $3::bigint * interval '1 millisecond', "
       "visible_at = now() + $3::bigint * interval '1 millisecond', "
       "attempts = attempts + 1, reclaimed = (state = 'leased') "
-      "WHERE seq IN (SELECT seq FROM queue WHERE state <> 'dead' AND visible_at <= now() "
+      "WHERE seq IN (SELECT seq FROM queue WHERE seq >= (SELECT low FROM queue_head) "
+      "AND state <> 'dead' AND visible_at <= now() "
       "ORDER BY seq, visible_at LIMIT $2 FOR UPDATE SKIP LOCKED)" SLUICE_CLAIM_RETURNING;
   PgParams params;
   params.Add(req.owner).Add(int64_t{req.max_events}).Add(req.lease_ttl_ms);
   Lease lease;
   // Re-running a claim whose outcome was lost is harmless: rows it may have
-  // leased expire and are claimed again.
+  // leased expire and are claimed again. The claim's commit waits for the
+  // WAL flush (unlike the other lease writes): a claim forgotten in a crash
+  // would make its rows claimable at once while its worker is still on them,
+  // a second dispatch that no lease expiry explains (docs: "Commit
+  // durability").
   Status st = Single(
       [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kClaim, params));
+        SLUICE_ASSIGN_OR_RETURN(
+            PgResult r, ExecTxn(c, kClaim, params, kNoIncrementalSort, Flush::kWait));
         FillLease(r, &lease);
         return Status::Ok();
       },
@@ -293,7 +399,7 @@ Result<Lease> PostgresStore::ClaimNaiveTwoStep(const ClaimRequest& req) {
       "ORDER BY seq, visible_at LIMIT $1";
   static constexpr char kTake[] =
       "UPDATE queue SET state = 'leased', lease_owner = $2, "
-      "lease_token = (SELECT nextval('sluice_token')), "
+      "lease_token = (SELECT sluice_next_token()), "
       "lease_until = now() + $3::bigint * interval '1 millisecond', "
       "visible_at = now() + $3::bigint * interval '1 millisecond', "
       "attempts = attempts + 1, reclaimed = (state = 'leased') "
@@ -349,7 +455,7 @@ Result<int64_t> PostgresStore::Extend(int64_t token, int64_t lease_ttl_ms) {
   int64_t until = 0;
   Status st = Single(
       [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kExtend, params));
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, ExecTxn(c, kExtend, params, nullptr, Flush::kNoWait));
         if (r.Int(0, 0) == 0) {
           return Status::LeaseLost(fmt::format("extend: token {} holds no rows", token));
         }
@@ -360,6 +466,19 @@ Result<int64_t> PostgresStore::Extend(int64_t token, int64_t lease_ttl_ms) {
   if (!st.ok()) return st;
   return until;
 }
+
+namespace {
+
+void AppendEffects(Effects&& from, Effects* to) {
+  if (to->empty()) {
+    *to = std::move(from);
+    return;
+  }
+  std::move(from.users.begin(), from.users.end(), std::back_inserter(to->users));
+  std::move(from.counters.begin(), from.counters.end(), std::back_inserter(to->counters));
+}
+
+}  // namespace
 
 Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
                                  uint64_t external_bits, const std::vector<InStoreWork>& in_store,
@@ -381,7 +500,10 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
   for (const ClaimedEvent& e : events) seqs.push_back(e.seq);
   PgParams params;
   params.AddArray(std::span<const int64_t>(seqs)).Add(token).Add(BoolParam(!options_.fencing));
-  SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kHeld, params));
+  std::vector<PgStatement> pipeline = BeginNoFlush();
+  pipeline.push_back({kHeld, &params});
+  SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
+  const PgResult& r = results.back();
   std::unordered_map<int64_t, uint64_t> mask_of;
   mask_of.reserve(static_cast<size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) mask_of[r.Int(i, 0)] = static_cast<uint64_t>(r.Int(i, 1));
@@ -413,7 +535,12 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
       if (((*held)[k].second & w.bit) == 0) fresh.push_back(&events[held_idx[k]]);
     }
     if (fresh.empty() || !w.build) continue;
-    w.build(std::span<const ClaimedEvent* const>(fresh.data(), fresh.size()), effects);
+    // Each consumer builds into its own Effects, appended to the batch's: a
+    // builder may assign *out rather than append to it (the watcher's
+    // prebuilt effects do), which must not drop another consumer's deltas.
+    Effects own;
+    w.build(std::span<const ClaimedEvent* const>(fresh.data(), fresh.size()), &own);
+    AppendEffects(std::move(own), effects);
   }
   for (auto& [seq, mask] : *held) {
     const uint64_t next = mask | want;
@@ -426,20 +553,21 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
 
 namespace {
 
-// Writes the new done_mask of `rows` (seq, mask); part of MarkDone/Complete.
-Status SetMasks(PgConn& c, const std::vector<std::pair<int64_t, uint64_t>>& rows) {
+// Appends the statement that writes the new done_mask of `rows` (seq, mask)
+// to *out, its parameters in *p; part of MarkDone/Complete.
+void SetMasks(const std::vector<std::pair<int64_t, uint64_t>>& rows, PgParams* p,
+              std::vector<PgStatement>* out) {
   static constexpr char kSetMasks[] =
       "UPDATE queue SET done_mask = u.m FROM unnest($1::bigint[], $2::bigint[]) AS u(seq, m) "
       "WHERE queue.seq = u.seq";
-  if (rows.empty()) return Status::Ok();
+  if (rows.empty()) return;
   std::vector<int64_t> seqs, masks;
   for (const auto& [seq, mask] : rows) {
     seqs.push_back(seq);
     masks.push_back(static_cast<int64_t>(mask));
   }
-  PgParams p;
-  p.AddArray(std::span<const int64_t>(seqs)).AddArray(std::span<const int64_t>(masks));
-  return c.Exec(kSetMasks, p).status();
+  p->AddArray(std::span<const int64_t>(seqs)).AddArray(std::span<const int64_t>(masks));
+  out->push_back({kSetMasks, p});
 }
 
 }  // namespace
@@ -447,7 +575,7 @@ Status SetMasks(PgConn& c, const std::vector<std::pair<int64_t, uint64_t>>& rows
 Result<MarkDoneResult> PostgresStore::MarkDone(const MarkDoneRequest& req) {
   MarkDoneResult result;
   if (req.events.empty()) return result;
-  Status st = Txn([&](PgConn& c) -> Status {
+  Status st = TxnPipelined([&](PgConn& c, bool* commit_sent) -> Status {
     std::vector<std::pair<int64_t, uint64_t>> held;
     Effects effects;
     SLUICE_RETURN_IF_ERROR(MarkLocked(c, req.token, req.events, req.external_bits, req.in_store,
@@ -457,8 +585,10 @@ Result<MarkDoneResult> PostgresStore::MarkDone(const MarkDoneRequest& req) {
     for (const auto& row : held) {
       if (changed.count(row.first) != 0) rows.push_back(row);
     }
-    SLUICE_RETURN_IF_ERROR(SetMasks(c, rows));
-    return ApplyEffects(c, effects);
+    PgParams masks;
+    std::vector<PgStatement> writes;
+    SetMasks(rows, &masks, &writes);
+    return ApplyEffects(c, effects, writes, commit_sent);
   });
   if (!st.ok()) return st;
   return result;
@@ -468,7 +598,7 @@ Result<CompleteResult> PostgresStore::Complete(const CompleteRequest& req) {
   static constexpr char kDelete[] = "DELETE FROM queue WHERE seq = ANY($1::bigint[])";
   CompleteResult result;
   if (req.events.empty()) return result;
-  Status st = Txn([&](PgConn& c) -> Status {
+  Status st = TxnPipelined([&](PgConn& c, bool* commit_sent) -> Status {
     result = CompleteResult{};
     MarkDoneResult marked;
     std::vector<std::pair<int64_t, uint64_t>> held;
@@ -487,15 +617,17 @@ Result<CompleteResult> PostgresStore::Complete(const CompleteRequest& req) {
         if (changed.count(seq) != 0) update.emplace_back(seq, mask);
       }
     }
+    PgParams deleted, masks;
+    std::vector<PgStatement> writes;
     if (!result.deleted.empty()) {
-      PgParams p;
-      p.AddArray(std::span<const int64_t>(result.deleted));
-      SLUICE_RETURN_IF_ERROR(c.Exec(kDelete, p).status());
+      deleted.AddArray(std::span<const int64_t>(result.deleted));
+      writes.push_back({kDelete, &deleted});
     }
-    SLUICE_RETURN_IF_ERROR(SetMasks(c, update));
-    return ApplyEffects(c, effects);
+    SetMasks(update, &masks, &writes);
+    return ApplyEffects(c, effects, writes, commit_sent);
   });
   if (!st.ok()) return st;
+  if (!result.deleted.empty()) MaybeRefreshHead();
   return result;
 }
 
@@ -530,7 +662,7 @@ Result<FailResult> PostgresStore::Fail(const FailRequest& req) {
   Status st = Single(
       [&](PgConn& c) -> Status {
         result = FailResult{};
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kFail, params));
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, ExecTxn(c, kFail, params, nullptr, Flush::kNoWait));
         for (int i = 0; i < r.rows(); ++i) {
           if (r.Bool(i, 0)) {
             ++result.dead;

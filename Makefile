@@ -36,7 +36,8 @@ run: build
 test-build: setup-test
 	@cmake -S . -B $(TEST_BUILD_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
-	  -DSLUICE_BUILD_TESTS=ON -DSLUICE_BUILD_BENCH=ON -DSLUICE_WERROR=ON $(SAN_FLAGS) >/dev/null
+	  -DSLUICE_BUILD_TESTS=ON -DSLUICE_BUILD_BENCH=ON -DSLUICE_WERROR=ON -DSLUICE_FUZZ=ON \
+	  $(SAN_FLAGS) >/dev/null
 	@cmake --build $(TEST_BUILD_DIR) -j $(JOBS)
 
 test: test-build

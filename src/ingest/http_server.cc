@@ -153,16 +153,27 @@ struct ServerCore {
   bool stopped = false;
 
   std::atomic<int64_t> connections{0};
-  std::atomic<int64_t> in_flight{0};  // requests read but not yet answered
+  // Requests read whose answer is not written yet: counted from the handler
+  // call until the response's write completes (or fails), so a graceful Stop
+  // also waits for answers still being written, not only for handlers.
+  std::atomic<int64_t> in_flight{0};
 
   std::mutex sessions_mu;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // GUARDED_BY(sessions_mu)
 
   std::array<std::atomic<Counter*>, 600> by_code;
 
-  // Declared last so it is destroyed first: destroying it destroys the
-  // pending handlers, hence the sessions, which still use the members above.
+  // Declared after the members above so it is destroyed before them:
+  // destroying it destroys the pending handlers, hence the sessions, which
+  // still use those members.
   net::io_context ioc;
+  // Keeps ioc.run() going while no I/O is pending: once Stop closed the
+  // acceptor and the idle connections, a request still being handled (its
+  // answer comes later from another thread, e.g. after a group commit) has no
+  // pending operation, and without this the I/O threads would return before
+  // its answer could be written. Created by Start, reset by Stop right before
+  // ioc.stop(). Declared after ioc: released before ioc is destroyed.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
 
   void CountStatus(int code) {
     if (metrics == nullptr) return;
@@ -413,8 +424,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void WriteResponse(HttpResponse r) {
-    server_->in_flight.fetch_sub(1);
-    Send(std::move(r), keep_alive_ && !server_->stopping.load());
+    Send(std::move(r), keep_alive_ && !server_->stopping.load(), /*drain=*/false,
+         /*release_in_flight=*/true);
   }
 
   // Answers with a JSON error; `close` (the default) ends the connection after
@@ -428,7 +439,10 @@ class Session : public std::enable_shared_from_this<Session> {
     Send(std::move(r), !close && keep_alive_ && !server_->stopping.load(), close);
   }
 
-  void Send(HttpResponse r, bool keep_alive, bool drain = false) {
+  // `release_in_flight`: this answers a request counted in in_flight, which is
+  // released only once the write completed (an acknowledgement handed to the
+  // socket, or a dead connection), so Stop does not cut it off mid-write.
+  void Send(HttpResponse r, bool keep_alive, bool drain = false, bool release_in_flight = false) {
     state_ = State::kWriting;
     server_->CountStatus(r.status);
     auto res = std::make_shared<http::response<http::string_body>>();
@@ -441,15 +455,16 @@ class Session : public std::enable_shared_from_this<Session> {
     res->keep_alive(keep_alive);
     res->prepare_payload();
     stream_.expires_after(std::chrono::milliseconds(server_->options.read_timeout_ms));
-    http::async_write(
-        stream_, *res,
-        [self = shared_from_this(), res, keep_alive, drain](beast::error_code ec, size_t) {
-          self->hold.reset();
-          if (ec) return self->Close();
-          if (keep_alive) return self->WaitForRequest();
-          if (drain) return self->Drain();
-          self->Close();
-        });
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep_alive, drain, release_in_flight](
+                          beast::error_code ec, size_t) {
+                        if (release_in_flight) self->server_->in_flight.fetch_sub(1);
+                        self->hold.reset();
+                        if (ec) return self->Close();
+                        if (keep_alive) return self->WaitForRequest();
+                        if (drain) return self->Drain();
+                        self->Close();
+                      });
   }
 
   void Drain() {
@@ -573,6 +588,7 @@ Result<int> HttpServer::Start() {
   }
   const int bound = impl_->acceptor->local_endpoint().port();
   impl_->started = true;
+  impl_->work.emplace(impl_->ioc.get_executor());
   impl_->DoAccept();
   const int n = std::max(1, impl_->options.threads);
   for (int i = 0; i < n; ++i) {
@@ -612,6 +628,7 @@ void HttpServer::Stop(int64_t grace_ms) {
   while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  s.work.reset();
   s.ioc.stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();

@@ -1,9 +1,11 @@
 #include "chaos/chaos_harness.h"
 
 #include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <simdjson.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "chaos/archive_check.h"
 #include "common/event.h"
 #include "consumers/archive/archive_consumer.h"
 #include "testing/pg_fixture.h"
@@ -129,10 +132,13 @@ int64_t MetricSum(const std::string& text, const std::string& name,
 }
 
 struct Metrics {
-  int64_t archive = 0, flaky_failures = 0, reclaims = 0, fenced = 0, in_flight = 0;
+  int64_t archive = 0, flaky_failures = 0, stuck_failures = 0, long_batches = 0, reclaims = 0,
+          fenced = 0, in_flight = 0;
   Metrics& operator+=(const Metrics& o) {
     archive += o.archive;
     flaky_failures += o.flaky_failures;
+    stuck_failures += o.stuck_failures;
+    long_batches += o.long_batches;
     reclaims += o.reclaims;
     fenced += o.fenced;
     return *this;
@@ -144,6 +150,9 @@ bool Scrape(const SluiceProcess& p, Metrics* m) {
   if (r.status != 200) return false;
   m->archive = MetricSum(r.body, "sluice_deliveries_total", "consumer=\"archive\"");
   m->flaky_failures = MetricSum(r.body, "sluice_failures_total", "consumer=\"flaky\"");
+  m->stuck_failures = MetricSum(r.body, "sluice_failures_total", "consumer=\"stuck\"");
+  m->long_batches = MetricSum(r.body, "sluice_batch_seconds_count") -
+                    MetricSum(r.body, "sluice_batch_seconds_bucket", "le=\"2.5\"");
   m->reclaims = MetricSum(r.body, "sluice_lease_reclaims_total");
   m->fenced = MetricSum(r.body, "sluice_fenced_total");
   m->in_flight = MetricSum(r.body, "sluice_watcher_in_flight");
@@ -169,62 +178,28 @@ std::string ReplicaToml(const ChaosOptions& o, const std::string& store_url,
     << o.lease_ttl_ms << "ms\"\nheartbeat = \"" << o.lease_ttl_ms / 4
     << "ms\"\nbackoff_base = \"50ms\"\nbackoff_cap = \"800ms\"\nmax_attempts = 8\n"
     << "idle_poll_max = \"200ms\"\n";
+  if (o.hang) t << "consumer_timeout = \"" << o.lease_ttl_ms * 3 << "ms\"\n";
   t << "[auth]\nadmin_token = \"" << kAdminToken << "\"\n[auth.write_keys]\n";
   for (int p = 0; p < kProjects; ++p) t << "\"" << WriteKey(p) << "\" = \"" << Project(p) << "\"\n";
   t << "[[consumer]]\ntype = \"users\"\n[[consumer]]\ntype = \"counters\"\n";
   t << "[[consumer]]\ntype = \"archive\"\nname = \"archive\"\nbit = 2\ndir = \"" << archive_dir
     << "\"\nfsync = false\n";
-  t << "[[consumer]]\ntype = \"test\"\nname = \"flaky\"\nbit = 3\nsleep_ms = 150\n";
-  if (o.flaky) {
-    t << "fail_rate = 0.05\nhang_ms = " << o.lease_ttl_ms * 2 << "\nhang_first_n = 1\n";
+  t << "[[consumer]]\ntype = \"test\"\nname = \"flaky\"\nbit = 3\nsleep_ms = " << o.flaky_sleep_ms
+    << "\n";
+  if (o.flaky) t << "fail_rate = 0.05\n";
+  // Without `hang` the default consumer timeout (TTL / 2) cuts this hang short;
+  // with it (timeout 3 x TTL) the hang outlives the lease and completes.
+  if (o.flaky || o.hang) {
+    t << "hang_ms = " << o.lease_ttl_ms * 2 << "\nhang_first_n = " << (o.hang ? 2 : 1) << "\n";
+  }
+  if (o.hang) {
+    t << "[[consumer]]\ntype = \"test\"\nname = \"stuck\"\nbit = 5\nhang_ms = "
+      << o.lease_ttl_ms * 4 << "\nhang_first_n = 1\n";
   }
   if (o.poison)
     t << "[[consumer]]\ntype = \"test\"\nname = \"poisoned\"\nbit = 4\n"
       << "poison_event = \"poison\"\n";
   return t.str();
-}
-
-// Every (project, insert_id) in the archive directory, with the queue seqs it
-// was stored under (one, unless it was stored twice).
-std::map<std::string, std::set<int64_t>> ReadArchive(const std::string& dir, std::string* error) {
-  std::map<std::string, std::set<int64_t>> seen;
-  std::error_code ec;
-  if (!std::filesystem::exists(dir)) return seen;
-  simdjson::dom::parser parser;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    const std::string path = it->path().string();
-    static constexpr std::string_view kSuffix = ".ndjson.zst";
-    if (!it->is_regular_file() || !std::string_view(path).ends_with(kSuffix)) {
-      continue;
-    }
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    Result<std::string> text = ZstdDecompress(ss.str());
-    if (!text.ok()) {
-      *error = "archive object " + path + ": " + text.status().ToString();
-      continue;
-    }
-    std::istringstream lines(*text);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (line.empty()) continue;
-      simdjson::dom::element el;
-      std::string_view project, id;
-      int64_t seq = 0;
-      if (parser.parse(line).get(el) != simdjson::SUCCESS ||
-          el["project"].get_string().get(project) != simdjson::SUCCESS ||
-          el["insert_id"].get_string().get(id) != simdjson::SUCCESS ||
-          el["seq"].get_int64().get(seq) != simdjson::SUCCESS) {
-        *error = "archive object " + path + ": bad line";
-        continue;
-      }
-      seen[std::string(project) + "/" + std::string(id)].insert(seq);
-    }
-  }
-  return seen;
 }
 
 void Violation(ChaosReport* r, std::map<std::string, int>* kinds, const std::string& kind,
@@ -260,6 +235,79 @@ std::string UrlEncode(const std::string& s) {
   return out;
 }
 
+// Rows held (state 'leased', lease not expired) by lease owners matching
+// `owner_like` (SQL LIKE), read from the store directly; -1 when the store
+// cannot be read. (Expired leases of an earlier incarnation of the replica
+// may still carry its name until someone claims them: they do not count.)
+int64_t HeldLeases(const std::string& store_url, const std::string& owner_like) {
+  static constexpr char kSql[] =
+      "SELECT count(*) FROM queue WHERE state = 'leased' AND lease_owner LIKE ";
+  if (store_url.rfind("sqlite:", 0) == 0) {
+    sqlite3* db = nullptr;
+    int64_t held = -1;
+    if (sqlite3_open_v2(store_url.substr(7).c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      sqlite3_stmt* stmt = nullptr;
+      // The store's clock, as SqliteConn::NowMs reads it.
+      const std::string sql =
+          std::string(kSql) +
+          "?1 AND lease_until > CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS "
+          "INTEGER)";
+      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+          sqlite3_bind_text(stmt, 1, owner_like.c_str(), -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+          sqlite3_step(stmt) == SQLITE_ROW) {
+        held = sqlite3_column_int64(stmt, 0);
+      }
+      sqlite3_finalize(stmt);
+    }
+    sqlite3_close(db);
+    return held;
+  }
+  PGconn* conn = PQconnectdb(store_url.c_str());
+  int64_t held = -1;
+  if (PQstatus(conn) == CONNECTION_OK) {
+    const std::string sql = std::string(kSql) + "$1 AND lease_until > now()";
+    const char* params[] = {owner_like.c_str()};
+    PGresult* r = PQexecParams(conn, sql.c_str(), 1, nullptr, params, nullptr, nullptr, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+      held = std::atoll(PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+  }
+  PQfinish(conn);
+  return held;
+}
+
+// True when another connection holds the SQLite write lock for a whole second
+// (a replica stopped inside a write transaction).
+bool SqliteWriteLocked(const std::string& store_url) {
+  sqlite3* db = nullptr;
+  bool locked = false;
+  if (sqlite3_open_v2(store_url.substr(7).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_busy_timeout(db, 1000);
+    const int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    locked = rc == SQLITE_BUSY;
+    if (rc == SQLITE_OK) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  sqlite3_close(db);
+  return locked;
+}
+
+// A restarted replica may find the SQLite file locked by another replica's
+// write while it opens the store (it then exits: "database is locked"); the
+// harness tries again, as a supervisor would, and counts the extra attempts.
+bool RestartWithRetries(SluiceProcess& p, int64_t* failed_starts) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(milliseconds(500));
+    if (p.Restart()) return true;
+    ++*failed_starts;
+    std::fprintf(stderr, "chaos: restart attempt %d failed: %s\n", attempt + 1, p.error().c_str());
+  }
+  return false;
+}
+
 }  // namespace
 
 int64_t ChaosSecondsFromEnv(int64_t fallback) {
@@ -269,19 +317,38 @@ int64_t ChaosSecondsFromEnv(int64_t fallback) {
   return n > 0 ? n : fallback;
 }
 
+void ChaosFaultsFromEnv(ChaosOptions* o) {
+  if (const char* sleep = std::getenv("CHAOS_FLAKY_SLEEP_MS"); sleep != nullptr && *sleep) {
+    o->flaky_sleep_ms = std::atoll(sleep);
+  }
+  const char* v = std::getenv("CHAOS_FAULTS");
+  if (v == nullptr || *v == '\0') return;
+  std::set<std::string> on;
+  std::stringstream in(v);
+  std::string item;
+  while (std::getline(in, item, ',')) on.insert(item);
+  o->kill = on.count("kill") > 0;
+  o->pause = on.count("pause") > 0;
+  o->pg_restart = o->postgres && on.count("pg_restart") > 0;
+  o->hang = on.count("hang") > 0;
+}
+
 std::string ChaosReport::Summary() const {
   std::ostringstream s;
   s << "run: " << duration_ms / 1000.0 << " s, " << requests << " requests, " << events_sent
     << " events sent (" << acked_events << " acked, " << unknown_events << " unknown, "
     << refused_events << " refused distinct), stored " << stored_events << "\n"
     << "faults: kills " << kills << ", pauses " << pauses << " (zombie episodes " << zombie_episodes
-    << "), pg restarts " << pg_restarts << ", cut requests " << cut_requests
-    << ", abandoned requests " << abandoned_requests << ", poison events " << poison_events
-    << ", flaky consumer failures " << flaky_failures << "\n"
+    << ", holding the SQLite write lock " << lock_holding_pauses << "), pg restarts " << pg_restarts
+    << ", cut requests " << cut_requests << ", abandoned requests " << abandoned_requests
+    << ", failed restarts " << failed_starts << ", poison events " << poison_events
+    << ", flaky consumer failures " << flaky_failures << ", stuck consumer failures "
+    << stuck_failures << ", batches > 2.5 s " << long_batches << "\n"
     << "checker: lost " << lost << ", phantom " << phantom << ", count mismatches "
     << count_mismatches << ", collateral dead " << collateral_dead << ", poison not dead "
     << poison_not_dead << ", zombies not fenced " << zombies_not_fenced << ", stored twice "
-    << stored_twice << "\n"
+    << stored_twice << ", archive objects rewritten " << archive_rewrites << " (dropping events "
+    << archive_rewrites_lossy << "), events erased from the archive " << archive_erased << "\n"
     << "dispatch: archive deliveries " << archive_deliveries << ", duplicate dispatches "
     << duplicate_dispatches << " ("
     << (stored_events
@@ -290,6 +357,8 @@ std::string ChaosReport::Summary() const {
     << " %), fault bound " << fault_bound << ", sluice-counted reclaims " << reclaimed_events
     << ", unexplained " << unexplained_dispatches << ", fenced leases " << fenced << "\n";
   for (const std::string& v : violations) s << "  VIOLATION " << v << "\n";
+  for (const std::string& n : notes) s << "  note " << n << "\n";
+  for (const std::string& l : lease_log) s << "  lease log " << l << "\n";
   return s.str();
 }
 
@@ -342,6 +411,7 @@ ChaosReport RunChaos(const ChaosOptions& o) {
       std::mt19937_64 rng(o.seed * 1000 + static_cast<uint64_t>(c));
       std::vector<SentEvent> mine;
       int64_t n = 0;
+      int64_t paced = 0;  // events this client sent, for pacing
       while (NowMs() < end) {
         const int p = static_cast<int>(rng() % kProjects);
         const size_t size = 1 + rng() % 40;
@@ -421,6 +491,13 @@ ChaosReport RunChaos(const ChaosOptions& o) {
         }
         if (got.unknown && !got.acked) std::this_thread::sleep_for(milliseconds(20));
         if (o.client_pause_ms > 0) std::this_thread::sleep_for(milliseconds(o.client_pause_ms));
+        if (o.events_per_second > 0) {
+          // Pace this client to its share of the offered load.
+          paced += static_cast<int64_t>(ptrs.size());
+          const int64_t due = start + paced * 1000 * o.clients / o.events_per_second;
+          const int64_t wait = due - NowMs();
+          if (wait > 0) std::this_thread::sleep_for(milliseconds(std::min<int64_t>(wait, 1000)));
+        }
       }
     });
   }
@@ -429,12 +506,23 @@ ChaosReport RunChaos(const ChaosOptions& o) {
   std::mt19937_64 frng(o.seed);
   int64_t next_fault = start + o.fault_interval_ms;
   int rotation = 0;
+  ArchiveWatch archive_watch(archive_dir);
+  int64_t next_archive_poll = 0;
+  auto poll_archive = [&] {
+    std::vector<std::string> lossy;
+    archive_watch.Poll(&lossy);
+    for (const std::string& what : lossy) {
+      if (report.notes.size() < 10) report.notes.push_back("archive rewrite: " + what);
+    }
+    next_archive_poll = NowMs() + 1000;
+  };
   auto scrape_all = [&] {
     for (Replica& r : replicas) {
       if (r.paused || r.killed) continue;
       Metrics m;
       if (Scrape(*r.proc, &m)) r.last = m;
     }
+    if (NowMs() >= next_archive_poll) poll_archive();
   };
   auto check_zombies = [&](bool final) {
     for (size_t i = 0; i < replicas.size(); ++i) {
@@ -457,15 +545,23 @@ ChaosReport RunChaos(const ChaosOptions& o) {
     std::this_thread::sleep_for(milliseconds(200));
     scrape_all();
     const int64_t now = NowMs();
-    for (size_t i = 0; i < replicas.size(); ++i) {
-      Replica& r = replicas[i];
+    // Resumes first, and no restart while a replica is stopped: a replica
+    // stopped inside a SQLite write transaction keeps the write lock, and a
+    // restart (blocking this loop) would wait for that lock until its own
+    // startup gave up — the first harness lost replica 0 that way at 10:19.
+    bool any_paused = false;
+    for (Replica& r : replicas) {
       if (r.paused && now >= r.resume_at) {
         r.proc->Resume();
         r.paused = false;
         r.check_until = now + 5000;
       }
-      if (r.killed && now >= r.restart_at) {
-        if (!r.proc->Restart()) {
+      any_paused |= r.paused;
+    }
+    for (size_t i = 0; i < replicas.size(); ++i) {
+      Replica& r = replicas[i];
+      if (r.killed && now >= r.restart_at && !any_paused) {
+        if (!RestartWithRetries(*r.proc, &report.failed_starts)) {
           Violation(&report, &kinds, "setup",
                     "restart r" + std::to_string(i) + " failed: " + r.proc->error());
         }
@@ -490,7 +586,8 @@ ChaosReport RunChaos(const ChaosOptions& o) {
     }
     // Keep one replica serving when there are several.
     if (up.empty() || (fault != 2 && replicas.size() > 1 && up.size() < 2)) continue;
-    Replica& victim = replicas[up[frng() % up.size()]];
+    const size_t victim_index = up[frng() % up.size()];
+    Replica& victim = replicas[victim_index];
     if (fault == 0) {
       Metrics m;
       if (Scrape(*victim.proc, &m)) victim.last = m;
@@ -508,7 +605,16 @@ ChaosReport RunChaos(const ChaosOptions& o) {
       victim.paused = true;
       victim.resume_at = NowMs() + o.lease_ttl_ms + 1500;
       ++report.pauses;
-      if (m.in_flight > 0) {
+      // A zombie only if it holds leases now that it is stopped: ask the
+      // store (the in-flight gauge was scraped before the stop, and a short
+      // batch may have finished in between); the gauge only if that fails.
+      const int64_t held = HeldLeases(store_url, "r" + std::to_string(victim_index) + "/%");
+      if (!o.postgres && SqliteWriteLocked(store_url)) {
+        // Stopped inside a write transaction: it keeps SQLite's write lock, so
+        // no other replica can claim its rows (or write at all) until it
+        // resumes and commits — its commit is then correct and not fenced.
+        ++report.lock_holding_pauses;
+      } else if (held >= 0 ? held > 0 : m.in_flight > 0) {
         victim.fenced_at_pause = m.fenced;
         ++report.zombie_episodes;
       }
@@ -521,16 +627,18 @@ ChaosReport RunChaos(const ChaosOptions& o) {
     }
   }
   for (auto& t : clients) t.join();
-  // Bring everyone back.
-  for (size_t i = 0; i < replicas.size(); ++i) {
-    Replica& r = replicas[i];
+  // Bring everyone back: the stopped ones first (see above).
+  for (Replica& r : replicas) {
     if (r.paused) {
       r.proc->Resume();
       r.paused = false;
       r.check_until = NowMs() + 5000;
     }
+  }
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    Replica& r = replicas[i];
     if (r.killed) {
-      if (!r.proc->Restart()) {
+      if (!RestartWithRetries(*r.proc, &report.failed_starts)) {
         Violation(&report, &kinds, "setup", "restart failed: " + r.proc->error());
       }
       r.killed = false;
@@ -539,7 +647,19 @@ ChaosReport RunChaos(const ChaosOptions& o) {
   report.duration_ms = NowMs() - start;
 
   // ---- drain ----
-  const std::string url = replicas[0].proc->url();
+  // Drain and check through a replica that is up (an earlier harness always
+  // asked replica 0, and read "HTTP 0" for every count when its restart failed).
+  std::string url;
+  for (Replica& r : replicas) {
+    if (r.proc->Running()) {
+      url = r.proc->url();
+      break;
+    }
+  }
+  if (url.empty()) {
+    Violation(&report, &kinds, "setup", "no replica is running after the workload");
+    return report;
+  }
   const bool drained = WaitUntil(
       [&] {
         scrape_all();
@@ -563,6 +683,9 @@ ChaosReport RunChaos(const ChaosOptions& o) {
       std::chrono::seconds(10), milliseconds(200));
   scrape_all();
   check_zombies(true);
+  poll_archive();
+  report.archive_rewrites = archive_watch.rewrites();
+  report.archive_rewrites_lossy = archive_watch.lossy();
 
   // ---- check ----
   report.requests = requests.load();
@@ -575,6 +698,21 @@ ChaosReport RunChaos(const ChaosOptions& o) {
       ReadArchive(archive_dir, &archive_error);
   if (!archive_error.empty()) Violation(&report, &kinds, "archive", archive_error);
   report.stored_events = static_cast<int64_t>(archived.size());
+  // A replacement that dropped an event whose line is in no other object has
+  // erased it from the archive: counted in users/counters (if its batch was
+  // completed), missing from S — a "lost" or a count mismatch below, with
+  // its cause named here.
+  {
+    std::set<int64_t> archived_seqs;
+    for (const auto& [key, seqs] : archived) archived_seqs.insert(seqs.begin(), seqs.end());
+    for (const auto& [seq, e] : archive_watch.erased()) {
+      if (archived_seqs.count(seq)) continue;
+      ++report.archive_erased;
+      Violation(&report, &kinds, "archive erased",
+                e.key + " (seq " + std::to_string(seq) + ") was archived in " + e.object +
+                    ", which a later delivery replaced without it; it is in no other object");
+    }
+  }
   for (const auto& [key, out] : outcomes) {
     if (out.acked) {
       ++report.acked_events;
@@ -788,6 +926,8 @@ ChaosReport RunChaos(const ChaosOptions& o) {
   report.duplicate_dispatches = total.archive - report.stored_events;
   report.reclaimed_events = total.reclaims;
   report.flaky_failures = total.flaky_failures;
+  report.stuck_failures = total.stuck_failures;
+  report.long_batches = total.long_batches;
   report.fenced = total.fenced;
   // Independent of sluice's own bookkeeping (its "reclaimed" flag is what the
   // naive claim gets wrong): a second dispatch to the archive needs a lease
@@ -810,6 +950,29 @@ ChaosReport RunChaos(const ChaosOptions& o) {
   for (Replica& r : replicas) {
     if (r.proc->Running()) {
       if (!r.proc->Terminate(std::chrono::seconds(30))) r.proc->Kill();
+    }
+  }
+  // Where leases were fenced, in the replicas' own words (the first few), with
+  // what the log said about the same token before.
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    std::vector<std::string> lines;
+    {
+      std::istringstream log(replicas[i].proc->ReadLog());
+      std::string line;
+      while (std::getline(log, line)) lines.push_back(line);
+    }
+    for (size_t k = 0; k < lines.size() && report.lease_log.size() < 12; ++k) {
+      if (lines[k].find("watcher fenced") == std::string::npos) continue;
+      const size_t at = lines[k].find("token=");
+      const std::string token =
+          at == std::string::npos ? "" : lines[k].substr(at, lines[k].find(' ', at) - at);
+      for (size_t j = k > 400 ? k - 400 : 0; j < k && !token.empty(); ++j) {
+        if (lines[j].find(token + " ") != std::string::npos ||
+            lines[j].find(token + "\"") != std::string::npos) {
+          report.lease_log.push_back("r" + std::to_string(i) + ": " + lines[j].substr(0, 240));
+        }
+      }
+      report.lease_log.push_back("r" + std::to_string(i) + ": " + lines[k].substr(0, 240));
     }
   }
   if (!report.violations.empty() && std::getenv("CHAOS_KEEP_LOGS") != nullptr) {

@@ -513,7 +513,9 @@ void Watcher::CompleteAndFail(InFlight* flight, const Lease& lease,
     store_errors_->Inc();
     std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
   }
-  if (flight->lost.load() || done.status().code() == Code::kLeaseLost) {
+  // A Complete that succeeded decides: `lost` may have been raised by a
+  // heartbeat Extend that ran just after the Complete deleted the rows.
+  if (!done.ok() && (flight->lost.load() || done.status().code() == Code::kLeaseLost)) {
     fenced_->Inc();
     spdlog::warn("watcher fenced token={} stage=complete", lease.token);
     return;

@@ -1,7 +1,7 @@
 // The chaos checker's view of the archive directory (tests/chaos): what is
 // stored (ReadArchive) and what was erased while the round ran (ArchiveWatch).
 // Reads objects written by the archive consumer: <prefix>project=P/dt=D/
-// hour=H/<first_seq>-<last_seq>.ndjson.zst, one JSON line per event with
+// hour=H/<first_seq>-<last_seq>-<content hash>.ndjson.zst, one JSON line per event with
 // "project", "insert_id" and "seq". Thread-compatible.
 #pragma once
 

@@ -12,6 +12,9 @@
 #include <utility>
 #include <vector>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "common/event.h"
 #include "consumers/http/option_reader.h"
 
@@ -244,15 +247,23 @@ Result<std::unique_ptr<ArchiveConsumer>> ArchiveConsumer::Create(std::string nam
 }
 
 std::string ArchiveConsumer::ObjectKey(const std::string& project, int64_t hour_epoch_ms,
-                                       int64_t first_seq, int64_t last_seq) const {
+                                       int64_t first_seq, int64_t last_seq,
+                                       std::string_view lines) const {
   const std::time_t t = static_cast<std::time_t>(hour_epoch_ms / 1000);
   std::tm tm{};
   gmtime_r(&t, &tm);
   char part[64];
   std::snprintf(part, sizeof part, "/dt=%04d-%02d-%02d/hour=%02d/", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+  // Two deliveries of different row sets can share their first and last seq
+  // (a paused replica's late write of a batch another replica has since
+  // delivered in a different grouping): with first-last alone the later write
+  // replaced the other object and could erase the only copy of an event.
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016llx",
+                static_cast<unsigned long long>(XXH3_64bits(lines.data(), lines.size())));
   return options_.prefix + "project=" + EncodeProject(project) + part + std::to_string(first_seq) +
-         "-" + std::to_string(last_seq) + ".ndjson.zst";
+         "-" + std::to_string(last_seq) + "-" + hash + ".ndjson.zst";
 }
 
 Status ArchiveConsumer::Deliver(const Delivery& delivery) {
@@ -295,7 +306,7 @@ Status ArchiveConsumer::Deliver(const Delivery& delivery) {
   }
   for (const auto& [k, p] : parts) {
     SLUICE_ASSIGN_OR_RETURN(std::string zst, ZstdCompress(p.lines, options_.zstd_level));
-    const std::string key = ObjectKey(k.first, k.second, p.first, p.last);
+    const std::string key = ObjectKey(k.first, k.second, p.first, p.last, p.lines);
     SLUICE_RETURN_IF_ERROR(sink_->Write(key, zst, delivery.deadline_mono_ms));
     objects_.Inc();
     bytes_.Inc(static_cast<int64_t>(zst.size()));

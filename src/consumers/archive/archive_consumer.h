@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/metrics.h"
 #include "config/config.h"
@@ -56,9 +57,12 @@ class ArchiveConsumer final : public Consumer {
   Status Deliver(const Delivery& delivery) override;
 
   // The key of the object holding seqs first..last of `project` in the hour
-  // starting at `hour_epoch_ms` (exposed for tests and tools).
+  // starting at `hour_epoch_ms`, whose uncompressed content is `lines`
+  // (exposed for tests and tools). The key ends in a hash of the content:
+  // the same events give the same key (a redelivery overwrites its object),
+  // two different sets with the same first and last seq never share one.
   std::string ObjectKey(const std::string& project, int64_t hour_epoch_ms, int64_t first_seq,
-                        int64_t last_seq) const;
+                        int64_t last_seq, std::string_view lines) const;
 
  private:
   class Sink;

@@ -14,7 +14,7 @@ ARGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: all setup setup-test build run test test-build chaos bench clean format
+.PHONY: all setup setup-test build run test test-build test-tsan chaos bench clean format
 
 all: build
 
@@ -42,6 +42,16 @@ test-build: setup-test
 
 test: test-build
 	@bash scripts/run-tests.sh $(TEST_BUILD_DIR) '$(CTEST_LABELS)'
+
+# ThreadSanitizer over the concurrency-heavy unit tests (watcher, ingest
+# incl. group commit and the HTTP server, the SQLite store). Not part of
+# `make test`: it is a third full build.
+test-tsan: setup-test
+	@cmake -S . -B build-tsan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DSLUICE_BUILD_TESTS=ON -DSLUICE_TSAN=ON >/dev/null
+	@cmake --build build-tsan -j $(JOBS) --target sluice_watcher_tests sluice_ingest_tests sluice_queue_tests
+	@cd build-tsan/tests && export TSAN_OPTIONS=halt_on_error=1 && ./sluice_watcher_tests && \
+	  ./sluice_ingest_tests && ./sluice_queue_tests --gtest_filter='-*Postgres*:*Pg*'
 
 chaos: test-build
 	@bash scripts/chaos.sh $(TEST_BUILD_DIR)

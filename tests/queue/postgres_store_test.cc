@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "fmt/format.h"
+#include "queue/effects.h"
+#include "queue/postgres/pg_conn.h"
 #include "queue/postgres/pg_schema.h"
 #include "queue/store.h"
 #include "testing/pg_fixture.h"
@@ -418,6 +420,71 @@ TEST(PostgresStoreTest, LowWaterMarkNeverHidesARowEnqueuedDuringARefresh) {
   EXPECT_GT(enqueued.load(), 0);
   EXPECT_EQ(claimed.load(), enqueued.load());
   EXPECT_EQ(Query(url, "SELECT count(*) FROM queue"), "0");
+}
+
+// v2 kept distinct users per counter bucket as five text columns; v3 as
+// (bucket, series hash, user hash). A v2 database is rehashed in place, and
+// a user it had already counted in a bucket is not counted again afterwards;
+// another series of that bucket keeps its own users.
+TEST(PostgresStoreTest, V2CounterUsersMigrateAndKeepCountingDistinctUsers) {
+  const std::string url = FreshUrl();
+  ASSERT_FALSE(url.empty());
+  constexpr int64_t kHour = 1700000000000 / 3600000 * 3600000;
+  {
+    auto conn = PgConn::Connect(url, PgSessionOptions{});
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    ASSERT_TRUE(MigratePostgres(**conn, /*target=*/2).ok());
+  }
+  ASSERT_EQ(Query(url, "SELECT max(version) FROM sluice_schema"), "2");
+  ASSERT_EQ(testing::PostgresExec(url, fmt::format("INSERT INTO counters VALUES "
+                                                   "('default', 'page_view', 'hour', {0}, 2, 2); "
+                                                   "INSERT INTO counter_users VALUES "
+                                                   "('default', 'page_view', 'hour', {0}, 'u1'), "
+                                                   "('default', 'page_view', 'hour', {0}, 'u2')",
+                                                   kHour)),
+            "");
+  StorePtr s = OpenPg(url);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(Query(url, "SELECT max(version) FROM sluice_schema"),
+            std::to_string(kPostgresSchemaVersion));
+  // The stored keys are the documented hashes of the length-prefixed series
+  // text and of the user id.
+  EXPECT_EQ(Query(url, fmt::format("SELECT count(*) FROM counter_users WHERE bucket = {} "
+                                   "AND series = hashtextextended('7:default9:page_view:hour', 0) "
+                                   "AND user_hash IN (hashtextextended('u1', 0), "
+                                   "hashtextextended('u2', 0))",
+                                   kHour)),
+            "2");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM counter_users"), "2");
+
+  // One batch in that hour: page_view by u1 (counted before the migration)
+  // and u3, and signup by u1 (a series of its own).
+  std::vector<NewEvent> events;
+  for (const char* user : {"u1", "u3"}) {
+    events.push_back(
+        {"default", std::string("id-") + user,
+         fmt::format(R"({{"event":"page_view","user_id":"{}","time":{}}})", user, kHour + 60000)});
+  }
+  ASSERT_TRUE(EnqueueAll(*s, events).ok());
+  auto lease = s->Claim(ClaimRequest{"t/0", 10, 60000});
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->events.size(), 2u);
+  InStoreWork work{1, [&](std::span<const ClaimedEvent* const> rows, Effects* out) {
+                     out->counters.push_back(CounterDelta{"default",
+                                                          "page_view",
+                                                          Granularity::kHour,
+                                                          kHour,
+                                                          static_cast<int64_t>(rows.size()),
+                                                          {"u1", "u3"}});
+                     out->counters.push_back(
+                         CounterDelta{"default", "signup", Granularity::kHour, kHour, 1, {"u1"}});
+                   }};
+  auto done = s->Complete(CompleteRequest{lease->token, lease->events, 1, 0, {work}});
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_EQ(Query(url, "SELECT count || '|' || users FROM counters WHERE event = 'page_view'"),
+            "4|3");
+  EXPECT_EQ(Query(url, "SELECT count || '|' || users FROM counters WHERE event = 'signup'"), "1|1");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM counter_users"), "4");
 }
 
 }  // namespace

@@ -8,12 +8,13 @@
 
 namespace sluice {
 
-inline constexpr int64_t kPostgresSchemaVersion = 2;
+inline constexpr int64_t kPostgresSchemaVersion = 3;
 
 // Brings the database to kPostgresSchemaVersion, one transaction per
 // migration, under a session advisory lock so that replicas starting at the
 // same time migrate once and the others wait, then see the result. Fails
-// (kInternal) when the database is newer than this build.
-Status MigratePostgres(PgConn& conn);
+// (kInternal) when the database is newer than this build. `target` below
+// kPostgresSchemaVersion is for tests of the migrations themselves.
+Status MigratePostgres(PgConn& conn, int64_t target = kPostgresSchemaVersion);
 
 }  // namespace sluice

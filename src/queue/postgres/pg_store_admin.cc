@@ -53,21 +53,27 @@ Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects,
       "WHERE users.project = p.project AND users.user_id = p.user_id";
   // counters: counter_users rows that are new (ON CONFLICT DO NOTHING
   // RETURNING) are exactly the distinct users this bucket had not seen; a
-  // concurrent batch inserting the same (bucket, user) waits for us and then
-  // sees the conflict, so a user is counted once per bucket.
+  // concurrent batch inserting the same (bucket, series, user) waits for us
+  // and then sees the conflict, so a user is counted once per bucket. Keys
+  // are hashed by the server (sluice_counter_series, sluice_user_hash:
+  // migration v3), the functions the migration rehashed stored rows with.
+  // Each user row names its counter row by ordinal ($6), so the texts of a
+  // series are sent and hashed once per counter row, not once per user.
   static constexpr char kUpsertCounters[] =
-      "WITH cu AS ("
-      "  INSERT INTO counter_users (project, event, granularity, bucket, user_id) "
-      "  SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[]) "
-      "  ORDER BY 1, 2, 3, 4, 5 "
-      "  ON CONFLICT DO NOTHING RETURNING project, event, granularity, bucket), "
-      "n AS (SELECT project, event, granularity, bucket, count(*) AS users FROM cu "
-      "  GROUP BY 1, 2, 3, 4) "
+      "WITH d AS ("
+      "  SELECT d.*, sluice_counter_series(d.project, d.event, d.granularity) AS series "
+      "  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) "
+      "  WITH ORDINALITY AS d(project, event, granularity, bucket, count, i)), "
+      "cu AS ("
+      "  INSERT INTO counter_users (bucket, series, user_hash) "
+      "  SELECT d.bucket, d.series, sluice_user_hash(u.user_id) "
+      "  FROM unnest($6::bigint[], $7::text[]) AS u(i, user_id) JOIN d USING (i) "
+      "  ORDER BY 1, 2, 3 "
+      "  ON CONFLICT DO NOTHING RETURNING bucket, series), "
+      "n AS (SELECT bucket, series, count(*) AS users FROM cu GROUP BY 1, 2) "
       "INSERT INTO counters AS x (project, event, granularity, bucket, count, users) "
       "SELECT d.project, d.event, d.granularity, d.bucket, d.count, coalesce(n.users, 0) "
-      "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) "
-      "  AS d(project, event, granularity, bucket, count) "
-      "LEFT JOIN n USING (project, event, granularity, bucket) "
+      "FROM d LEFT JOIN n USING (bucket, series) "
       "ORDER BY 1, 2, 3, 4 "
       "ON CONFLICT (project, event, granularity, bucket) DO UPDATE SET "
       "count = x.count + excluded.count, users = x.users + excluded.users";
@@ -152,41 +158,49 @@ Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects,
     }
   }
   if (!effects.counters.empty()) {
+    // One row per counter key (an upsert may not touch a row twice), numbered
+    // 1.. in key order as WITH ORDINALITY numbers them; one row per distinct
+    // (counter row, user).
     using Key = std::tuple<std::string_view, std::string_view, std::string_view, int64_t>;
-    std::map<Key, int64_t> counts;
-    std::set<std::tuple<std::string_view, std::string_view, std::string_view, int64_t,
-                        std::string_view>>
-        seen;
+    struct Row {
+      int64_t count = 0;
+      int64_t ordinal = 0;
+    };
+    std::map<Key, Row> counts;
     for (const CounterDelta& d : effects.counters) {
-      const std::string_view gran = GranularityName(d.granularity);
-      counts[{d.project, d.event, gran, d.bucket_ms}] += d.count;
-      for (const std::string& u : d.users) seen.insert({d.project, d.event, gran, d.bucket_ms, u});
+      counts[{d.project, d.event, GranularityName(d.granularity), d.bucket_ms}].count += d.count;
     }
-    std::vector<std::string_view> cp, ce, cg, up, ue, ug, uu;
-    std::vector<int64_t> cb, cc, ub;
-    for (const auto& [k, n] : counts) {
+    std::vector<std::string_view> cp, ce, cg;
+    std::vector<int64_t> cb, cc;
+    for (auto& [k, row] : counts) {
       cp.push_back(std::get<0>(k));
       ce.push_back(std::get<1>(k));
       cg.push_back(std::get<2>(k));
       cb.push_back(std::get<3>(k));
-      cc.push_back(n);
+      cc.push_back(row.count);
+      row.ordinal = static_cast<int64_t>(cp.size());
     }
-    for (const auto& k : seen) {
-      up.push_back(std::get<0>(k));
-      ue.push_back(std::get<1>(k));
-      ug.push_back(std::get<2>(k));
-      ub.push_back(std::get<3>(k));
-      uu.push_back(std::get<4>(k));
+    std::set<std::pair<int64_t, std::string_view>> seen;
+    for (const CounterDelta& d : effects.counters) {
+      if (d.users.empty()) continue;
+      const int64_t ordinal =
+          counts.at({d.project, d.event, GranularityName(d.granularity), d.bucket_ms}).ordinal;
+      for (const std::string& u : d.users) seen.insert({ordinal, u});
+    }
+    std::vector<int64_t> ui;
+    std::vector<std::string_view> uu;
+    ui.reserve(seen.size());
+    uu.reserve(seen.size());
+    for (const auto& [ordinal, user] : seen) {
+      ui.push_back(ordinal);
+      uu.push_back(user);
     }
     counter_params.AddArray(std::span<const std::string_view>(cp))
         .AddArray(std::span<const std::string_view>(ce))
         .AddArray(std::span<const std::string_view>(cg))
         .AddArray(std::span<const int64_t>(cb))
         .AddArray(std::span<const int64_t>(cc))
-        .AddArray(std::span<const std::string_view>(up))
-        .AddArray(std::span<const std::string_view>(ue))
-        .AddArray(std::span<const std::string_view>(ug))
-        .AddArray(std::span<const int64_t>(ub))
+        .AddArray(std::span<const int64_t>(ui))
         .AddArray(std::span<const std::string_view>(uu));
     pipeline.push_back({kUpsertCounters, &counter_params});
   }

@@ -73,6 +73,22 @@ void PostgresStore::SetWakeCallback(std::function<void()> cb) {
   listener_->SetCallback(std::move(cb));
 }
 
+namespace {
+
+// After a failed transaction on `h`: rolls it back and says whether to run it
+// again. A pooled connection that died idle (server restart) failed before
+// anything was committed: run again on a fresh one. A broken COMMIT has an
+// unknown outcome and is reported as such. Deadlocks and serialization
+// failures rolled everything back: retried a few times.
+bool RollBackAndRetry(PgPool::Handle& h, bool commit_sent, int attempt) {
+  const std::string sqlstate = h->last_sqlstate();
+  h->Rollback();
+  if (h->broken()) return !commit_sent && h.reused() && attempt == 0;
+  return IsRetryableSqlState(sqlstate) && attempt < 4;
+}
+
+}  // namespace
+
 Status PostgresStore::Txn(const TxnFn& fn) {
   for (int attempt = 0;; ++attempt) {
     SLUICE_ASSIGN_OR_RETURN(PgPool::Handle h, pool_->Acquire());
@@ -93,16 +109,7 @@ Status PostgresStore::Txn(const TxnFn& fn) {
       }
     }
     if (st.ok()) return st;
-    const std::string sqlstate = c.last_sqlstate();
-    c.Rollback();
-    if (c.broken()) {
-      // A pooled connection that died idle (server restart) failed before
-      // anything was committed: run again on a fresh one. A broken COMMIT
-      // has an unknown outcome and is reported as such.
-      if (!commit_sent && h.reused() && attempt == 0) continue;
-      return st;
-    }
-    if (IsRetryableSqlState(sqlstate) && attempt < 4) continue;
+    if (RollBackAndRetry(h, commit_sent, attempt)) continue;
     return st;
   }
 }
@@ -136,13 +143,7 @@ Status PostgresStore::TxnPipelined(const PipelinedFn& fn) {
                                         e.what()));
     }
     if (st.ok()) return st;
-    const std::string sqlstate = c.last_sqlstate();
-    c.Rollback();
-    if (c.broken()) {
-      if (!commit_sent && h.reused() && attempt == 0) continue;
-      return st;
-    }
-    if (IsRetryableSqlState(sqlstate) && attempt < 4) continue;
+    if (RollBackAndRetry(h, commit_sent, attempt)) continue;
     return st;
   }
 }

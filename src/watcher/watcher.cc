@@ -22,7 +22,6 @@ struct Prebuilt {
   bool used = false;  // moved into a transaction already
 };
 
-
 // A consumer is asked to return by its deadline; past it by this much the
 // watcher stops waiting and records a timeout (the delivery thread is still
 // joined before the batch is let go, see Job).
@@ -486,7 +485,14 @@ void Watcher::CompleteAndFail(InFlight* flight, const Lease& lease,
     }
     if (pre->events.empty()) continue;
     deliveries_[i]->Inc(static_cast<int64_t>(pre->events.size()));
-    c->BuildEffects(pre->events, &pre->effects);
+    try {
+      c->BuildEffects(pre->events, &pre->effects);
+    } catch (const std::exception&) {
+      // Build again inside the transaction, where the store turns an
+      // exception into a failed Complete.
+      pre->used = true;
+      pre->effects = Effects{};
+    }
     req.in_store.push_back(InStoreWork{
         .bit = c->bit(),
         .build = [c, pre](std::span<const ClaimedEvent* const> events, Effects* out) {

@@ -108,8 +108,10 @@ TEST(ChaosControl, CheckerReportsNaiveTwoStepClaim) {
   EXPECT_FALSE(r.violations.empty());
 }
 
-// Control: with fencing disabled a zombie's late writes are accepted.
-TEST(ChaosControl, CheckerReportsDisabledFencing) {
+// One replica, paced clients, a SIGSTOP zombie every second and no other
+// fault: the schedule both fencing controls share, so that the only
+// difference between them is the switch.
+ChaosOptions SingleReplicaZombieSchedule() {
   ChaosOptions o;
   o.replicas = 1;
   o.clients = 2;
@@ -118,26 +120,23 @@ TEST(ChaosControl, CheckerReportsDisabledFencing) {
   o.duration_ms = 15000;
   o.fault_interval_ms = 1000;
   o.kill = o.flaky = o.disconnect = o.poison = false;
-  o.store_toml = "fencing = false\n";
   o.seed = 14;
+  return o;
+}
+
+// Control: with fencing disabled a zombie's late writes are accepted.
+TEST(ChaosControl, CheckerReportsDisabledFencing) {
+  ChaosOptions o = SingleReplicaZombieSchedule();
+  o.store_toml = "fencing = false\n";
   const ChaosReport r = RunChaos(o);
   Print("control fencing off", r);
   EXPECT_GT(r.zombies_not_fenced, 0) << r.Summary();
   EXPECT_FALSE(r.violations.empty());
 }
 
-// The same single-replica zombie schedule with fencing on: every zombie fenced.
+// The same schedule with fencing on: every zombie fenced.
 TEST(ChaosControl, SingleReplicaZombiesAreFencedWithFencingOn) {
-  ChaosOptions o;
-  o.replicas = 1;
-  o.clients = 2;
-  o.client_pause_ms = 50;
-  o.events_per_second = 0;  // paced by client_pause_ms
-  o.duration_ms = 15000;
-  o.fault_interval_ms = 1000;
-  o.kill = o.flaky = o.disconnect = o.poison = false;
-  o.seed = 14;
-  const ChaosReport r = RunChaos(o);
+  const ChaosReport r = RunChaos(SingleReplicaZombieSchedule());
   Print("control fencing on", r);
   ExpectClean(r);
   EXPECT_GT(r.zombie_episodes, 0);

@@ -25,7 +25,7 @@ psql -X -q "$url" -c "VACUUM ANALYZE queue"
 
 log "claim: $CLAIMS claims, no concurrent transaction"
 load=$(load1)
-"$SLUICE" bench claim --store "$url" --claims "$CLAIMS" --json >"$WORK/plain.json"
+"$SLUICE" bench claim --store "$url" --use-existing-events --claims "$CLAIMS" --json >"$WORK/plain.json"
 jmerge "$(cat "$WORK/plain.json")" '{"case":"plain","load1":'"$load"',"fill":'"$(cat "$WORK/fill.json")"'}' >>"$ROWS"
 
 log "claim: $CLAIMS claims while a REPEATABLE READ transaction holds its snapshot"
@@ -44,7 +44,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 load=$(load1)
-"$SLUICE" bench claim --store "$url" --claims "$CLAIMS" --json >"$WORK/held.json"
+"$SLUICE" bench claim --store "$url" --use-existing-events --claims "$CLAIMS" --json >"$WORK/held.json"
 # Rows the claims deleted that vacuum could not remove while the snapshot was
 # held (their index entries are what a claim from the start of the index steps over).
 dead=$(psql -X -At "$url" -c "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'queue'")

@@ -9,9 +9,9 @@
 #
 #   bench/ingest.sh [BUILD_DIR]        SIZE=smoke|default|full (env)
 #
-# The server runs one claim loop whose only consumer is a "test" consumer
-# that sleeps for an hour, so the watcher does not compete with ingest: this
-# measures the write path alone (the process bench measures the read side).
+# The server is an ingest-only replica ([watcher] loops = 0), so no claim
+# loop competes with ingest: this measures the write path alone (the process
+# bench measures the read side, bench/sustained.sh both at once).
 BUILD_DIR=${1:-${BUILD_DIR:-}}
 source "$(dirname "$0")/lib/common.sh"
 
@@ -36,15 +36,7 @@ sync = true
 high_water = 1000000000
 slow_down = 1000000000
 [watcher]
-loops = 1
-batch = 1
-lease_ttl = "10m"
-drain_timeout = "1s"
-[[consumer]]
-type = "test"
-name = "idle"
-bit = 2
-sleep_ms = 3600000
+loops = 0
 TOML
 }
 

@@ -5,7 +5,8 @@
 # duplicate dispatches (events claimed again while another replica held
 # them = events claimed - events completed, after every replica drained).
 # Side by side: the same runs with the naive two-step claim (select, then
-# update in a separate transaction: the bug sluice exists to prevent).
+# update in a separate transaction: the bug sluice exists to prevent), run by
+# the test binary sluice-testkit (the shipped binary has no such claim).
 #
 #   bench/scaling.sh [BUILD_DIR]        SIZE=smoke|default|full (env)
 #
@@ -44,7 +45,12 @@ for store in $STORES; do
     for r in $REPLICAS; do
       log "scaling $store $strategy: $r replica(s) x $LOOPS loops, ${SLEEP_MS} ms per $BATCH-event batch, ${DURATION} s"
       load=$(load1)
-  "$SLUICE" bench process --store "$url" --claim "$strategy" --consumers test \
+      if [[ $strategy == naive ]]; then
+        bin=("$SLUICE_TESTKIT" bench process --test-only store.claim_strategy=naive)
+      else
+        bin=("$SLUICE" bench process)
+      fi
+      "${bin[@]}" --store "$url" --use-existing-events --consumers test \
         --consumer-opt "sleep_ms=$SLEEP_MS" --replicas "$r" --loops "$LOOPS" --batch "$BATCH" \
         --lease-ttl-ms 30000 --duration "$DURATION" --json >"$WORK/out.json"
       ideal=$(node -e 'console.log(process.argv[1]*process.argv[2]*process.argv[3]*1000/process.argv[4])' \

@@ -8,6 +8,9 @@ REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$REPO_DIR/build}
 BUILD_DIR=$(cd "$BUILD_DIR" && pwd)
 SLUICE=${SLUICE:-$BUILD_DIR/sluice}
+# The test binary (the shipped commands plus the test hooks, e.g. the naive
+# claim of the scaling comparison); built by the test and bench builds.
+SLUICE_TESTKIT=${SLUICE_TESTKIT:-$BUILD_DIR/sluice-testkit}
 SIZE=${SIZE:-default}
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 RESULTS=${RESULTS:-$BENCH_DIR/results}

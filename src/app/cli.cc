@@ -21,7 +21,7 @@ struct ServeFlags {
   std::string replica_id;
 };
 
-int RunServe(const ServeFlags& f) {
+int RunServe(const ServeFlags& f, const AppHooks& hooks) {
   // Flags win over the environment, which wins over the file.
   Result<Config> config = LoadConfig(f.config);
   if (!config.ok()) {
@@ -32,37 +32,38 @@ int RunServe(const ServeFlags& f) {
   if (!f.store.empty()) config->store.url = f.store;
   if (!f.replica_id.empty()) config->replica_id = f.replica_id;
   Status st = ValidateConfig(&config.value());
+  if (st.ok()) st = CheckTestOnly(config->test_only, hooks);
   if (!st.ok()) {
-    std::fprintf(stderr, "sluice serve: %s\n", st.message().c_str());
+    std::fprintf(stderr, "%s serve: %s\n", hooks.binary.c_str(), st.message().c_str());
     return 2;
   }
   SetupLogging(config->log_level, config->log_format);
-  return Serve(*config);
+  return Serve(*config, hooks);
 }
 
 }  // namespace
 
-void AddServeCommand(CLI::App* app, CliAction* run) {
+void AddServeCommand(CLI::App* app, CliAction* run, const AppHooks* hooks) {
   auto flags = std::make_shared<ServeFlags>();
   CLI::App* cmd = app->add_subcommand("serve", "Run a replica: ingest, claim loops, ops API");
   cmd->add_option("--config", flags->config, "TOML config file");
   cmd->add_option("--listen", flags->listen, "HOST:PORT (default 127.0.0.1:8080; port 0 = any)");
   cmd->add_option("--store", flags->store, "sqlite:PATH or postgres://... ");
   cmd->add_option("--replica-id", flags->replica_id, "Replica id (default host-pid-random)");
-  cmd->callback([flags, run] { *run = [flags] { return RunServe(*flags); }; });
+  cmd->callback([flags, run, hooks] { *run = [flags, hooks] { return RunServe(*flags, *hooks); }; });
 }
 
-int RunCli(int argc, char** argv) {
-  CLI::App app{"sluice: telemetry ingestion and processing"};
-  app.set_version_flag("--version", std::string("sluice ") + kSluiceVersion);
+int RunCli(int argc, char** argv, const AppHooks& hooks) {
+  CLI::App app{hooks.binary + ": telemetry ingestion and processing"};
+  app.set_version_flag("--version", hooks.binary + " " + kSluiceVersion);
   app.require_subcommand(1);
   CliAction run;
-  AddServeCommand(&app, &run);
+  AddServeCommand(&app, &run, &hooks);
   AddStatusCommand(&app, &run);
   AddDlqCommand(&app, &run);
   AddMigrateCommand(&app, &run);
   AddSendCommand(&app, &run);
-  AddBenchCommands(&app);
+  AddBenchCommands(&app, hooks.wrap_store, hooks.consumer_types);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "app/cli.h"
-#include "app/simple_http.h"
+#include "http_client/simple_http.h"
 #include "common/event.h"
 
 namespace sluice {

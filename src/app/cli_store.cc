@@ -7,9 +7,11 @@
 #include "app/cli.h"
 #include "app/logging.h"
 #include "app/version.h"
+#include "common/strings.h"
 #include "config/config.h"
 #include "ops/dlq.h"
 #include "ops/status_report.h"
+#include "queue/open/open_store.h"
 #include "queue/store.h"
 
 namespace sluice {
@@ -38,7 +40,7 @@ Result<StorePtr> OpenStoreFor(const char* cmd, const StoreFlags& f) {
   }
   if (!f.store.empty()) options.url = f.store;
   options.pool_size = 2;
-  Result<StorePtr> store = Store::Open(options);
+  Result<StorePtr> store = OpenStore(options);
   if (!store.ok()) {
     std::fprintf(stderr, "sluice %s: opening store %s: %s\n", cmd, RedactUrl(options.url).c_str(),
                  store.status().ToString().c_str());

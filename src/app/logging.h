@@ -32,7 +32,4 @@ struct LogField {
 void LogEvent(spdlog::level::level_enum level, std::string_view msg,
               std::initializer_list<LogField> fields = {});
 
-// "postgres://user:secret@host/db" -> "postgres://user:***@host/db".
-std::string RedactUrl(const std::string& url);
-
 }  // namespace sluice

@@ -9,10 +9,11 @@
 
 #include "app/logging.h"
 #include "app/version.h"
+#include "common/strings.h"
 #include "common/time.h"
-#include "consumers/registry.h"
+#include "consumers/registry/registry.h"
 #include "ingest/formats/registry.h"
-#include "ingest/http_server.h"
+#include "http/http_server.h"
 #include "ingest/ingest_service.h"
 #include "ops/ops_service.h"
 #include "watcher/watcher.h"
@@ -38,7 +39,8 @@ std::string GenerateReplicaId() {
   return HostName() + "-" + std::to_string(getpid()) + "-" + suffix;
 }
 
-Replica::Replica(const Config& config) : config_(config) {}
+Replica::Replica(const Config& config, AppHooks hooks)
+    : config_(config), hooks_(std::move(hooks)) {}
 
 Replica::~Replica() { Shutdown(); }
 
@@ -50,8 +52,9 @@ std::string Replica::address() const {
   return host + ":" + std::to_string(port_);
 }
 
-Result<std::unique_ptr<Replica>> Replica::Start(const Config& config) {
-  std::unique_ptr<Replica> r(new Replica(config));
+Result<std::unique_ptr<Replica>> Replica::Start(const Config& config, const AppHooks& hooks) {
+  SLUICE_RETURN_IF_ERROR(CheckTestOnly(config.test_only, hooks));
+  std::unique_ptr<Replica> r(new Replica(config, hooks));
   Status st = r->StartImpl();
   if (!st.ok()) {
     r->Shutdown();
@@ -68,7 +71,7 @@ Status Replica::StartImpl() {
                 Labels({{"version", kSluiceVersion}}))
       .Set(1);
 
-  Result<StorePtr> store = Store::Open(config_.store);
+  Result<StorePtr> store = OpenStoreWithHooks(config_.store, config_.test_only, hooks_);
   if (!store.ok()) {
     return Status(store.status().code(), "opening store " + RedactUrl(config_.store.url) + ": " +
                                              store.status().message());
@@ -87,7 +90,7 @@ Status Replica::StartImpl() {
     started_ = true;  // from here on Shutdown removes the replica row
   }
 
-  Result<std::vector<ConsumerPtr>> consumers = MakeConsumers(config_.consumers, &metrics_);
+  Result<std::vector<ConsumerPtr>> consumers = MakeConsumers(config_.consumers, &metrics_, hooks_.consumer_types);
   if (!consumers.ok()) return consumers.status();
   std::string consumer_names;
   for (const ConsumerPtr& c : *consumers) {
@@ -105,7 +108,7 @@ Status Replica::StartImpl() {
       std::max<int64_t>(10000, 5 * config_.watcher.replica_heartbeat_ms);
   ops_ = std::make_unique<OpsService>(store_.get(), &metrics_, ops_options, &draining_);
 
-  server_ = std::make_unique<HttpServer>(config_.server, config_.ingest, &metrics_);
+  server_ = std::make_unique<HttpServer>(config_.server, config_.ingest.max_body_bytes, &metrics_);
   for (OpsRoute& route : ops_->Routes()) {
     server_->Route(route.method, route.path, std::move(route.handler));
   }
@@ -272,7 +275,7 @@ void Replica::Shutdown() {
   if (server_ != nullptr) LogEvent(spdlog::level::info, "stopped", {{"replica", id_}});
 }
 
-int Serve(const Config& config) {
+int Serve(const Config& config, const AppHooks& hooks) {
   // Block the stop signals in every thread (threads inherit the mask) and wait
   // for them here, so no handler runs in an arbitrary thread.
   sigset_t stop_signals;
@@ -282,7 +285,7 @@ int Serve(const Config& config) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Result<std::unique_ptr<Replica>> replica = Replica::Start(config);
+  Result<std::unique_ptr<Replica>> replica = Replica::Start(config, hooks);
   if (!replica.ok()) {
     LogEvent(spdlog::level::err, "start failed", {{"error", replica.status().ToString()}});
     return 1;

@@ -20,6 +20,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
+#include "app/app_hooks.h"
 #include "config/config.h"
 #include "queue/store.h"
 
@@ -38,8 +39,10 @@ inline constexpr int kDedupPruneMaxChunksPerRound = 200;
 
 class Replica {
  public:
-  // REQUIRES: config validated (ValidateConfig).
-  static Result<std::unique_ptr<Replica>> Start(const Config& config);
+  // REQUIRES: config validated (ValidateConfig). kInvalidArgument when the
+  // config names a test-only setting that `hooks` do not take.
+  static Result<std::unique_ptr<Replica>> Start(const Config& config,
+                                                const AppHooks& hooks = AppHooks{});
   ~Replica();  // Shutdown() if not done yet.
 
   Replica(const Replica&) = delete;
@@ -55,7 +58,7 @@ class Replica {
   void Shutdown();
 
  private:
-  explicit Replica(const Config& config);
+  Replica(const Config& config, AppHooks hooks);
   Status StartImpl();
   void HeartbeatMain();
   void DutyMain();
@@ -65,6 +68,7 @@ class Replica {
 
   // Constant after Start.
   const Config config_;
+  const AppHooks hooks_;
   std::string id_;
   std::string host_;
   int port_ = 0;
@@ -90,7 +94,7 @@ class Replica {
 
 // Runs a replica until SIGTERM or SIGINT, then drains. Returns the process
 // exit code: 0 after a clean drain, 1 when start-up failed.
-int Serve(const Config& config);
+int Serve(const Config& config, const AppHooks& hooks = AppHooks{});
 
 // "<host>-<pid>-<4 hex>".
 std::string GenerateReplicaId();

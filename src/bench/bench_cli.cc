@@ -10,6 +10,7 @@
 
 #include "bench/load_generator.h"
 #include "bench/queue_bench.h"
+#include "queue/open/open_store.h"
 
 namespace sluice {
 namespace {
@@ -27,13 +28,16 @@ struct BenchFlags {
   std::string store_url = "sqlite:./sluice-bench/sluice.db";
   bool sync = true;
   int32_t pool_size = 8;
-  std::string claim_strategy = "atomic";
+  std::vector<std::string> test_only;  // KEY=VALUE, for wrap_store (test binary only)
+  bool use_existing_events = false;
   PreloadOptions preload;
 
   ClaimBenchOptions claim_opts;
   bool no_complete = false;
 
   ProcessBenchOptions process_opts;
+  StoreDecorator wrap_store;
+  std::span<const ConsumerType> consumer_types;
   std::string consumers = "users,counters";
   std::vector<std::string> consumer_kv;
 };
@@ -50,8 +54,13 @@ void AddStoreFlags(CLI::App* cmd, BenchFlags* f) {
       ->capture_default_str();
   cmd->add_option("--pool-size", f->pool_size, "store connections per replica")
       ->capture_default_str();
-  cmd->add_option("--claim", f->claim_strategy, "claim strategy: atomic | naive (test-only)")
-      ->capture_default_str();
+  cmd->add_flag("--use-existing-events", f->use_existing_events,
+                "run on the events the store already holds (they are claimed and deleted); "
+                "without it a store that holds events is refused");
+  if (f->wrap_store) {
+    cmd->add_option("--test-only", f->test_only,
+                    "KEY=VALUE test-only setting (e.g. store.claim_strategy=naive)");
+  }
   cmd->add_option("--preload", f->preload.events,
                   "events to enqueue through Store::Enqueue before the run")
       ->capture_default_str();
@@ -69,8 +78,27 @@ Result<StoreOptions> StoreFlags(const BenchFlags& f) {
   s.url = f.store_url;
   s.sync = f.sync;
   s.pool_size = f.pool_size;
-  SLUICE_ASSIGN_OR_RETURN(s.claim_strategy, ParseClaimStrategy(f.claim_strategy));
   return s;
+}
+
+Result<BenchStoreAccess> StoreAccess(const BenchFlags& f) {
+  BenchStoreAccess a;
+  a.use_existing_events = f.use_existing_events;
+  if (!f.wrap_store) return a;
+  TestOnlySettings settings;
+  for (const std::string& kv : f.test_only) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      return Status::InvalidArgument("--test-only wants KEY=VALUE, got " + kv);
+    }
+    settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    if (settings.back().first == "store.claim_strategy") a.claim_label = settings.back().second;
+  }
+  a.open = [wrap = f.wrap_store, settings](const StoreOptions& o) -> Result<StorePtr> {
+    SLUICE_ASSIGN_OR_RETURN(StorePtr store, OpenStore(o));
+    return wrap(std::move(store), o, settings);
+  };
+  return a;
 }
 
 int Fail(const Status& st) {
@@ -95,6 +123,9 @@ int RunClaim(BenchFlags& f) {
   Result<StoreOptions> store = StoreFlags(f);
   if (!store.ok()) return Fail(store.status());
   f.claim_opts.store = *store;
+  Result<BenchStoreAccess> access = StoreAccess(f);
+  if (!access.ok()) return Fail(access.status());
+  f.claim_opts.access = std::move(*access);
   f.claim_opts.preload = f.preload;
   f.claim_opts.complete = !f.no_complete;
   Result<ClaimBenchResult> r = RunClaimBench(f.claim_opts);
@@ -108,6 +139,10 @@ int RunProcess(BenchFlags& f) {
   if (!store.ok()) return Fail(store.status());
   ProcessBenchOptions& o = f.process_opts;
   o.store = *store;
+  Result<BenchStoreAccess> access = StoreAccess(f);
+  if (!access.ok()) return Fail(access.status());
+  o.access = std::move(*access);
+  o.consumer_types = f.consumer_types;
   o.preload = f.preload;
   o.consumers.clear();
   size_t start = 0;
@@ -143,8 +178,11 @@ void QuietLogs() {
 
 }  // namespace
 
-void AddBenchCommands(CLI::App* app) {
+void AddBenchCommands(CLI::App* app, StoreDecorator wrap_store,
+                      std::span<const ConsumerType> consumer_types) {
   BenchFlags& f = Flags();
+  f.wrap_store = std::move(wrap_store);
+  f.consumer_types = consumer_types;
   CLI::App* bench = app->add_subcommand("bench", "load generator and benchmark drivers");
   bench->require_subcommand(1);
 

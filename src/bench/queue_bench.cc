@@ -12,9 +12,11 @@
 
 #include "bench/counting_store.h"
 #include "common/metrics.h"
+#include "common/strings.h"
 #include "common/time.h"
-#include "config/config.h"
-#include "consumers/registry.h"
+#include "consumers/api/consumer.h"
+#include "consumers/registry/registry.h"
+#include "queue/open/open_store.h"
 #include "watcher/watcher.h"
 
 namespace sluice {
@@ -75,6 +77,24 @@ std::string PreloadText(const PreloadResult& p) {
       p.seconds, p.events_per_s);
 }
 
+Result<StorePtr> OpenBenchStore(const BenchStoreAccess& access, const StoreOptions& options) {
+  return access.open ? access.open(options) : OpenStore(options);
+}
+
+// The drivers claim and delete every event they find: refuse a store that
+// holds events already unless told to use them.
+Status CheckScratchStore(Store* store, const BenchStoreAccess& access,
+                         const StoreOptions& options) {
+  if (access.use_existing_events) return Status::Ok();
+  SLUICE_ASSIGN_OR_RETURN(QueueStats stats, store->Stats());
+  const int64_t held = stats.pending + stats.leased + stats.dead;
+  if (held == 0) return Status::Ok();
+  return Status::InvalidArgument(fmt::format(
+      "store {} already holds {} events; the benchmark would claim and delete them. Point "
+      "--store at a scratch store, or pass --use-existing-events to run on them",
+      RedactUrl(options.url), held));
+}
+
 std::string StoreKind(const std::string& url) {
   return url.rfind("sqlite:", 0) == 0 ? "sqlite" : "postgres";
 }
@@ -100,7 +120,7 @@ Result<std::vector<ConsumerPtr>> BuildConsumers(const ProcessBenchOptions& o, Me
   }
   std::vector<ConsumerPtr> out;
   if (!configs.empty()) {
-    Result<std::vector<ConsumerPtr>> made = MakeConsumers(configs, metrics);
+    Result<std::vector<ConsumerPtr>> made = MakeConsumers(configs, metrics, o.consumer_types);
     if (!made.ok()) {
       const bool only_test = configs.size() == 1 && configs[0].type == "test";
       if (!only_test) return made.status();
@@ -142,11 +162,6 @@ int64_t DeliveriesFromMetrics(Metrics* metrics) {
 
 }  // namespace
 
-Result<ClaimStrategy> ParseClaimStrategy(const std::string& name) {
-  if (name == "atomic") return ClaimStrategy::kAtomic;
-  if (name == "naive") return ClaimStrategy::kNaiveTwoStep;
-  return Status::InvalidArgument("claim strategy must be atomic or naive, got " + name);
-}
 
 Result<PreloadResult> Preload(Store* store, const PreloadOptions& o) {
   PreloadResult r;
@@ -204,7 +219,9 @@ Result<PreloadResult> Preload(Store* store, const PreloadOptions& o) {
 
 Result<ClaimBenchResult> RunClaimBench(const ClaimBenchOptions& o) {
   if (o.claims < 0 || o.batch <= 0) return Status::InvalidArgument("need claims >= 0, batch > 0");
-  SLUICE_ASSIGN_OR_RETURN(StorePtr store, Store::Open(o.store));
+  SLUICE_ASSIGN_OR_RETURN(StorePtr store, OpenBenchStore(o.access, o.store));
+  // Filling a store (claims 0) only adds events; claiming deletes them.
+  if (o.claims > 0) SLUICE_RETURN_IF_ERROR(CheckScratchStore(store.get(), o.access, o.store));
   ClaimBenchResult r;
   SLUICE_ASSIGN_OR_RETURN(r.preload, Preload(store.get(), o.preload));
   SLUICE_ASSIGN_OR_RETURN(QueueStats before, store->Stats());
@@ -272,7 +289,8 @@ Result<ProcessBenchResult> RunProcessBench(const ProcessBenchOptions& o) {
     return Status::InvalidArgument("replicas, loops and batch must be > 0");
   }
   ProcessBenchResult r;
-  SLUICE_ASSIGN_OR_RETURN(StorePtr main_store, Store::Open(o.store));
+  SLUICE_ASSIGN_OR_RETURN(StorePtr main_store, OpenBenchStore(o.access, o.store));
+  SLUICE_RETURN_IF_ERROR(CheckScratchStore(main_store.get(), o.access, o.store));
   SLUICE_ASSIGN_OR_RETURN(r.preload, Preload(main_store.get(), o.preload));
   SLUICE_ASSIGN_OR_RETURN(QueueStats before, main_store->Stats());
   r.pending_before = before.pending;
@@ -295,7 +313,7 @@ Result<ProcessBenchResult> RunProcessBench(const ProcessBenchOptions& o) {
   for (int32_t i = 0; i < o.replicas; ++i) {
     Replica rep;
     rep.metrics = std::make_unique<Metrics>();
-    SLUICE_ASSIGN_OR_RETURN(StorePtr inner, Store::Open(o.store));
+    SLUICE_ASSIGN_OR_RETURN(StorePtr inner, OpenBenchStore(o.access, o.store));
     rep.store = std::make_unique<CountingStore>(std::move(inner), &counters);
     SLUICE_ASSIGN_OR_RETURN(std::vector<ConsumerPtr> made,
                             BuildConsumers(o, rep.metrics.get(), &r.consumer_note));
@@ -373,7 +391,7 @@ std::string ProcessBenchResult::ToJson(const ProcessBenchOptions& o) const {
   for (const auto& [k, v] : o.consumer_options) opts.Add(k, v);
   JsonObject j;
   j.Add("bench", "process").Add("store", StoreKind(o.store.url));
-  j.Add("claim_strategy", o.store.claim_strategy == ClaimStrategy::kAtomic ? "atomic" : "naive");
+  j.Add("claim_strategy", o.access.claim_label);
   j.Add("consumers", consumers).AddRaw("consumer_options", opts.Build());
   j.Add("replicas", static_cast<int64_t>(o.replicas)).Add("loops", static_cast<int64_t>(o.loops));
   j.Add("batch", static_cast<int64_t>(o.batch)).Add("duration_s", o.duration_s);
@@ -395,7 +413,7 @@ std::string ProcessBenchResult::ToText(const ProcessBenchOptions& o) const {
       "{:.0f} events/s  ({} events completed in {:.2f} s; {} replica(s) x {} loop(s), batch {}, "
       "{}, consumers {}, {} claim)\n",
       events_per_s, completed, seconds, o.replicas, o.loops, o.batch, StoreKind(o.store.url),
-      consumers, o.store.claim_strategy == ClaimStrategy::kAtomic ? "atomic" : "naive");
+      consumers, o.access.claim_label);
   out += fmt::format(
       "deliveries {}  duplicate dispatches {}  claims {}  lease-lost {}  left {}  dead {}  "
       "CPU {:.2f} s{}\n",

@@ -12,12 +12,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "bench/bench_util.h"
 #include "common/status.h"
+#include "consumers/registry/registry.h"
 #include "queue/store.h"
 
 namespace sluice {
@@ -40,8 +43,23 @@ struct PreloadResult {
 
 Result<PreloadResult> Preload(Store* store, const PreloadOptions& options);
 
+// How a driver opens its store(s). Default: OpenStore. The test binary
+// passes its broken variants (sluice-testkit bench ... --test-only K=V).
+using BenchStoreOpener = std::function<Result<StorePtr>(const StoreOptions&)>;
+
+// What the claim and process drivers may do to the store they are given.
+struct BenchStoreAccess {
+  BenchStoreOpener open;  // null = OpenStore
+  // The drivers claim and delete whatever the store holds. false (default):
+  // a store that holds events before the preload is refused; true: they are
+  // used (--use-existing-events), e.g. a queue filled by an earlier run.
+  bool use_existing_events = false;
+  std::string claim_label = "atomic";  // what the store's claim is, for the report
+};
+
 struct ClaimBenchOptions {
   StoreOptions store;
+  BenchStoreAccess access;
   PreloadOptions preload;
   int32_t claims = 200;  // claim+complete rounds; 0 = only preload
   int32_t batch = 500;   // events per claim
@@ -67,9 +85,12 @@ Result<ClaimBenchResult> RunClaimBench(const ClaimBenchOptions& options);
 
 struct ProcessBenchOptions {
   StoreOptions store;
+  BenchStoreAccess access;
+  std::span<const ConsumerType> consumer_types;  // besides the built-in ones
   PreloadOptions preload;
-  // Consumer types ("users", "counters", "test", "sink" = the bench's own
-  // external no-op that sleeps sink_sleep_ms per batch).
+  // Consumer types ("users", "counters", any of consumer_types, "sink" = the
+  // bench's own external no-op that sleeps sleep_ms per batch; "test" falls
+  // back to it where no such type is registered).
   std::vector<std::string> consumers = {"users", "counters"};
   std::map<std::string, std::string> consumer_options;  // passed to every consumer
   int32_t replicas = 1;  // in-process replicas, each its own Store + Watcher
@@ -103,8 +124,5 @@ struct ProcessBenchResult {
 };
 
 Result<ProcessBenchResult> RunProcessBench(const ProcessBenchOptions& options);
-
-// "atomic" | "naive".
-Result<ClaimStrategy> ParseClaimStrategy(const std::string& name);
 
 }  // namespace sluice

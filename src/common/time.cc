@@ -128,4 +128,31 @@ std::string FormatIso8601Ms(int64_t epoch_ms) {
   return buf;
 }
 
+std::optional<int64_t> ParseDurationMs(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  size_t i = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+  if (i == 0) return std::nullopt;
+  int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + i, n);
+  if (ec != std::errc() || ptr != s.data() + i) return std::nullopt;
+  const std::string unit = s.substr(i);
+  int64_t mult = 0;
+  if (unit.empty() || unit == "ms") {
+    mult = 1;
+  } else if (unit == "s") {
+    mult = 1000;
+  } else if (unit == "m") {
+    mult = 60 * 1000;
+  } else if (unit == "h") {
+    mult = 3600 * 1000;
+  } else if (unit == "d") {
+    mult = 24LL * 3600 * 1000;
+  } else {
+    return std::nullopt;
+  }
+  if (n > INT64_MAX / mult) return std::nullopt;
+  return n * mult;
+}
+
 }  // namespace sluice

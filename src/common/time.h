@@ -20,6 +20,9 @@ std::optional<int64_t> ParseIso8601Ms(std::string_view s);
 // Parses epoch milliseconds given as a decimal string, or ISO-8601.
 std::optional<int64_t> ParseTimeMs(std::string_view s);
 
+// Parses "30s", "250ms", "5m", "24h", "2d" or a bare integer of milliseconds.
+std::optional<int64_t> ParseDurationMs(const std::string& s);
+
 // "2024-05-01T10:00:00.123Z".
 std::string FormatIso8601Ms(int64_t epoch_ms);
 

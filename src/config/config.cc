@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/time.h"
+
 namespace sluice {
 namespace {
 
@@ -101,6 +103,36 @@ Status UnknownKey(const std::string& key) {
   return Status::InvalidArgument("unknown config key " + key);
 }
 
+// The settings only the test binary acts on (Config::test_only). The parser
+// knows their names so that it can hand them over, and the shipped binary can
+// refuse them by name; nothing here gives them any effect.
+constexpr const char* kTestOnlyKeys[] = {"store.claim_strategy", "store.fencing",
+                                         "ingest.fail_first_requests",
+                                         "ingest.fail_after_commit"};
+constexpr const char* kTestOnlyConsumerTypes[] = {"test"};
+
+bool IsTestOnlyKey(std::string_view key) {
+  for (const char* k : kTestOnlyKeys) {
+    if (key == k) return true;
+  }
+  return false;
+}
+
+Status RecordTestOnly(const toml::node& v, const std::string& key, TestOnlySettings* out) {
+  std::string value;
+  if (const auto* s = v.as_string()) {
+    value = s->get();
+  } else if (const auto* b = v.as_boolean()) {
+    value = b->get() ? "true" : "false";
+  } else if (const auto* i = v.as_integer()) {
+    value = std::to_string(i->get());
+  } else {
+    return TypeError(key, "a string, integer or boolean");
+  }
+  out->emplace_back(key, std::move(value));
+  return Status::Ok();
+}
+
 // Strips an optional "_ms" suffix so `lease_ttl = "30s"` and `lease_ttl_ms = 30000`
 // name the same setting.
 std::string_view DurationKey(std::string_view k) {
@@ -133,7 +165,7 @@ Status ParseServer(const toml::table& t, ServerOptions* o) {
   return Status::Ok();
 }
 
-Status ParseStore(const toml::table& t, StoreOptions* o) {
+Status ParseStore(const toml::table& t, StoreOptions* o, TestOnlySettings* test_only) {
   for (const auto& [k, v] : t) {
     const std::string key = KeyName("store", k.str());
     const std::string_view dk = DurationKey(k.str());
@@ -147,18 +179,8 @@ Status ParseStore(const toml::table& t, StoreOptions* o) {
       SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1, &o->busy_timeout_ms));
     } else if (dk == "dedup_window") {
       SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1000, &o->dedup_window_ms));
-    } else if (k == "claim_strategy") {  // TEST ONLY: "naive" reproduces the two-step bug
-      std::string strategy;
-      SLUICE_RETURN_IF_ERROR(GetString(v, key, &strategy));
-      if (strategy == "atomic") {
-        o->claim_strategy = ClaimStrategy::kAtomic;
-      } else if (strategy == "naive") {
-        o->claim_strategy = ClaimStrategy::kNaiveTwoStep;
-      } else {
-        return Status::InvalidArgument("config key " + key + ": expected \"atomic\" or \"naive\"");
-      }
-    } else if (k == "fencing") {  // TEST ONLY: false disables the token check on writes
-      SLUICE_RETURN_IF_ERROR(GetBool(v, key, &o->fencing));
+    } else if (IsTestOnlyKey(key)) {
+      SLUICE_RETURN_IF_ERROR(RecordTestOnly(v, key, test_only));
     } else {
       return UnknownKey(key);
     }
@@ -166,7 +188,7 @@ Status ParseStore(const toml::table& t, StoreOptions* o) {
   return Status::Ok();
 }
 
-Status ParseIngest(const toml::table& t, IngestOptions* o) {
+Status ParseIngest(const toml::table& t, IngestOptions* o, TestOnlySettings* test_only) {
   constexpr int64_t kMaxBytes = 1LL << 30;  // 1 GiB: anything larger is a typo
   for (const auto& [k, v] : t) {
     const std::string key = KeyName("ingest", k.str());
@@ -196,10 +218,8 @@ Status ParseIngest(const toml::table& t, IngestOptions* o) {
       }
     } else if (k == "group_max_events") {
       SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 10000000, &o->group_max_events));
-    } else if (k == "fail_first_requests") {
-      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, 1000000, &o->fail_first_requests));
-    } else if (k == "fail_after_commit") {
-      SLUICE_RETURN_IF_ERROR(GetBool(v, key, &o->fail_after_commit));
+    } else if (IsTestOnlyKey(key)) {
+      SLUICE_RETURN_IF_ERROR(RecordTestOnly(v, key, test_only));
     } else {
       return UnknownKey(key);
     }
@@ -212,7 +232,7 @@ Status ParseWatcher(const toml::table& t, WatcherOptions* o) {
     const std::string key = KeyName("watcher", k.str());
     const std::string_view dk = DurationKey(k.str());
     if (k == "loops") {
-      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 256, &o->loops));
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, 256, &o->loops));
     } else if (k == "batch") {
       SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 100000, &o->batch));
     } else if (dk == "lease_ttl") {
@@ -333,7 +353,8 @@ Status FlattenValue(const toml::node& v, const std::string& name, const std::str
   return Status::Ok();
 }
 
-Status ParseConsumer(const toml::table& t, size_t index, ConsumerConfig* c) {
+Status ParseConsumer(const toml::table& t, size_t index, ConsumerConfig* c,
+                     TestOnlySettings* test_only) {
   const std::string base = "consumer[" + std::to_string(index) + "]";
   for (const auto& [k, v] : t) {
     const std::string key = KeyName(base, k.str());
@@ -355,6 +376,9 @@ Status ParseConsumer(const toml::table& t, size_t index, ConsumerConfig* c) {
     return Status::InvalidArgument("config key " + base + ".type: required");
   }
   if (c->name.empty()) c->name = c->type;
+  for (const char* type : kTestOnlyConsumerTypes) {
+    if (c->type == type) test_only->emplace_back(base + ".type", c->type);
+  }
   return Status::Ok();
 }
 
@@ -387,8 +411,8 @@ Status ParseToml(const toml::table& root, Config* c) {
       const toml::table* t = AsTable(v, key, &st);
       if (t == nullptr) return st;
       if (k == "server") st = ParseServer(*t, &c->server);
-      if (k == "store") st = ParseStore(*t, &c->store);
-      if (k == "ingest") st = ParseIngest(*t, &c->ingest);
+      if (k == "store") st = ParseStore(*t, &c->store, &c->test_only);
+      if (k == "ingest") st = ParseIngest(*t, &c->ingest, &c->test_only);
       if (k == "watcher") st = ParseWatcher(*t, &c->watcher);
       if (k == "auth") st = ParseAuth(*t, &c->auth);
       if (k == "log") st = ParseLog(*t, c);
@@ -400,7 +424,7 @@ Status ParseToml(const toml::table& root, Config* c) {
         const auto* ct = (*arr)[i].as_table();
         if (ct == nullptr) return TypeError("consumer", "an array of tables ([[consumer]])");
         ConsumerConfig cc;
-        SLUICE_RETURN_IF_ERROR(ParseConsumer(*ct, i, &cc));
+        SLUICE_RETURN_IF_ERROR(ParseConsumer(*ct, i, &cc, &c->test_only));
         c->consumers.push_back(std::move(cc));
       }
     } else if (k == "replica_id") {
@@ -431,65 +455,6 @@ Status ApplyEnv(const EnvLookup& env, Config* c) {
 }
 
 }  // namespace
-
-std::optional<int64_t> ParseDurationMs(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  size_t i = 0;
-  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-  if (i == 0) return std::nullopt;
-  int64_t n = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + i, n);
-  if (ec != std::errc() || ptr != s.data() + i) return std::nullopt;
-  const std::string unit = s.substr(i);
-  int64_t mult = 0;
-  if (unit.empty() || unit == "ms") {
-    mult = 1;
-  } else if (unit == "s") {
-    mult = 1000;
-  } else if (unit == "m") {
-    mult = 60 * 1000;
-  } else if (unit == "h") {
-    mult = 3600 * 1000;
-  } else if (unit == "d") {
-    mult = 24LL * 3600 * 1000;
-  } else {
-    return std::nullopt;
-  }
-  if (n > INT64_MAX / mult) return std::nullopt;
-  return n * mult;
-}
-
-Status SplitHostPort(const std::string& listen, std::string* host, int* port) {
-  const std::string bad = "listen address \"" + listen + "\": expected HOST:PORT";
-  size_t colon = std::string::npos;
-  if (!listen.empty() && listen[0] == '[') {
-    const size_t close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
-      return Status::InvalidArgument(bad);
-    }
-    *host = listen.substr(1, close - 1);
-    colon = close + 1;
-  } else {
-    colon = listen.rfind(':');
-    if (colon == std::string::npos) return Status::InvalidArgument(bad);
-    *host = listen.substr(0, colon);
-    if (host->find(':') != std::string::npos) return Status::InvalidArgument(bad);
-  }
-  if (host->empty()) return Status::InvalidArgument(bad);
-  const std::string p = listen.substr(colon + 1);
-  int v = -1;
-  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
-  if (p.empty() || ec != std::errc() || ptr != p.data() + p.size() || v < 0 || v > 65535) {
-    return Status::InvalidArgument(bad + " with PORT in 0..65535");
-  }
-  *port = v;
-  return Status::Ok();
-}
-
-bool IsLoopbackHost(const std::string& host) {
-  if (host == "localhost" || host == "::1") return true;
-  return host.rfind("127.", 0) == 0;
-}
 
 Status ValidateConfig(Config* c) {
   std::string host;

@@ -10,7 +10,7 @@
 
 #include "common/time.h"
 #include "ingest/group_commit.h"
-#include "ingest/gzip.h"
+#include "ingest/formats/gzip.h"
 
 namespace sluice {
 namespace {
@@ -113,8 +113,6 @@ struct IngestService::Impl {
 
   // Pending + leased events, refreshed by depth_thread; -1 until first known.
   std::atomic<int64_t> depth{-1};
-  // Test-only fault injection (IngestOptions::fail_first_requests): requests so far.
-  std::atomic<int64_t> admitted{0};
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;  // GUARDED_BY(mu)
@@ -327,16 +325,6 @@ struct IngestService::Impl {
                   "high_water");
     }
 
-    bool lose_ack = false;
-    if (limits.fail_first_requests > 0 &&
-        admitted.fetch_add(1) < static_cast<int64_t>(limits.fail_first_requests)) {
-      if (!limits.fail_after_commit) {
-        return fail(Status::Unavailable("injected failure (ingest.fail_first_requests)"),
-                    "injected");
-      }
-      lose_ack = true;  // commit, then answer 503 as if the acknowledgement were lost
-    }
-
     std::vector<NewEvent> rows;
     rows.reserve(decoded.events.size());
     for (size_t i = 0; i < decoded.events.size(); ++i) {
@@ -357,18 +345,13 @@ struct IngestService::Impl {
       Answer(*format, outcome, respond);
       return;
     }
-    Status st = committer.Submit(std::move(rows), [this, format, outcome, respond,
-                                                   lose_ack](Result<EnqueueResult> r) mutable {
+    Status st = committer.Submit(std::move(rows), [this, format, outcome,
+                                                   respond](Result<EnqueueResult> r) mutable {
       if (r.ok()) {
         outcome.accepted = r->accepted;
         outcome.duplicates = r->duplicates;
         accepted->Inc(r->accepted);
         duplicates->Inc(r->duplicates);
-        if (lose_ack) {
-          outcome.status =
-              Status::Unavailable("injected failure after commit (ingest.fail_after_commit)");
-          outcome.retry_after_s = std::max(1, limits.retry_after_s);
-        }
         Answer(*format, outcome, respond);
         return;
       }

@@ -8,9 +8,10 @@
 #include <memory>
 
 #include "common/metrics.h"
-#include "config/config.h"
-#include "ingest/format.h"
-#include "ingest/http_server.h"
+#include "http/auth.h"
+#include "ingest/ingest_options.h"
+#include "ingest/formats/format.h"
+#include "http/http_server.h"
 #include "queue/store.h"
 
 namespace sluice {

@@ -7,7 +7,7 @@
 
 #include "common/event.h"
 #include "common/time.h"
-#include "ops/http_util.h"
+#include "http/http_util.h"
 
 namespace sluice {
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "ingest/http_server.h"
+#include "http/http_server.h"
 #include "queue/store.h"
 
 namespace sluice {

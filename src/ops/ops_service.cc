@@ -5,7 +5,7 @@
 #include "common/event.h"
 #include "common/time.h"
 #include "ops/dlq.h"
-#include "ops/http_util.h"
+#include "http/http_util.h"
 #include "ops/status_report.h"
 
 namespace sluice {

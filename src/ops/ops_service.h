@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "common/metrics.h"
-#include "config/config.h"
-#include "ingest/http_server.h"
+#include "http/auth.h"
+#include "http/http_server.h"
 #include "queue/store.h"
 
 namespace sluice {

@@ -189,11 +189,6 @@ struct CounterPoint {
   int64_t users = 0;
 };
 
-// Test-only claim strategies. kNaiveTwoStep reproduces the bug sluice exists to
-// prevent (select, then update in a separate transaction) so the duplicate
-// checkers can be shown to fail.
-enum class ClaimStrategy { kAtomic, kNaiveTwoStep };
-
 struct StoreOptions {
   // "sqlite:PATH" | "postgres://..." | "postgresql://...".
   std::string url = "sqlite:./sluice-data/sluice.db";
@@ -204,15 +199,10 @@ struct StoreOptions {
   int32_t pool_size = 8;              // connections, >= 1
   int64_t busy_timeout_ms = 10000;    // SQLite lock wait / PG statement timeout
   int64_t dedup_window_ms = 24LL * 3600 * 1000;  // default 24 h
-  ClaimStrategy claim_strategy = ClaimStrategy::kAtomic;  // test-only
-  bool fencing = true;  // test-only: false disables the token check on writes
 };
 
 class Store {
  public:
-  // Opens (creating and migrating if needed) the store named by options.url.
-  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
-
   virtual ~Store() = default;
 
   // ---- ingest ----

@@ -14,6 +14,17 @@
 
 namespace sluice {
 
+// Settings only the test binary sluice-testkit acts on, as (key, value): a
+// deliberately broken claim, fencing off, ingest fault injection, the "test"
+// consumer type. The shipped binary refuses any (app/app_hooks.h).
+using TestOnlySettings = std::vector<std::pair<std::string, std::string>>;
+
+// Wraps a store a binary has just opened and returns the store to use: the
+// test binary's broken and fault-injecting variants (tests/testkit), chosen by
+// `settings`. The shipped binary has none.
+using StoreDecorator = std::function<Result<StorePtr>(
+    StorePtr store, const StoreOptions& options, const TestOnlySettings& settings)>;
+
 class StoreWrapper : public Store {
  public:
   // Owns `inner`.

@@ -112,7 +112,7 @@ void Watcher::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (started_) return;
   started_ = true;
-  const int loops = std::max(1, options_.loops);
+  const int loops = std::max(0, options_.loops);
   for (int i = 0; i < loops; ++i) threads_.emplace_back([this, i] { LoopMain(i); });
   heartbeat_ = std::thread([this] { HeartbeatMain(); });
   spdlog::info("watcher start replica={} loops={} batch={} lease_ttl_ms={} consumers={}",

@@ -36,11 +36,26 @@
 #include <vector>
 
 #include "common/metrics.h"
-#include "config/config.h"
-#include "consumers/consumer.h"
+#include "consumers/api/consumer.h"
 #include "queue/store.h"
 
 namespace sluice {
+
+struct WatcherOptions {
+  // Claim loops per replica; default 2. 0: an ingest-only replica that never
+  // claims (processing runs on other replicas).
+  int32_t loops = 2;
+  int32_t batch = 500;  // max events per claim
+  int64_t lease_ttl_ms = 30000;
+  int64_t heartbeat_ms = 0;  // 0 = lease_ttl / 3
+  BackoffPolicy backoff;
+  int64_t idle_poll_min_ms = 10;  // first idle wait; doubles up to max
+  int64_t idle_poll_max_ms = 1000;
+  int64_t consumer_timeout_ms = 0;   // per delivery; 0 = lease_ttl / 2
+  int64_t drain_timeout_ms = 20000;  // SIGTERM: in-flight batches get this long
+  int64_t replica_heartbeat_ms = 2000;
+  int64_t dedup_prune_interval_ms = 60000;
+};
 
 class Watcher {
  public:

@@ -18,6 +18,7 @@
 namespace sluice {
 namespace {
 
+using testing::kTestkitBinary;
 using testing::RunSluice;
 using testing::TempDir;
 
@@ -120,10 +121,11 @@ TEST(BenchProcess, PostgresTestConsumerReplicasDrainWithoutDuplicates) {
 
 TEST(BenchProcess, NaiveClaimRunsForTheDuration) {
   TempDir dir;
-  auto r =
-      RunSluice({"bench", "process", "--store", "sqlite:" + dir.File("s.db"), "--preload", "2000",
-                 "--claim", "naive", "--consumers", "test", "--consumer-opt", "sleep_ms=2",
-                 "--replicas", "2", "--batch", "20", "--duration", "1", "--json"});
+  auto r = RunSluice({"bench", "process", "--store", "sqlite:" + dir.File("s.db"), "--preload",
+                      "2000", "--test-only", "store.claim_strategy=naive", "--consumers", "test",
+                      "--consumer-opt", "sleep_ms=2", "--replicas", "2", "--batch", "20",
+                      "--duration", "1", "--json"},
+                     {}, std::chrono::seconds(60), kTestkitBinary);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_GT(JsonNumber(r.out, "completed"), 0) << r.out;
   EXPECT_NE(r.out.find("\"claim_strategy\":\"naive\""), std::string::npos) << r.out;
@@ -134,7 +136,8 @@ void RunScript(const std::string& name) {
   TempDir results;
   const std::string bin = SLUICE_BINARY;
   const std::string build_dir = std::filesystem::path(bin).parent_path().string();
-  const std::string cmd = "SIZE=smoke SLUICE='" + bin + "' RESULTS='" + results.path() +
+  const std::string cmd = "SIZE=smoke SLUICE='" + bin + "' SLUICE_TESTKIT='" + kTestkitBinary +
+                          "' RESULTS='" + results.path() +
                           "' bash '" SLUICE_SOURCE_DIR "/bench/" + name + ".sh' '" + build_dir +
                           "' >'" + results.File("out.log") + "' 2>&1";
   const int rc = std::system(cmd.c_str());

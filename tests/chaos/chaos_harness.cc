@@ -380,11 +380,13 @@ ChaosReport RunChaos(const ChaosOptions& o) {
     store_url = pg->url();
   }
   const std::string config = dir.File("sluice.toml");
-  std::ofstream(config) << ReplicaToml(o, store_url, archive_dir);
+  const std::string config_text = ReplicaToml(o, store_url, archive_dir);
+  std::ofstream(config) << config_text;
 
   std::vector<Replica> replicas(o.replicas);
   for (int i = 0; i < o.replicas; ++i) {
     SluiceProcessOptions po;
+    po.binary = BinaryFor(config_text);
     po.dir = dir.path();
     po.args = {"--config", config, "--replica-id", "r" + std::to_string(i)};
     po.log_name = "replica-" + std::to_string(i) + ".log";

@@ -28,6 +28,7 @@
 #include "common/metrics.h"
 #include "consumers/counters/counters_consumer.h"
 #include "consumers/users/users_consumer.h"
+#include "queue/open/open_store.h"
 #include "queue/store.h"
 #include "testing/testing.h"
 #include "watcher/watcher.h"
@@ -94,7 +95,7 @@ class ConsumerHangTest : public ::testing::Test {
     StoreOptions o;
     o.url = "sqlite:" + dir_.File("db");
     o.sync = false;
-    Result<StorePtr> s = Store::Open(o);
+    Result<StorePtr> s = ::sluice::OpenStore(o);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
   }

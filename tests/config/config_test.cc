@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 
+#include "common/time.h"
 #include "testing/testing.h"
 
 namespace sluice {
@@ -177,7 +178,7 @@ void ExpectErrorNames(const std::string& text, const std::string& needle) {
 }
 
 TEST(ParseConfig, InvalidValuesAreRejectedNamingTheKey) {
-  ExpectErrorNames("[watcher]\nloops = 0\n", "watcher.loops");
+  ExpectErrorNames("[watcher]\nloops = -1\n", "watcher.loops");
   ExpectErrorNames("[watcher]\nbatch = \"many\"\n", "watcher.batch");
   ExpectErrorNames("[watcher]\nlease_ttl = \"30 parsecs\"\n", "watcher.lease_ttl");
   ExpectErrorNames("[watcher]\nlease_ttl = \"10ms\"\n", "watcher.lease_ttl");

@@ -13,8 +13,8 @@
 #include <set>
 
 #include "common/time.h"
-#include "consumers/registry.h"
-#include "consumers/sink_servers.h"
+#include "consumers/registry/registry.h"
+#include "testing/sink_servers.h"
 
 namespace sluice {
 namespace {

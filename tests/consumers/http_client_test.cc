@@ -1,6 +1,6 @@
 // HttpClient (the external consumers' libcurl layer) and its helpers, against
 // a local receiver.
-#include "consumers/http/http_client.h"
+#include "http_client/http_client.h"
 
 #include <gtest/gtest.h>
 
@@ -8,8 +8,8 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
-#include "consumers/http/option_reader.h"
-#include "consumers/sink_servers.h"
+#include "consumers/api/option_reader.h"
+#include "testing/sink_servers.h"
 
 namespace sluice {
 namespace {
@@ -47,7 +47,7 @@ TEST(HttpClient, SendsBodyHeadersAndBasicAuthAndReadsHeaders) {
                  r.method + " " + r.body};
   });
   HttpClient http(HttpClientOptions{}, nullptr, "t");
-  HttpRequest req;
+  ClientRequest req;
   req.method = "PUT";
   req.url = rx.url("/p?q=1");
   req.body = "payload";
@@ -73,7 +73,7 @@ TEST(HttpClient, BodyOverTheLimitIsTruncatedAndConnectionIsReused) {
   o.max_response_bytes = 1000;
   Metrics m;
   HttpClient http(o, &m, "t");
-  HttpRequest req;
+  ClientRequest req;
   req.url = rx.url();
   for (int i = 0; i < 3; ++i) {
     auto resp = http.Send(req);
@@ -95,7 +95,7 @@ TEST(HttpClient, SlowServerTimesOutAsUnavailable) {
   HttpClientOptions o;
   o.timeout_ms = 200;
   HttpClient http(o, nullptr, "t");
-  HttpRequest req;
+  ClientRequest req;
   req.url = rx.url();
   const int64_t start = Clock::Real().MonoMs();
   auto resp = http.Send(req);
@@ -115,7 +115,7 @@ TEST(HttpClient, ConcurrentSendsFromManyThreads) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
         const std::string body = std::to_string(t * 100 + i);
-        HttpRequest req;
+        ClientRequest req;
         req.method = "POST";
         req.url = rx.url();
         req.body = body;
@@ -136,7 +136,7 @@ TEST(HttpClient, HttpsUrlsVerifyTheCertificate) {
   HttpClientOptions o;
   o.timeout_ms = 500;
   HttpClient http(o, nullptr, "t");
-  HttpRequest req;
+  ClientRequest req;
   req.url = "https://127.0.0.1:" + std::to_string(rx.port()) + "/";
   EXPECT_EQ(http.Send(req).status().code(), Code::kUnavailable);
   req.url = "ftp://127.0.0.1/";

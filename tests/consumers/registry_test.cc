@@ -1,13 +1,13 @@
 // MakeConsumers, EventFilter and FilteredConsumer.
-#include "consumers/registry.h"
+#include "consumers/registry/registry.h"
 
 #include <gtest/gtest.h>
 
 #include <deque>
 
 #include "common/event.h"
-#include "consumers/filter.h"
-#include "consumers/testing/flaky_consumer.h"
+#include "consumers/api/filter.h"
+#include "testkit/flaky_consumer.h"
 
 namespace sluice {
 namespace {
@@ -51,7 +51,7 @@ TEST(Registry, UnknownTypeIsInvalidArgument) {
 
 TEST(Registry, ExternalConsumerWithoutBitIsRefused) {
   Metrics m;
-  auto r = MakeConsumers({Cfg("users"), Cfg("test", "t")}, &m);
+  auto r = MakeConsumers({Cfg("users"), Cfg("test", "t")}, &m, kTestConsumerTypes);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
   EXPECT_NE(r.status().message().find("bit"), std::string::npos);
@@ -59,21 +59,21 @@ TEST(Registry, ExternalConsumerWithoutBitIsRefused) {
 
 TEST(Registry, DuplicateBitIsRefused) {
   Metrics m;
-  auto r = MakeConsumers({Cfg("users"), Cfg("test", "t", 0)}, &m);
+  auto r = MakeConsumers({Cfg("users"), Cfg("test", "t", 0)}, &m, kTestConsumerTypes);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
 }
 
 TEST(Registry, DuplicateNameIsRefused) {
   Metrics m;
-  auto r = MakeConsumers({Cfg("test", "t", 3), Cfg("test", "t", 4)}, &m);
+  auto r = MakeConsumers({Cfg("test", "t", 3), Cfg("test", "t", 4)}, &m, kTestConsumerTypes);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
 }
 
 TEST(Registry, BitOutOfRangeIsRefused) {
   Metrics m;
-  EXPECT_FALSE(MakeConsumers({Cfg("test", "t", 63)}, &m).ok());
+  EXPECT_FALSE(MakeConsumers({Cfg("test", "t", 63)}, &m, kTestConsumerTypes).ok());
 }
 
 TEST(Registry, TestTypeParsesItsOptions) {
@@ -81,7 +81,7 @@ TEST(Registry, TestTypeParsesItsOptions) {
   ConsumerConfig c = Cfg("test", "sink", 7);
   c.options = {{"sleep_ms", "3"}, {"fail_first_n", "2"}, {"poison_event", "boom"},
                {"fail_rate", "0.25"}, {"hang_ms", "10"}};
-  auto r = MakeConsumers({c}, &m);
+  auto r = MakeConsumers({c}, &m, kTestConsumerTypes);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_FALSE((*r)[0]->in_store());
   EXPECT_EQ((*r)[0]->bit(), uint64_t{1} << 7);
@@ -97,7 +97,7 @@ TEST(Registry, TestTypeRefusesUnknownOption) {
   Metrics m;
   ConsumerConfig c = Cfg("test", "sink", 7);
   c.options = {{"sleep", "3"}};
-  auto r = MakeConsumers({c}, &m);
+  auto r = MakeConsumers({c}, &m, kTestConsumerTypes);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("sleep"), std::string::npos);
 }
@@ -151,7 +151,7 @@ TEST(FilteredConsumer, HandsOnlyMatchingEventsAndSkipsEmptyDeliveries) {
   Metrics m;
   ConsumerConfig c = Cfg("test", "hook", 4);
   c.events = {"signup"};
-  auto r = MakeConsumers({c}, &m);
+  auto r = MakeConsumers({c}, &m, kTestConsumerTypes);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   auto* filtered = dynamic_cast<FilteredConsumer*>((*r)[0].get());
   ASSERT_NE(filtered, nullptr);

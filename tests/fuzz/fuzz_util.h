@@ -8,13 +8,13 @@
 #include <string_view>
 
 #include "common/event.h"
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 
 // Tight limits so the fuzzer explores them instead of allocating.
-inline IngestOptions FuzzLimits() {
-  IngestOptions limits;
+inline DecodeLimits FuzzLimits() {
+  DecodeLimits limits;
   limits.max_decompressed_bytes = 1 << 20;
   limits.max_events = 64;
   limits.max_json_depth = 16;
@@ -29,7 +29,7 @@ inline void FuzzCheck(bool ok) {
 
 // Decodes `req`, checks the invariants, and phrases every outcome.
 inline void FuzzDecode(const Format& format, const IngestRequest& req) {
-  const IngestOptions limits = FuzzLimits();
+  const DecodeLimits limits = FuzzLimits();
   DecodeResult r = format.Decode(req, limits);
   if (r.status.ok()) {
     FuzzCheck(r.events.size() <= static_cast<size_t>(limits.max_events));

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "queue/open/open_store.h"
 #include "queue/store_wrapper.h"
 #include "testing/store_fixture.h"
 #include "testing/testing.h"
@@ -66,7 +67,7 @@ std::vector<NewEvent> Rows(const std::string& prefix, int n) {
 class GroupCommitTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto inner = Store::Open({.url = "sqlite:" + dir_.File("db")});
+    auto inner = OpenStore({.url = "sqlite:" + dir_.File("db")});
     ASSERT_TRUE(inner.ok()) << inner.status().ToString();
     store_ = std::make_unique<GatedStore>(std::move(inner).value());
   }

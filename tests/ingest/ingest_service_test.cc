@@ -10,9 +10,11 @@
 
 #include "ingest/formats/native.h"
 #include "ingest/formats/registry.h"
-#include "ingest/raw_http.h"
+#include "testing/raw_http.h"
+#include "queue/open/open_store.h"
 #include "testing/store_fixture.h"
 #include "testing/testing.h"
+#include "testkit/broken_stores.h"
 
 namespace sluice {
 namespace {
@@ -53,13 +55,16 @@ class IngestServiceTest : public ::testing::Test {
  protected:
   void Start() {
     url_ = "sqlite:" + dir_.File("db");
-    auto store = Store::Open({.url = url_});
+    auto store = OpenStore({.url = url_});
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
+    if (faults_.fail_first_requests > 0) {
+      store_ = std::make_unique<IngestFaultStore>(std::move(store_), faults_);
+    }
     ServerOptions so;
     so.listen = "127.0.0.1:0";
     so.threads = 2;
-    server_ = std::make_unique<HttpServer>(so, limits_, &metrics_);
+    server_ = std::make_unique<HttpServer>(so, limits_.max_body_bytes, &metrics_);
     std::vector<FormatPtr> formats;
     formats.push_back(NewNativeFormat());
     service_ = std::make_unique<IngestService>(store_.get(), limits_, auth_, &metrics_,
@@ -93,6 +98,7 @@ class IngestServiceTest : public ::testing::Test {
   testing::TempDir dir_;
   std::string url_;
   IngestOptions limits_;
+  IngestFaultOptions faults_;  // the test kit's failing store, when set
   AuthOptions auth_;
   Metrics metrics_;
   StorePtr store_;
@@ -313,8 +319,8 @@ TEST_F(IngestServiceTest, ConcurrentRequestsShareGroupCommits) {
   EXPECT_LE(groups, kThreads * kRequests);
 }
 
-TEST_F(IngestServiceTest, InjectedFailuresAnswer503ThenRecover) {
-  limits_.fail_first_requests = 2;
+TEST_F(IngestServiceTest, FailedCommitsAnswer503ThenRecover) {
+  faults_.fail_first_requests = 2;
   Start();
   EXPECT_EQ(Post(Batch("f", 1)).status, 503);
   EXPECT_EQ(Post(Batch("f", 1)).status, 503);

@@ -7,9 +7,10 @@
 #include "common/event.h"
 #include "common/time.h"
 #include "ops/dlq.h"
-#include "ops/http_util.h"
+#include "http/http_util.h"
 #include "ops/ops_service.h"
 #include "ops/status_report.h"
+#include "queue/open/open_store.h"
 #include "testing/testing.h"
 
 namespace sluice {
@@ -21,7 +22,7 @@ class OpsTest : public ::testing::Test {
     StoreOptions so;
     so.url = "sqlite:" + dir_.File("ops.db");
     so.sync = false;
-    auto store = Store::Open(so);
+    auto store = OpenStore(so);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
   }

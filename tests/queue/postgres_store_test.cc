@@ -14,6 +14,7 @@
 
 #include "fmt/format.h"
 #include "queue/effects.h"
+#include "queue/open/open_store.h"
 #include "queue/postgres/pg_conn.h"
 #include "queue/postgres/pg_schema.h"
 #include "queue/store.h"
@@ -34,7 +35,7 @@ std::string FreshUrl() {
 
 StorePtr OpenPg(const std::string& url, StoreOptions o = {}) {
   o.url = url;
-  auto s = Store::Open(o);
+  auto s = OpenStore(o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return s.ok() ? std::move(s).value() : nullptr;
 }
@@ -71,7 +72,7 @@ TEST(PostgresStoreTest, ReplicasStartingTogetherMigrateOnce) {
       StoreOptions o;
       o.url = url;
       o.pool_size = 1;
-      auto s = Store::Open(o);
+      auto s = OpenStore(o);
       EXPECT_TRUE(s.ok()) << s.status().ToString();
       if (s.ok()) ++opened;
     });

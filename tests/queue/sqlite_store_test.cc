@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "queue/effects.h"
+#include "queue/open/open_store.h"
 #include "queue/sqlite/sqlite_db.h"
 #include "queue/sqlite/sqlite_schema.h"
 #include "queue/store.h"
@@ -76,7 +77,7 @@ TEST(SqliteStoreTest, OpenCreatesParentDirectoryAndMigratesOnce) {
   StoreOptions o;
   o.url = "sqlite:" + dir.File("a/b/c/sluice.db");
   {
-    auto s = Store::Open(o);
+    auto s = OpenStore(o);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     EXPECT_STREQ((*s)->kind(), "sqlite");
   }
@@ -84,7 +85,7 @@ TEST(SqliteStoreTest, OpenCreatesParentDirectoryAndMigratesOnce) {
             std::vector<std::string>{std::to_string(kSqliteSchemaVersion)});
   EXPECT_EQ(Query(dir.File("a/b/c/sluice.db"), "PRAGMA journal_mode"),
             std::vector<std::string>{"wal"});
-  auto again = Store::Open(o);  // reopening an up-to-date file changes nothing
+  auto again = OpenStore(o);  // reopening an up-to-date file changes nothing
   ASSERT_TRUE(again.ok()) << again.status().ToString();
 }
 
@@ -94,7 +95,7 @@ TEST(SqliteStoreTest, FileFromANewerBuildIsRefused) {
   Query(path, "PRAGMA user_version=99");
   StoreOptions o;
   o.url = "sqlite:" + path;
-  auto s = Store::Open(o);
+  auto s = OpenStore(o);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("newer"), std::string::npos);
 }
@@ -119,7 +120,7 @@ TEST(SqliteStoreTest, V1CounterUsersMigrateAndKeepCountingDistinctUsers) {
   }
   StoreOptions o;
   o.url = "sqlite:" + path;
-  auto store = Store::Open(o);
+  auto store = OpenStore(o);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   EXPECT_EQ(Query(path, "PRAGMA user_version"),
             std::vector<std::string>{std::to_string(kSqliteSchemaVersion)});
@@ -157,7 +158,7 @@ TEST(SqliteStoreTest, V1CounterUsersMigrateAndKeepCountingDistinctUsers) {
 TEST(SqliteStoreTest, UnknownUrlSchemeIsInvalid) {
   StoreOptions o;
   o.url = "mongodb://localhost";
-  EXPECT_EQ(Store::Open(o).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(OpenStore(o).status().code(), Code::kInvalidArgument);
 }
 
 TEST(SqliteStoreTest, ManyHandlesOpeningOneFreshFileTogetherAllSucceed) {
@@ -169,7 +170,7 @@ TEST(SqliteStoreTest, ManyHandlesOpeningOneFreshFileTogetherAllSucceed) {
   std::atomic<int> ok{0};
   for (int i = 0; i < 6; ++i) {
     threads.emplace_back([&] {
-      auto s = Store::Open(o);
+      auto s = OpenStore(o);
       if (s.ok() && (*s)->Stats().ok()) ++ok;
     });
   }

@@ -11,7 +11,7 @@
 #include <set>
 #include <string>
 
-#include "consumers/sink_servers.h"
+#include "testing/sink_servers.h"
 #include "system/system_util.h"
 #include "testing/process.h"
 #include "testing/testing.h"
@@ -131,6 +131,7 @@ std::unique_ptr<SluiceProcess> StartReplica(const TempDir& dir, const std::strin
   const std::string config = dir.File("sluice.toml");
   std::ofstream(config) << config_text;
   SluiceProcessOptions o;
+  o.binary = BinaryFor(config_text);
   o.dir = dir.path();
   o.args = {"--config", config};
   auto proc = std::make_unique<SluiceProcess>(o);

@@ -14,7 +14,7 @@
 #include <memory>
 #include <thread>
 
-#include "../ingest/raw_http.h"
+#include "testing/raw_http.h"
 #include "system/system_util.h"
 #include "testing/process.h"
 #include "testing/testing.h"

@@ -22,10 +22,11 @@ class Cluster {
   Cluster(const TempDir& dir, int replicas, const std::string& extra_toml,
           const std::string& store_toml = "") {
     const std::string config = dir.File("sluice.toml");
-    std::ofstream(config) << ReplicaConfig("sqlite:" + dir.File("sluice.db"),
-                                           store_toml + extra_toml);
+    const std::string text = ReplicaConfig("sqlite:" + dir.File("sluice.db"), store_toml + extra_toml);
+    std::ofstream(config) << text;
     for (int i = 0; i < replicas; ++i) {
       SluiceProcessOptions o;
+      o.binary = BinaryFor(text);
       o.dir = dir.path();
       o.args = {"--config", config, "--replica-id", "r" + std::to_string(i)};
       o.log_name = "replica-" + std::to_string(i) + ".log";

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "fmt/format.h"
+#include "queue/open/open_store.h"
 #include "testing/pg_fixture.h"
 #include "testing/pg_replica.h"
 #include "testing/testing.h"
@@ -39,7 +40,7 @@ struct RunResult {
 // `events` from this process in batches of 100 over 2 threads while they
 // process, waits for the queue to drain, stops them and counts.
 RunResult RunReplicas(const std::string& url, const testing::TempDir& dir,
-                      ClaimStrategy strategy, const std::vector<NewEvent>& events,
+                      bool naive_claim, const std::vector<NewEvent>& events,
                       bool check_aggregates) {
   RunResult out;
   std::vector<int> pids;
@@ -49,7 +50,7 @@ RunResult RunReplicas(const std::string& url, const testing::TempDir& dir,
     PgReplicaOptions o;
     o.url = url;
     o.id = fmt::format("replica{}", r);
-    o.strategy = strategy;
+    o.naive_claim = naive_claim;
     o.loops = 2;
     o.batch = 500;
     o.dispatch_log = dir.File(fmt::format("dispatch{}.log", r));
@@ -61,7 +62,7 @@ RunResult RunReplicas(const std::string& url, const testing::TempDir& dir,
 
   StoreOptions so;
   so.url = url;
-  auto opened = Store::Open(so);
+  auto opened = OpenStore(so);
   EXPECT_TRUE(opened.ok()) << opened.status().ToString();
   if (!opened.ok()) {
     std::ofstream(stop) << "stop\n";
@@ -129,7 +130,7 @@ TEST(PgMultiProcessTest, FourReplicasDispatchEveryEventOnceWithExactAggregates) 
   const int64_t distinct = testing::Expect(events).distinct;
   ASSERT_EQ(distinct, 190'000);
 
-  RunResult r = RunReplicas(url, dir, ClaimStrategy::kAtomic, events, true);
+  RunResult r = RunReplicas(url, dir, /*naive_claim=*/false, events, true);
   EXPECT_EQ(r.accepted, distinct);
   EXPECT_EQ(r.duplicates, 10'000);
   EXPECT_EQ(r.dispatch.total, distinct) << "events dispatched, summed over replicas";
@@ -145,7 +146,7 @@ TEST(PgMultiProcessTest, NaiveTwoStepClaimDispatchesDuplicates) {
   const auto events =
       testing::GeneratedEvents("naive", 20'000, kUsers, kNames, kStartMs, 3600 * 1000, 0);
 
-  RunResult r = RunReplicas(url, dir, ClaimStrategy::kNaiveTwoStep, events, false);
+  RunResult r = RunReplicas(url, dir, /*naive_claim=*/true, events, false);
   EXPECT_EQ(r.accepted, 20'000);
   // The checker that passes above must fail here: the same rows were
   // handed to several replicas.

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "fmt/format.h"
+#include "queue/open/open_store.h"
 #include "testing/pg_fixture.h"
 #include "testing/pg_replica.h"
 #include "testing/testing.h"
@@ -61,7 +62,7 @@ TEST(PgRestartTest, EveryAcknowledgedEventIsCountedOnceAcrossAFastRestart) {
   StorePtr store;
   ASSERT_TRUE(testing::WaitUntil(
       [&] {
-        auto s = Store::Open(so);
+        auto s = OpenStore(so);
         if (s.ok()) store = std::move(s).value();
         return store != nullptr;
       },

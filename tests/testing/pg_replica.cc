@@ -21,6 +21,8 @@
 #include "consumers/counters/counters_consumer.h"
 #include "consumers/users/users_consumer.h"
 #include "fmt/format.h"
+#include "queue/open/open_store.h"
+#include "testkit/testkit.h"
 
 namespace sluice::testing {
 
@@ -144,10 +146,12 @@ int RunPgReplica(const PgReplicaOptions& o) {
   so.url = o.url;
   so.pool_size = o.pool_size;
   so.busy_timeout_ms = o.busy_timeout_ms;
-  so.claim_strategy = o.strategy;
   StorePtr store;
   for (int i = 0; i < 300 && store == nullptr; ++i) {
-    auto s = Store::Open(so);
+    auto s = OpenStore(so);
+    if (s.ok() && o.naive_claim) {
+      s = ApplyTestOnlySettings(std::move(s).value(), so, {{"store.claim_strategy", "naive"}});
+    }
     if (s.ok()) {
       store = std::move(s).value();
     } else {

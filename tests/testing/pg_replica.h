@@ -21,7 +21,7 @@ namespace sluice::testing {
 struct PgReplicaOptions {
   std::string url;                // store URL
   std::string id;                 // replica id; loop owners are "<id>/<loop>"
-  ClaimStrategy strategy = ClaimStrategy::kAtomic;
+  bool naive_claim = false;       // the test kit's two-step claim (the checker's control)
   int loops = 2;                  // claim loops (threads)
   int32_t batch = 500;            // events per claim
   int64_t lease_ttl_ms = 30000;

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "app/simple_http.h"
+#include "http_client/simple_http.h"
 #include "testing/testing.h"
 
 extern char** environ;
@@ -63,8 +63,9 @@ struct ExecPlan {
   std::vector<char*> argv;
   std::vector<char*> envp;
 
-  ExecPlan(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
-    argv_storage.push_back(SLUICE_BINARY);
+  ExecPlan(const std::string& binary, const std::vector<std::string>& args,
+           const std::map<std::string, std::string>& env) {
+    argv_storage.push_back(binary);
     for (const std::string& a : args) argv_storage.push_back(a);
     std::map<std::string, std::string> merged;
     for (char** e = environ; *e != nullptr; ++e) {
@@ -125,16 +126,24 @@ HttpResult HttpPost(const std::string& url, const std::string& body,
   return Call("POST", url, body, with_type, timeout);
 }
 
+std::string BinaryFor(const std::string& config_text) {
+  for (const char* needle : {"type = \"test\"", "claim_strategy", "fencing", "fail_first_requests",
+                             "fail_after_commit"}) {
+    if (config_text.find(needle) != std::string::npos) return kTestkitBinary;
+  }
+  return kSluiceBinary;
+}
+
 CommandResult RunSluice(const std::vector<std::string>& args,
                         const std::map<std::string, std::string>& env,
-                        std::chrono::milliseconds timeout) {
+                        std::chrono::milliseconds timeout, const std::string& binary) {
   CommandResult result;
   TempDir tmp;
   const std::string out_path = tmp.File("stdout");
   const std::string err_path = tmp.File("stderr");
   const int out_fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   const int err_fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  ExecPlan plan(args, env);
+  ExecPlan plan(binary, args, env);
   const pid_t pid = Spawn(plan, "", out_fd, err_fd);
   close(out_fd);
   close(err_fd);
@@ -201,7 +210,7 @@ bool SluiceProcess::Start(std::chrono::milliseconds timeout) {
     error_ = "cannot open " + log_path_;
     return false;
   }
-  ExecPlan plan(args, options_.env);
+  ExecPlan plan(options_.binary, args, options_.env);
   pid_ = Spawn(plan, options_.dir, fd, fd);
   close(fd);
   if (pid_ < 0) {

@@ -1,4 +1,6 @@
-// Process harness: runs the real `sluice` binary (SLUICE_BINARY) the way an
+// Process harness: runs the real `sluice` binary (SLUICE_BINARY), or the test
+// binary sluice-testkit (SLUICE_TESTKIT_BINARY: the shipped commands plus the
+// test hooks of testkit/testkit.h) for tests that need one, the way an
 // operator would — in its own temp dir, on its own port, with its output in a
 // log file — and kills (-9), stops, continues, terminates and restarts it.
 // Plus a tiny blocking HTTP client for tests. Thread-compatible.
@@ -14,6 +16,10 @@
 
 namespace sluice::testing {
 
+// The shipped binary, and the test binary with the test hooks.
+inline constexpr const char* kSluiceBinary = SLUICE_BINARY;
+inline constexpr const char* kTestkitBinary = SLUICE_TESTKIT_BINARY;
+
 struct HttpResult {
   int status = 0;  // 0 when the request failed (connection refused, timeout)
   std::string body;
@@ -21,6 +27,11 @@ struct HttpResult {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string Header(const std::string& lower_name) const;
 };
+
+// kTestkitBinary when `config_text` names a test-only setting (a "test"
+// consumer, the naive claim, fencing off, ingest fault injection), which the
+// shipped binary refuses; else kSluiceBinary.
+std::string BinaryFor(const std::string& config_text);
 
 // Blocking HTTP; `headers` as "Name: value"-style pairs.
 HttpResult HttpGet(const std::string& url,
@@ -39,7 +50,8 @@ struct CommandResult {
 // Runs `sluice ARGS...` to completion (status, dlq, migrate, send...).
 CommandResult RunSluice(const std::vector<std::string>& args,
                         const std::map<std::string, std::string>& env = {},
-                        std::chrono::milliseconds timeout = std::chrono::seconds(60));
+                        std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                        const std::string& binary = kSluiceBinary);
 
 struct SluiceProcessOptions {
   std::string dir;                         // working dir; REQUIRES: exists
@@ -47,6 +59,7 @@ struct SluiceProcessOptions {
   std::map<std::string, std::string> env;  // added to the environment
   int port = 0;                            // 0: the server picks one (read from its log)
   std::string log_name = "sluice.log";     // stdout+stderr, appended across restarts
+  std::string binary = kSluiceBinary;      // kTestkitBinary for the test hooks
 };
 
 class SluiceProcess {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "queue/open/open_store.h"
 #include "testing/pg_fixture.h"
 
 namespace sluice::testing {
@@ -29,7 +30,7 @@ StorePtr OpenTestStore(const std::string& kind, const TempDir& dir, StoreOptions
     overrides.url = FreshStoreUrl(kind, dir);
     if (overrides.url.empty()) return nullptr;
   }
-  auto store = Store::Open(overrides);
+  auto store = OpenStore(overrides);
   if (!store.ok()) {
     ADD_FAILURE() << "cannot open " << kind << " store " << overrides.url << ": "
                   << store.status().ToString();

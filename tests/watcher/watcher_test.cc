@@ -17,7 +17,8 @@
 #include "common/event.h"
 #include "common/metrics.h"
 #include "consumers/counters/counters_consumer.h"
-#include "consumers/testing/flaky_consumer.h"
+#include "queue/open/open_store.h"
+#include "testkit/flaky_consumer.h"
 #include "consumers/users/users_consumer.h"
 #include "queue/store_wrapper.h"
 #include "testing/testing.h"
@@ -93,7 +94,7 @@ class WatcherTest : public ::testing::Test {
     StoreOptions o;
     o.url = "sqlite:" + dir_.File("db");
     o.sync = false;
-    Result<StorePtr> s = Store::Open(o);
+    Result<StorePtr> s = ::sluice::OpenStore(o);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(*s) : nullptr;
   }

@@ -16,7 +16,7 @@
 #include <xxhash.h>
 
 #include "common/event.h"
-#include "consumers/http/option_reader.h"
+#include "consumers/api/option_reader.h"
 
 namespace sluice {
 namespace {

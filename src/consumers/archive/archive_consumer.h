@@ -18,10 +18,9 @@
 #include <string_view>
 
 #include "common/metrics.h"
-#include "config/config.h"
-#include "consumers/consumer.h"
-#include "consumers/http/http_client.h"
-#include "consumers/http/s3_client.h"
+#include "consumers/api/consumer.h"
+#include "http_client/http_client.h"
+#include "http_client/s3_client.h"
 
 namespace sluice {
 

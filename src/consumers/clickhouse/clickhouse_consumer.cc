@@ -4,8 +4,8 @@
 #include <cctype>
 
 #include "common/event.h"
-#include "consumers/http/option_reader.h"
-#include "consumers/http/s3_client.h"
+#include "consumers/api/option_reader.h"
+#include "http_client/s3_client.h"
 
 namespace sluice {
 namespace {
@@ -78,7 +78,7 @@ std::string ClickHouseConsumer::BaseUrl() const {
 }
 
 Result<std::string> ClickHouseConsumer::Query(const std::string& sql, int64_t deadline_mono_ms) {
-  HttpRequest r;
+  ClientRequest r;
   r.method = "POST";  // GET is read-only in ClickHouse
   r.url = BaseUrl();
   r.body = sql;
@@ -86,7 +86,7 @@ Result<std::string> ClickHouseConsumer::Query(const std::string& sql, int64_t de
   r.user = options_.user;
   r.password = options_.password;
   r.deadline_mono_ms = deadline_mono_ms;
-  SLUICE_ASSIGN_OR_RETURN(HttpResponse resp, http_.Send(r));
+  SLUICE_ASSIGN_OR_RETURN(ClientResponse resp, http_.Send(r));
   SLUICE_RETURN_IF_ERROR(StatusFromHttp("clickhouse " + sql.substr(0, 60), resp));
   return std::move(resp.body);
 }
@@ -177,7 +177,7 @@ Status ClickHouseConsumer::Deliver(const Delivery& delivery) {
     ids.append(row->project).push_back('\0');
     ids.append(row->insert_id).push_back('\n');
   }
-  HttpRequest r;
+  ClientRequest r;
   r.method = "POST";
   r.url = BaseUrl() + "&input_format_skip_unknown_fields=1";
   if (dedup_token_.load()) r.url += "&insert_deduplication_token=" + Sha256Hex(ids);
@@ -187,7 +187,7 @@ Status ClickHouseConsumer::Deliver(const Delivery& delivery) {
   r.user = options_.user;
   r.password = options_.password;
   r.deadline_mono_ms = delivery.deadline_mono_ms;
-  SLUICE_ASSIGN_OR_RETURN(HttpResponse resp, http_.Send(r));
+  SLUICE_ASSIGN_OR_RETURN(ClientResponse resp, http_.Send(r));
   if (resp.status == 400 && resp.body.find("Unknown setting") != std::string::npos &&
       dedup_token_.load()) {
     // The server changed under us (downgrade): re-detect on the next call.

@@ -24,9 +24,8 @@
 #include <string>
 
 #include "common/metrics.h"
-#include "config/config.h"
-#include "consumers/consumer.h"
-#include "consumers/http/http_client.h"
+#include "consumers/api/consumer.h"
+#include "http_client/http_client.h"
 
 namespace sluice {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "common/metrics.h"
-#include "consumers/consumer.h"
+#include "consumers/api/consumer.h"
 
 namespace sluice {
 

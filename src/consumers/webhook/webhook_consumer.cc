@@ -7,8 +7,8 @@
 #include "common/clock.h"
 #include "common/event.h"
 #include "common/time.h"
-#include "consumers/http/option_reader.h"
-#include "consumers/http/s3_client.h"
+#include "consumers/api/option_reader.h"
+#include "http_client/s3_client.h"
 
 namespace sluice {
 namespace {
@@ -234,7 +234,7 @@ Status WebhookConsumer::Post(const std::string& body, const std::string& key, in
     return Status::Unavailable("webhook " + name() + ": receiver asked to wait (Retry-After), " +
                                std::to_string(wait) + " ms left");
   }
-  HttpRequest r;
+  ClientRequest r;
   r.method = "POST";
   r.url = options_.url;
   r.body = body;
@@ -242,7 +242,7 @@ Status WebhookConsumer::Post(const std::string& body, const std::string& key, in
   r.headers.emplace_back(options_.idempotency_header, key);
   for (const auto& h : options_.headers) r.headers.push_back(h);
   r.deadline_mono_ms = deadline;
-  Result<HttpResponse> resp = http_.Send(r);
+  Result<ClientResponse> resp = http_.Send(r);
   if (!resp.ok()) {
     failed_->Inc();
     return resp.status();

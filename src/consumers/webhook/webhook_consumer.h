@@ -34,9 +34,8 @@
 #include <vector>
 
 #include "common/metrics.h"
-#include "config/config.h"
-#include "consumers/consumer.h"
-#include "consumers/http/http_client.h"
+#include "consumers/api/consumer.h"
+#include "http_client/http_client.h"
 
 namespace sluice {
 

@@ -194,7 +194,7 @@ class AmplitudeFormat final : public Format {
     return method == "POST" && IsPath(path);
   }
 
-  DecodeResult Decode(const IngestRequest& req, const IngestOptions& limits) const override {
+  DecodeResult Decode(const IngestRequest& req, const DecodeLimits& limits) const override {
     std::string storage;
     std::string_view body;
     Status st = MaybeGunzip(req.body, limits, &storage, &body);

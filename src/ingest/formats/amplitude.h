@@ -15,7 +15,7 @@
 // store down 503 (retried with backoff). Thread-safe (stateless).
 #pragma once
 
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 

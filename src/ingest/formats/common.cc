@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "common/time.h"
-#include "ingest/gzip.h"
+#include "ingest/formats/gzip.h"
 
 namespace sluice {
 namespace {
@@ -19,7 +19,7 @@ bool TimeInRange(int64_t ms) { return ms >= kMinTimeMs && ms <= kMaxTimeMs; }
 
 // Walks `e` recursively; depth 1 is the root value. simdjson has already
 // bounded the nesting (its own max depth), so the recursion is bounded too.
-Status CheckElement(simdjson::dom::element e, int32_t depth, const IngestOptions& limits) {
+Status CheckElement(simdjson::dom::element e, int32_t depth, const DecodeLimits& limits) {
   if (depth > limits.max_json_depth) {
     return Status::InvalidArgument("JSON nesting deeper than " +
                                    std::to_string(limits.max_json_depth));
@@ -85,7 +85,7 @@ DecodeResult DecodeFailure(Status status, int32_t index, std::string field) {
   return r;
 }
 
-Status MaybeGunzip(std::string_view body, const IngestOptions& limits, std::string* storage,
+Status MaybeGunzip(std::string_view body, const DecodeLimits& limits, std::string* storage,
                    std::string_view* out) {
   if (body.size() >= 2 && static_cast<unsigned char>(body[0]) == 0x1f &&
       static_cast<unsigned char>(body[1]) == 0x8b) {
@@ -99,7 +99,7 @@ Status MaybeGunzip(std::string_view body, const IngestOptions& limits, std::stri
   return Status::Ok();
 }
 
-Status ParseJsonBounded(std::string_view text, const IngestOptions& limits,
+Status ParseJsonBounded(std::string_view text, const DecodeLimits& limits,
                         simdjson::dom::parser* parser, simdjson::dom::element* root) {
   const auto err = parser->parse(text.data(), text.size()).get(*root);
   if (err == simdjson::DEPTH_ERROR) {
@@ -322,7 +322,7 @@ int64_t ApproxEventBytes(const Event& e) {
                                    e.set_once.size());
 }
 
-DecodeResult CheckEventLimits(DecodeResult result, const IngestOptions& limits) {
+DecodeResult CheckEventLimits(DecodeResult result, const DecodeLimits& limits) {
   if (!result.status.ok()) return result;
   if (result.events.size() > static_cast<size_t>(limits.max_events)) {
     DecodeResult r = DecodeFailure(

@@ -15,8 +15,8 @@
 
 #include "common/event.h"
 #include "common/status.h"
-#include "config/config.h"
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 
@@ -29,13 +29,13 @@ DecodeResult DecodeFailure(Status status, int32_t index = -1, std::string field 
 // InvalidArgument when corrupt) and points `*out` at it; else `*out = body`.
 // Clients that gzip without saying so (PostHog's compression=gzip-js, a
 // proxy that strips Content-Encoding) are covered this way.
-Status MaybeGunzip(std::string_view body, const IngestOptions& limits, std::string* storage,
+Status MaybeGunzip(std::string_view body, const DecodeLimits& limits, std::string* storage,
                    std::string_view* out);
 
 // Parses `text` as JSON into `*root` using `parser` and checks it against the
 // limits: nesting depth <= max_json_depth, every string and key <=
 // max_string_bytes. InvalidArgument names what was exceeded.
-Status ParseJsonBounded(std::string_view text, const IngestOptions& limits,
+Status ParseJsonBounded(std::string_view text, const DecodeLimits& limits,
                         simdjson::dom::parser* parser, simdjson::dom::element* root);
 
 // An identifier given as a string or an integer (SDKs accept both):
@@ -96,7 +96,7 @@ int64_t ApproxEventBytes(const Event& e);
 
 // Checks the per-request limits on decoded events: count <= max_events and
 // each event <= max_event_bytes (TooLarge, with the index).
-DecodeResult CheckEventLimits(DecodeResult result, const IngestOptions& limits);
+DecodeResult CheckEventLimits(DecodeResult result, const DecodeLimits& limits);
 
 // "the key <name>" / "batch[3].timestamp" style message helper.
 std::string FieldMessage(std::string_view what, int32_t index, std::string_view field);

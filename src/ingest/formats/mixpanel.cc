@@ -197,7 +197,7 @@ class MixpanelFormat final : public Format {
     return (method == "GET" || method == "POST") && EndpointFor(path) != Endpoint::kNone;
   }
 
-  DecodeResult Decode(const IngestRequest& req, const IngestOptions& limits) const override {
+  DecodeResult Decode(const IngestRequest& req, const DecodeLimits& limits) const override {
     DecodeResult r = DecodeInner(req, limits);
     const bool verbose = FormValue(req.query, "verbose").value_or("") == "1" ||
                          (req.method == "POST" && !LooksLikeJson(req.body) &&
@@ -235,7 +235,7 @@ class MixpanelFormat final : public Format {
   }
 
  private:
-  static DecodeResult DecodeInner(const IngestRequest& req, const IngestOptions& limits) {
+  static DecodeResult DecodeInner(const IngestRequest& req, const DecodeLimits& limits) {
     const Endpoint endpoint = EndpointFor(req.path);
     std::string storage, decoded, unbased, unzipped;
     std::string_view text;

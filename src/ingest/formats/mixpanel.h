@@ -16,7 +16,7 @@
 // status is honest (400/401/413/429/503) for other clients. Thread-safe (stateless).
 #pragma once
 
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 

@@ -98,7 +98,7 @@ bool KnownType(std::string_view t) {
 }
 
 std::optional<Failure> DecodeEvent(const element& v, const IngestRequest& req,
-                                   const IngestOptions& limits, Event* ev) {
+                                   const DecodeLimits& limits, Event* ev) {
   simdjson::dom::object obj;
   if (v.get_object().get(obj) != simdjson::SUCCESS) {
     return Failure{Status::InvalidArgument("event must be an object"), ""};
@@ -172,7 +172,7 @@ class NativeFormat final : public Format {
     return method == "POST" && (path == "/v1/events" || path == "/v1/events/");
   }
 
-  DecodeResult Decode(const IngestRequest& req, const IngestOptions& limits) const override {
+  DecodeResult Decode(const IngestRequest& req, const DecodeLimits& limits) const override {
     DecodeResult r;
     // One parser per I/O thread: reusing its buffers avoids an allocation per request.
     thread_local simdjson::dom::parser parser;

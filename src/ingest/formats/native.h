@@ -8,7 +8,7 @@
 // Stateless and thread-safe.
 #pragma once
 
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 

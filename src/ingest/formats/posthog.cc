@@ -189,7 +189,7 @@ class PostHogFormat final : public Format {
     return false;
   }
 
-  DecodeResult Decode(const IngestRequest& req, const IngestOptions& limits) const override {
+  DecodeResult Decode(const IngestRequest& req, const DecodeLimits& limits) const override {
     return DecodePostHog(req, limits);
   }
 
@@ -198,7 +198,7 @@ class PostHogFormat final : public Format {
 
 }  // namespace
 
-DecodeResult DecodePostHog(const IngestRequest& req, const IngestOptions& limits) {
+DecodeResult DecodePostHog(const IngestRequest& req, const DecodeLimits& limits) {
   std::string storage, decoded;
   std::string_view text;
   std::string_view compression = FormValue(req.query, "compression").value_or("");

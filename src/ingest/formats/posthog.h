@@ -15,7 +15,7 @@
 // retried 3 times, 3 s apart). Thread-safe (stateless).
 #pragma once
 
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 
@@ -23,7 +23,7 @@ FormatPtr NewPostHogFormat();
 
 // The PostHog decoder and reply, also used by the Amplitude format when a
 // PostHog body arrives on POST /batch (Amplitude's path, without the slash).
-DecodeResult DecodePostHog(const IngestRequest& req, const IngestOptions& limits);
+DecodeResult DecodePostHog(const IngestRequest& req, const DecodeLimits& limits);
 IngestReply PostHogReply(const IngestOutcome& outcome);
 
 }  // namespace sluice

@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 

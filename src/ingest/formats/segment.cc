@@ -180,7 +180,7 @@ class SegmentFormat final : public Format {
     return false;
   }
 
-  DecodeResult Decode(const IngestRequest& req, const IngestOptions& limits) const override {
+  DecodeResult Decode(const IngestRequest& req, const DecodeLimits& limits) const override {
     std::string storage;
     std::string_view body;
     Status st = MaybeGunzip(req.body, limits, &storage, &body);

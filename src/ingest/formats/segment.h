@@ -13,7 +13,7 @@
 // Thread-safe (stateless).
 #pragma once
 
-#include "ingest/format.h"
+#include "ingest/formats/format.h"
 
 namespace sluice {
 

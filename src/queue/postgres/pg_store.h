@@ -83,7 +83,6 @@ class PostgresStore final : public Store {
   void MaybeRefreshHead();
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
-  Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
   // The shared body of MarkDone and Complete: opens the transaction
   // (BeginNoFlush) and locks the rows still held under token in one round
   // trip, fills held (seq, done_mask after marking) and appends the in-store

@@ -33,8 +33,6 @@ namespace {
 // PostgreSQL folds identical notifications of a transaction into one.
 constexpr char kChannel[] = "sluice_work";
 
-const char* BoolParam(bool b) { return b ? "true" : "false"; }
-
 // The advisory lock Enqueue holds shared while it draws seqs; the same
 // constant is in sluice_refresh_head (pg_schema.cc, migration v2).
 #define SLUICE_ENQUEUE_LOCK "127017875187045"
@@ -304,7 +302,6 @@ Result<Lease> PostgresStore::Claim(const ClaimRequest& req) {
   if (req.owner.empty() || req.max_events <= 0 || req.lease_ttl_ms <= 0) {
     return Status::InvalidArgument("claim: owner, max_events and lease_ttl_ms are required");
   }
-  if (options_.claim_strategy == ClaimStrategy::kNaiveTwoStep) return ClaimNaiveTwoStep(req);
   return ClaimAtomic(req);
 }
 
@@ -391,68 +388,24 @@ Result<Lease> PostgresStore::ClaimAtomic(const ClaimRequest& req) {
   return lease;
 }
 
-Result<Lease> PostgresStore::ClaimNaiveTwoStep(const ClaimRequest& req) {
-  // THE BUG SLUICE EXISTS TO PREVENT, kept only so tests can prove their
-  // duplicate checkers fail: find candidates in one statement, then lease
-  // them by seq in another without re-checking their state.
-  static constexpr char kFind[] =
-      "SELECT seq FROM queue WHERE state <> 'dead' AND visible_at <= now() "
-      "ORDER BY seq, visible_at LIMIT $1";
-  static constexpr char kTake[] =
-      "UPDATE queue SET state = 'leased', lease_owner = $2, "
-      "lease_token = (SELECT sluice_next_token()), "
-      "lease_until = now() + $3::bigint * interval '1 millisecond', "
-      "visible_at = now() + $3::bigint * interval '1 millisecond', "
-      "attempts = attempts + 1, reclaimed = (state = 'leased') "
-      "WHERE seq = ANY($1::bigint[])" SLUICE_CLAIM_RETURNING;
-  std::vector<int64_t> seqs;
-  PgParams find;
-  find.Add(int64_t{req.max_events});
-  SLUICE_RETURN_IF_ERROR(Single(
-      [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kFind, find));
-        seqs.clear();
-        for (int i = 0; i < r.rows(); ++i) seqs.push_back(r.Int(i, 0));
-        return Status::Ok();
-      },
-      /*idempotent=*/true));
-  if (seqs.empty()) return Lease{};
-  std::this_thread::yield();  // the window between the two steps
-  PgParams take;
-  take.AddArray(std::span<const int64_t>(seqs)).Add(req.owner).Add(req.lease_ttl_ms);
-  Lease lease;
-  Status st = Single(
-      [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kTake, take));
-        FillLease(r, &lease);
-        return Status::Ok();
-      },
-      /*idempotent=*/false);
-  if (!st.ok()) return st;
-  return lease;
-}
-
 // ---- fenced writes ----
 
-// Fenced statements take $2 = the caller's token and $3 = "fencing off"
-// (test-only: any live row, whoever holds it). A row is held while
-// lease_until > now(); the claim takes it over once visible_at (==
-// lease_until while leased) <= now(), so "held" and "claimable" never overlap.
-#define SLUICE_FENCE                                                                  \
-  " AND state <> 'dead' AND ($3::boolean OR (lease_token = $2::bigint AND "           \
-  "state = 'leased' AND lease_until > now()))"
+// Fenced statements take $2 = the caller's token. A row is held while
+// lease_until > now(); the claim takes it over once visible_at (== lease_until
+// while leased) <= now(), so "held" and "claimable" never overlap.
+#define SLUICE_FENCE " AND lease_token = $2::bigint AND state = 'leased' AND lease_until > now()"
 
 Result<int64_t> PostgresStore::Extend(int64_t token, int64_t lease_ttl_ms) {
   static constexpr char kExtend[] =
       "WITH u AS (UPDATE queue SET "
       "lease_until = now() + $1::bigint * interval '1 millisecond', "
       "visible_at = now() + $1::bigint * interval '1 millisecond' "
-      "WHERE lease_token = $2::bigint AND state = 'leased' "
-      "AND ($3::boolean OR lease_until > now()) RETURNING lease_until) "
+      "WHERE lease_token = $2::bigint AND state = 'leased' AND lease_until > now() "
+      "RETURNING lease_until) "
       "SELECT count(*), " SLUICE_MS("max(lease_until)") " FROM u";
   if (lease_ttl_ms <= 0) return Status::InvalidArgument("extend: lease_ttl_ms must be > 0");
   PgParams params;
-  params.Add(lease_ttl_ms).Add(token).Add(BoolParam(!options_.fencing));
+  params.Add(lease_ttl_ms).Add(token);
   int64_t until = 0;
   Status st = Single(
       [&](PgConn& c) -> Status {
@@ -500,7 +453,7 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
   seqs.reserve(events.size());
   for (const ClaimedEvent& e : events) seqs.push_back(e.seq);
   PgParams params;
-  params.AddArray(std::span<const int64_t>(seqs)).Add(token).Add(BoolParam(!options_.fencing));
+  params.AddArray(std::span<const int64_t>(seqs)).Add(token);
   std::vector<PgStatement> pipeline = BeginNoFlush();
   pipeline.push_back({kHeld, &params});
   SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
@@ -638,13 +591,13 @@ Result<FailResult> PostgresStore::Fail(const FailRequest& req) {
   // [0, 1), per row) are all evaluated on the locked row.
   static constexpr char kFail[] =
       "UPDATE queue SET "
-      "state = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'pending' END, "
-      "died_at = CASE WHEN attempts >= $4 THEN now() END, "
-      "visible_at = CASE WHEN attempts >= $4 THEN now() ELSE now() + greatest($9::float8, "
-      "  floor(least($6::float8, greatest($5::float8, 0) * "
+      "state = CASE WHEN attempts >= $3 THEN 'dead' ELSE 'pending' END, "
+      "died_at = CASE WHEN attempts >= $3 THEN now() END, "
+      "visible_at = CASE WHEN attempts >= $3 THEN now() ELSE now() + greatest($8::float8, "
+      "  floor(least($5::float8, greatest($4::float8, 0) * "
       "    power(2::float8, least(greatest(attempts - 1, 0), 62))) "
-      "  * (1 - $7::float8 * random()))) * interval '1 millisecond' END, "
-      "last_error = $8, lease_owner = NULL, lease_token = NULL, lease_until = NULL "
+      "  * (1 - $6::float8 * random()))) * interval '1 millisecond' END, "
+      "last_error = $7, lease_owner = NULL, lease_token = NULL, lease_until = NULL "
       "WHERE seq = ANY($1::bigint[])" SLUICE_FENCE " RETURNING state = 'dead'";
   FailResult result;
   if (req.seqs.empty()) return result;
@@ -653,7 +606,6 @@ Result<FailResult> PostgresStore::Fail(const FailRequest& req) {
   PgParams params;
   params.AddArray(std::span<const int64_t>(seqs))
       .Add(req.token)
-      .Add(BoolParam(!options_.fencing))
       .Add(int64_t{req.backoff.max_attempts})
       .Add(req.backoff.base_ms)
       .Add(req.backoff.cap_ms)

@@ -26,13 +26,7 @@ int64_t SteadyMs() {
 // while lease_until > now; the claim takes it over once visible_at (==
 // lease_until while leased) <= now, so "held" and "claimable" never overlap.
 #define SLUICE_FENCE " AND lease_token = ?3 AND state = 'leased' AND lease_until > ?4"
-// options.fencing = false (test-only): any live row, whoever holds it.
-#define SLUICE_NO_FENCE " AND state != 'dead'"
-
-constexpr char kHeldUnfenced[] = "SELECT done_mask FROM queue WHERE seq = ?1" SLUICE_NO_FENCE;
-constexpr char kHeldAttemptsFenced[] = "SELECT attempts FROM queue WHERE seq = ?1" SLUICE_FENCE;
-constexpr char kHeldAttemptsUnfenced[] =
-    "SELECT attempts FROM queue WHERE seq = ?1" SLUICE_NO_FENCE;
+constexpr char kHeldAttempts[] = "SELECT attempts FROM queue WHERE seq = ?1" SLUICE_FENCE;
 // Runs in the transaction that just read the row under the fence (write lock
 // held), so no re-check is needed.
 constexpr char kSetMask[] = "UPDATE queue SET done_mask = ?2 WHERE seq = ?1";
@@ -176,7 +170,6 @@ Result<Lease> SqliteStore::Claim(const ClaimRequest& req) {
   if (req.owner.empty() || req.max_events <= 0 || req.lease_ttl_ms <= 0) {
     return Status::InvalidArgument("claim: owner, max_events and lease_ttl_ms are required");
   }
-  if (options_.claim_strategy == ClaimStrategy::kNaiveTwoStep) return ClaimNaiveTwoStep(req);
   return ClaimAtomic(req);
 }
 
@@ -257,75 +250,16 @@ Result<Lease> SqliteStore::ClaimAtomic(const ClaimRequest& req) {
   return lease;
 }
 
-Result<Lease> SqliteStore::ClaimNaiveTwoStep(const ClaimRequest& req) {
-  // THE BUG SLUICE EXISTS TO PREVENT, kept only so tests can prove their
-  // duplicate checkers fail: find candidates in one transaction, then lease
-  // them by seq in another without re-checking their state.
-  static constexpr char kFind[] =
-      "SELECT seq FROM queue WHERE state != 'dead' AND visible_at <= ?1 ORDER BY seq LIMIT ?2";
-  static constexpr char kTake[] =
-      "UPDATE queue SET state = 'leased', lease_owner = ?2, lease_token = ?3, "
-      "lease_until = ?4, visible_at = ?4, attempts = attempts + 1, "
-      "reclaimed = (state = 'leased') WHERE seq = ?1 "
-      "RETURNING seq, project, insert_id, body, done_mask, attempts, reclaimed";
-  std::vector<int64_t> seqs;
-  SLUICE_RETURN_IF_ERROR(Read([&](SqliteConn& c, int64_t now) -> Status {
-    seqs.clear();
-    SLUICE_ASSIGN_OR_RETURN(Stmt find, c.Prepare(kFind));
-    find.Bind(1, now).Bind(2, static_cast<int64_t>(req.max_events));
-    while (true) {
-      SLUICE_ASSIGN_OR_RETURN(bool row, find.Step());
-      if (!row) break;
-      seqs.push_back(find.Int(0));
-    }
-    return Status::Ok();
-  }));
-  if (seqs.empty()) return Lease{};
-  // In the service this was modelled on, the two steps were separate round
-  // trips to a remote database; a short pause stands in for that latency so
-  // the race shows up in tests on a fast local file.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  Lease lease;
-  Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
-    lease = Lease{};
-    SLUICE_ASSIGN_OR_RETURN(Stmt next, c.Prepare(kNextToken));
-    SLUICE_ASSIGN_OR_RETURN(bool has, next.Step());
-    if (!has) return Status::Internal("sqlite store: token counter missing");
-    const int64_t token = next.Int(0);
-    SLUICE_RETURN_IF_ERROR(next.Run());
-    SLUICE_ASSIGN_OR_RETURN(Stmt take, c.Prepare(kTake));
-    take.Bind(2, req.owner).Bind(3, token).Bind(4, now + req.lease_ttl_ms);
-    for (int64_t seq : seqs) {
-      take.Reset();
-      take.Bind(1, seq);
-      SLUICE_ASSIGN_OR_RETURN(bool row, take.Step());
-      if (row) lease.events.push_back(ReadClaimed(take));
-      SLUICE_RETURN_IF_ERROR(take.Run());
-    }
-    SLUICE_ASSIGN_OR_RETURN(Stmt set, c.Prepare(kSetToken));
-    SLUICE_RETURN_IF_ERROR(set.Bind(1, token).Run());
-    lease.token = lease.events.empty() ? 0 : token;
-    lease.lease_until_ms = now + req.lease_ttl_ms;
-    return Status::Ok();
-  }, Durability::kLease);
-  if (!st.ok()) return st;
-  SortBySeq(&lease.events);
-  return lease;
-}
-
 // ---- fenced writes ----
 
 Result<int64_t> SqliteStore::Extend(int64_t token, int64_t lease_ttl_ms) {
   static constexpr char kFenced[] =
       "UPDATE queue SET lease_until = ?1, visible_at = ?1 WHERE 1" SLUICE_FENCE;
-  static constexpr char kUnfenced[] =
-      "UPDATE queue SET lease_until = ?1, visible_at = ?1 "
-      "WHERE lease_token = ?3 AND state = 'leased'";
   if (lease_ttl_ms <= 0) return Status::InvalidArgument("extend: lease_ttl_ms must be > 0");
   int64_t until = 0;
   Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
     until = now + lease_ttl_ms;
-    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(options_.fencing ? kFenced : kUnfenced));
+    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kFenced));
     SLUICE_RETURN_IF_ERROR(s.Bind(1, until).Bind(3, token).Bind(4, now).Run());
     if (s.Changes() == 0)
       return Status::LeaseLost(fmt::format("extend: token {} holds no rows", token));
@@ -343,20 +277,6 @@ Status SqliteStore::FindHeldLocked(SqliteConn& c, int64_t now, int64_t token,
   held_idx->clear();
   held->clear();
   *lease_rows = 0;
-  if (!options_.fencing) {
-    // Test-only: any live row counts as held, whoever holds it.
-    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kHeldUnfenced));
-    for (size_t i = 0; i < events.size(); ++i) {
-      s.Reset();
-      s.Bind(1, events[i].seq);
-      SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) continue;
-      held_idx->push_back(i);
-      held->emplace_back(events[i].seq, static_cast<uint64_t>(s.Int(0)));
-    }
-    *lease_rows = -1;  // unknown: never delete by token
-    return Status::Ok();
-  }
   // One range scan of queue_token returns every row the token still holds
   // (ascending seq); the caller's rows are intersected with it. The write lock
   // is held from here to COMMIT, so what we read cannot change under us.
@@ -518,7 +438,7 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
   Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
     result = FailResult{};
     SLUICE_ASSIGN_OR_RETURN(
-        Stmt held, c.Prepare(options_.fencing ? kHeldAttemptsFenced : kHeldAttemptsUnfenced));
+        Stmt held, c.Prepare(kHeldAttempts));
     SLUICE_ASSIGN_OR_RETURN(Stmt dead, c.Prepare(kDead));
     SLUICE_ASSIGN_OR_RETURN(Stmt retry, c.Prepare(kRetry));
     held.Bind(3, req.token).Bind(4, now);

@@ -72,10 +72,9 @@ class SqliteStore final : public Store {
   Status Read(const WriteFn& fn);
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
-  Result<Lease> ClaimNaiveTwoStep(const ClaimRequest& req);
   // Which of `events` does `token` still hold? Fills held_idx (index into
   // events), held (seq, done_mask) and lease_rows (rows the token holds in
-  // all, -1 when unknown), inside a write transaction.
+  // all), inside a write transaction.
   Status FindHeldLocked(SqliteConn& c, int64_t now, int64_t token,
                         std::span<const ClaimedEvent> events, std::vector<size_t>* held_idx,
                         std::vector<std::pair<int64_t, uint64_t>>* held, int64_t* lease_rows);

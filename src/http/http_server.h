@@ -1,0 +1,87 @@
+// HttpServer: the HTTP/1.1 front door on Boost.Beast/Asio.
+//
+// Keep-alive, bounded everything: header bytes, body bytes, whole-request
+// read time, idle time, connection count. Routes are registered before
+// Start(); a handler gets the whole request and answers through `respond`,
+// which may be called later from any thread (ingest answers after its group
+// commit). Thread-safe after Start().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/status.h"
+
+namespace sluice {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free port
+  int32_t threads = 2;                    // I/O threads, >= 1
+  int64_t read_timeout_ms = 30000;        // whole request (headers+body) must arrive within this
+  int64_t idle_timeout_ms = 60000;        // keep-alive connection idle limit
+  int32_t max_connections = 4096;         // further connections are closed at accept
+  int32_t max_header_bytes = 16384;       // request line + headers
+  // Without write keys the server accepts any event; it then refuses to listen
+  // beyond loopback unless this is true.
+  bool allow_public_without_auth = false;
+};
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // raw request target, path + "?" + query
+  std::string path;    // percent-decoded path, no query
+  std::string query;   // raw query, "" when none
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;                                          // as received (not gunzipped)
+  std::string remote_addr;
+  bool remote_is_loopback = false;
+
+  // First header with this lower-case name, "" when absent.
+  std::string_view Header(std::string_view lower_name) const;
+  // Value of query parameter `key` (percent-decoded, '+' as space), nullopt when absent.
+  std::optional<std::string> QueryParam(std::string_view key) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+using Responder = std::function<void(HttpResponse)>;
+// A handler must call `respond` exactly once, now or later, from any thread.
+using Handler = std::function<void(const HttpRequest&, Responder respond)>;
+
+class HttpServer {
+ public:
+  // `max_body_bytes`: the largest request body read, compressed or not; 413
+  // above ([ingest] max_body_bytes). REQUIRES: > 0.
+  HttpServer(ServerOptions options, int64_t max_body_bytes, Metrics* metrics);
+  ~HttpServer();
+
+  // Exact path match for `method` ("*" = any method). Later matches win over
+  // none; a prefix route ends with '/' + '*' (e.g. "/v1/users/*").
+  void Route(std::string method, std::string path, Handler handler);
+  // Called for requests no route matched (formats route by path + body); 404 when unset.
+  void Fallback(Handler handler);
+
+  // Binds and starts the I/O threads. Returns the bound port (for port 0).
+  Result<int> Start();
+  // Stops accepting, closes idle connections, waits up to `grace_ms` for
+  // in-flight requests, then stops the I/O threads.
+  void Stop(int64_t grace_ms);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

@@ -13,6 +13,7 @@
 
 #include "common/event.h"
 #include "queue/store_conformance_fixture.h"
+#include "testing/in_store.h"
 
 namespace sluice {
 namespace {
@@ -74,13 +75,18 @@ void WaitPast(Store& s, int64_t until_ms) {
   ASSERT_TRUE(WaitUntil([&] { return Now(s) > until_ms; }, kWait));
 }
 
+using testing::CompleteBuilding;
+using testing::InStoreBuilder;
+using testing::MarkDoneBuilding;
+
 // Counts per-minute events and distinct users, like the counters consumer.
-InStoreWork CounterWork(uint64_t bit, std::atomic<int>* calls = nullptr,
-                        std::atomic<int>* events_seen = nullptr) {
-  return InStoreWork{
-      bit, [calls, events_seen](std::span<const ClaimedEvent* const> events, Effects* out) {
-        if (calls) ++*calls;
-        if (events_seen) *events_seen += static_cast<int>(events.size());
+// `calls` / `events_seen` count the applications (calls that applied it, and
+// their rows).
+InStoreBuilder CounterWork(uint64_t bit, std::atomic<int>* calls = nullptr,
+                           std::atomic<int>* events_seen = nullptr) {
+  return InStoreBuilder{
+      bit,
+      [](std::span<const ClaimedEvent* const> events, Effects* out) {
         for (const ClaimedEvent* c : events) {
           Event e;
           ASSERT_TRUE(ParseBody(c->body, &e).ok()) << c->body;
@@ -89,26 +95,32 @@ InStoreWork CounterWork(uint64_t bit, std::atomic<int>* calls = nullptr,
                 c->project, e.event, g, BucketStartMs(g, e.time_ms), 1, {e.distinct_id()}});
           }
         }
+      },
+      [calls, events_seen](std::span<const ClaimedEvent* const> events) {
+        if (calls) ++*calls;
+        if (events_seen) *events_seen += static_cast<int>(events.size());
       }};
 }
 
 // Per-user profile deltas, like the users consumer.
-InStoreWork UserWork(uint64_t bit) {
-  return InStoreWork{bit, [](std::span<const ClaimedEvent* const> events, Effects* out) {
-                       for (const ClaimedEvent* c : events) {
-                         Event e;
-                         ASSERT_TRUE(ParseBody(c->body, &e).ok());
-                         UserDelta d;
-                         d.project = c->project;
-                         d.user_id = e.distinct_id();
-                         d.first_seen_ms = d.last_seen_ms = e.time_ms;
-                         d.events = 1;
-                         d.event_counts[e.event] = 1;
-                         d.set = e.set;
-                         d.set_once = e.set_once;
-                         out->users.push_back(std::move(d));
-                       }
-                     }};
+InStoreBuilder UserWork(uint64_t bit) {
+  return InStoreBuilder{bit,
+                        [](std::span<const ClaimedEvent* const> events, Effects* out) {
+                          for (const ClaimedEvent* c : events) {
+                            Event e;
+                            ASSERT_TRUE(ParseBody(c->body, &e).ok());
+                            UserDelta d;
+                            d.project = c->project;
+                            d.user_id = e.distinct_id();
+                            d.first_seen_ms = d.last_seen_ms = e.time_ms;
+                            d.events = 1;
+                            d.event_counts[e.event] = 1;
+                            d.set = e.set;
+                            d.set_once = e.set_once;
+                            out->users.push_back(std::move(d));
+                          }
+                        },
+                        {}};
 }
 
 int64_t CountTotal(Store& s, const std::string& project, const std::string& event,
@@ -257,9 +269,11 @@ TEST_P(StoreConformanceTest, StaleTokenIsRefusedAfterTakeoverAndChangesNothing) 
   std::atomic<int> calls{0};
   auto ext = store_->Extend(a.token, 30000);
   EXPECT_EQ(ext.status().code(), Code::kLeaseLost);
-  auto md = store_->MarkDone(MarkDoneRequest{a.token, a.events, 4, {CounterWork(1, &calls)}});
+  auto md = MarkDoneBuilding(*store_, MarkDoneRequest{a.token, a.events, 4, {}},
+                             {CounterWork(1, &calls)});
   EXPECT_EQ(md.status().code(), Code::kLeaseLost);
-  auto cp = store_->Complete(CompleteRequest{a.token, a.events, 7, 4, {CounterWork(1, &calls)}});
+  auto cp = CompleteBuilding(*store_, CompleteRequest{a.token, a.events, 7, 4, {}},
+                             {CounterWork(1, &calls)});
   EXPECT_EQ(cp.status().code(), Code::kLeaseLost);
   std::vector<int64_t> seqs = Seqs(a.events);
   auto fl = store_->Fail(FailRequest{a.token, seqs, "consumer x: boom", {}});
@@ -276,7 +290,8 @@ TEST_P(StoreConformanceTest, StaleTokenIsRefusedAfterTakeoverAndChangesNothing) 
   auto bmd = store_->MarkDone(MarkDoneRequest{b.token, b.events, 4, {}});
   ASSERT_TRUE(bmd.ok());
   EXPECT_EQ(bmd->marked.size(), 3u);  // bit 4 was not set by A
-  auto bcp = store_->Complete(CompleteRequest{b.token, b.events, 5, 0, {CounterWork(1, &calls)}});
+  auto bcp = CompleteBuilding(*store_, CompleteRequest{b.token, b.events, 5, 0, {}},
+                              {CounterWork(1, &calls)});
   ASSERT_TRUE(bcp.ok()) << bcp.status().ToString();
   EXPECT_EQ(bcp->deleted.size(), 3u);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 3);
@@ -288,9 +303,10 @@ TEST_P(StoreConformanceTest, JustExpiredLeaseIsRefusedBeforeAnyTakeover) {
   ASSERT_EQ(a.events.size(), 2u);
   WaitPast(*store_, a.lease_until_ms);
   EXPECT_EQ(store_->Extend(a.token, 30000).status().code(), Code::kLeaseLost);
-  EXPECT_EQ(
-      store_->MarkDone(MarkDoneRequest{a.token, a.events, 2, {CounterWork(1)}}).status().code(),
-      Code::kLeaseLost);
+  EXPECT_EQ(MarkDoneBuilding(*store_, MarkDoneRequest{a.token, a.events, 2, {}}, {CounterWork(1)})
+                .status()
+                .code(),
+            Code::kLeaseLost);
   EXPECT_EQ(store_->Complete(CompleteRequest{a.token, a.events, 1, 1, {}}).status().code(),
             Code::kLeaseLost);
   std::vector<int64_t> seqs = Seqs(a.events);
@@ -518,8 +534,8 @@ TEST_P(StoreConformanceTest, CompleteAppliesEffectsOnceAndDeletesTheRows) {
   Lease l = ClaimOk(*store_, "r/0", 10);
   std::atomic<int> calls{0};
   std::atomic<int> seen{0};
-  auto c =
-      store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
+  auto c = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 1, 0, {}},
+                            {CounterWork(1, &calls, &seen)});
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->deleted.size(), 5u);
   EXPECT_TRUE(c->remaining.empty());
@@ -527,8 +543,8 @@ TEST_P(StoreConformanceTest, CompleteAppliesEffectsOnceAndDeletesTheRows) {
   EXPECT_EQ(seen.load(), 5);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 5);
   // The same request again: the rows are gone, nothing is applied twice.
-  auto again =
-      store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
+  auto again = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 1, 0, {}},
+                                {CounterWork(1, &calls, &seen)});
   EXPECT_EQ(again.status().code(), Code::kLeaseLost);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 5);
   auto stats = store_->Stats();
@@ -540,10 +556,12 @@ TEST_P(StoreConformanceTest, MarkDoneTwiceAppliesEffectsOnlyForNewlySetBits) {
   EnqueueOne(*store_, MakeEvents(4));
   Lease l = ClaimOk(*store_, "r/0", 10);
   std::atomic<int> calls{0};
-  auto m1 = store_->MarkDone(MarkDoneRequest{l.token, l.events, 0, {CounterWork(1, &calls)}});
+  auto m1 = MarkDoneBuilding(*store_, MarkDoneRequest{l.token, l.events, 0, {}},
+                             {CounterWork(1, &calls)});
   ASSERT_TRUE(m1.ok());
   EXPECT_EQ(m1->marked.size(), 4u);
-  auto m2 = store_->MarkDone(MarkDoneRequest{l.token, l.events, 0, {CounterWork(1, &calls)}});
+  auto m2 = MarkDoneBuilding(*store_, MarkDoneRequest{l.token, l.events, 0, {}},
+                             {CounterWork(1, &calls)});
   ASSERT_TRUE(m2.ok());
   EXPECT_TRUE(m2->marked.empty());
   EXPECT_EQ(calls.load(), 1);
@@ -558,14 +576,14 @@ TEST_P(StoreConformanceTest, MarkDoneOfOneBitThenCompleteOfTheRest) {
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->marked.size(), 3u);
   // Complete with only bit 1: rows stay (bit 2 missing).
-  auto c1 = store_->Complete(CompleteRequest{l.token, l.events, 7, 0, {UserWork(1)}});
+  auto c1 = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 7, 0, {}}, {UserWork(1)});
   ASSERT_TRUE(c1.ok()) << c1.status().ToString();
   EXPECT_TRUE(c1->deleted.empty());
   EXPECT_EQ(c1->remaining.size(), 3u);
   // Then the rest.
   std::atomic<int> calls{0};
-  auto c2 = store_->Complete(
-      CompleteRequest{l.token, l.events, 7, 0, {UserWork(1), CounterWork(2, &calls)}});
+  auto c2 = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 7, 0, {}},
+                             {UserWork(1), CounterWork(2, &calls)});
   ASSERT_TRUE(c2.ok()) << c2.status().ToString();
   EXPECT_EQ(c2->deleted.size(), 3u);
   EXPECT_EQ(calls.load(), 1);
@@ -578,7 +596,8 @@ TEST_P(StoreConformanceTest, MarkDoneOfOneBitThenCompleteOfTheRest) {
 TEST_P(StoreConformanceTest, RedeliveryAfterFailSkipsConsumersThatFinished) {
   EnqueueOne(*store_, MakeEvents(2));
   Lease l = ClaimOk(*store_, "r/0", 10);
-  ASSERT_TRUE(store_->MarkDone(MarkDoneRequest{l.token, l.events, 0, {CounterWork(1)}}).ok());
+  ASSERT_TRUE(
+      MarkDoneBuilding(*store_, MarkDoneRequest{l.token, l.events, 0, {}}, {CounterWork(1)}).ok());
   std::vector<int64_t> seqs = Seqs(l.events);
   ASSERT_TRUE(
       store_
@@ -594,7 +613,8 @@ TEST_P(StoreConformanceTest, RedeliveryAfterFailSkipsConsumersThatFinished) {
   ASSERT_EQ(r.events.size(), 2u);
   for (const auto& e : r.events) EXPECT_EQ(e.done_mask, 1u);
   std::atomic<int> calls{0};
-  auto c = store_->Complete(CompleteRequest{r.token, r.events, 3, 2, {CounterWork(1, &calls)}});
+  auto c = CompleteBuilding(*store_, CompleteRequest{r.token, r.events, 3, 2, {}},
+                            {CounterWork(1, &calls)});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->deleted.size(), 2u);
   EXPECT_EQ(calls.load(), 0);  // bit 1 was already set: no second application
@@ -608,13 +628,13 @@ TEST_P(StoreConformanceTest, CompleteWithStaleTokenAppliesNothing) {
   Lease b = ClaimOk(*store_, "r2/0", 10);
   ASSERT_EQ(b.events.size(), 4u);
   std::atomic<int> calls{0};
-  auto stale = store_->Complete(
-      CompleteRequest{a.token, a.events, 3, 0, {UserWork(2), CounterWork(1, &calls)}});
+  auto stale = CompleteBuilding(*store_, CompleteRequest{a.token, a.events, 3, 0, {}},
+                                {UserWork(2), CounterWork(1, &calls)});
   EXPECT_EQ(stale.status().code(), Code::kLeaseLost);
   EXPECT_EQ(calls.load(), 0);
   EXPECT_EQ(store_->GetUser("p", "u0").status().code(), Code::kNotFound);
-  auto ok = store_->Complete(
-      CompleteRequest{b.token, b.events, 3, 0, {UserWork(2), CounterWork(1, &calls)}});
+  auto ok = CompleteBuilding(*store_, CompleteRequest{b.token, b.events, 3, 0, {}},
+                             {UserWork(2), CounterWork(1, &calls)});
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->deleted.size(), 4u);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 4);
@@ -627,11 +647,130 @@ TEST_P(StoreConformanceTest, PartlyHeldBatchMarksOnlyTheHeldRows) {
   std::vector<ClaimedEvent> first(a.events.begin(), a.events.begin() + 1);
   ASSERT_TRUE(store_->Complete(CompleteRequest{a.token, first, 0, 0, {}}).ok());
   std::atomic<int> seen{0};
-  auto c =
-      store_->Complete(CompleteRequest{a.token, a.events, 1, 0, {CounterWork(1, nullptr, &seen)}});
+  auto c = CompleteBuilding(*store_, CompleteRequest{a.token, a.events, 1, 0, {}},
+                            {CounterWork(1, nullptr, &seen)});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->deleted.size(), 2u);
   EXPECT_EQ(seen.load(), 2);
+}
+
+// ---- stale effects: built for masks that no longer hold ----
+
+// The counters consumer's effects for the rows of `rows` lacking `bit`, as
+// the watcher builds them (from the masks the rows carry).
+InStoreEffects CountersFor(uint64_t bit, std::span<const ClaimedEvent> rows) {
+  InStoreEffects part{.bit = bit, .effects = {}};
+  std::vector<const ClaimedEvent*> lacking;
+  for (const ClaimedEvent& e : rows) {
+    if ((e.done_mask & bit) == 0) lacking.push_back(&e);
+  }
+  CounterWork(bit).build(lacking, &part.effects);
+  return part;
+}
+
+TEST_P(StoreConformanceTest, CompleteWithEffectsForStaleMasksWritesNothingAndReportsStale) {
+  EnqueueOne(*store_, MakeEvents(4));
+  Lease l = ClaimOk(*store_, "r/0", 10);
+  ASSERT_EQ(l.events.size(), 4u);
+  // Counters (bit 1) applied for the first two rows.
+  std::vector<ClaimedEvent> two(l.events.begin(), l.events.begin() + 2);
+  MarkDoneRequest mark{l.token, two, 0, {}};
+  mark.in_store.push_back(CountersFor(1, two));
+  auto m = store_->MarkDone(mark);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_FALSE(m->stale);
+  EXPECT_EQ(m->marked.size(), 2u);
+  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
+
+  // A Complete whose effects were built from the claim's masks (no row had
+  // bit 1) covers two rows that have it now: nothing is written, not even
+  // the external bit or the delete, and the current masks come back.
+  CompleteRequest stale_req{l.token, l.events, 1 | 4, 4, {}};
+  stale_req.in_store.push_back(CountersFor(1, l.events));
+  auto stale = store_->Complete(stale_req);
+  ASSERT_TRUE(stale.ok()) << stale.status().ToString();
+  EXPECT_TRUE(stale->stale);
+  EXPECT_TRUE(stale->deleted.empty());
+  EXPECT_TRUE(stale->remaining.empty());
+  ASSERT_EQ(stale->held.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(stale->held[i].seq, l.events[i].seq);
+    EXPECT_EQ(stale->held[i].done_mask, i < 2 ? 1u : 0u) << "row " << i;
+  }
+  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
+  auto stats = store_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->leased, 4);
+
+  // Rebuilt from the current masks, the retry applies the other two rows
+  // exactly once and completes the batch.
+  std::vector<ClaimedEvent> current = testing::WithCurrentMasks(l.events, stale->held);
+  CompleteRequest retry{l.token, current, 1 | 4, 4, {}};
+  retry.in_store.push_back(CountersFor(1, current));
+  auto done = store_->Complete(retry);
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_FALSE(done->stale);
+  EXPECT_EQ(done->deleted.size(), 4u);
+  EXPECT_EQ(CountTotal(*store_, "p", "view"), 4);
+}
+
+TEST_P(StoreConformanceTest, MarkDoneWithEffectsForRowsNoLongerHeldIsStaleAndChangesNothing) {
+  EnqueueOne(*store_, MakeEvents(3));
+  Lease l = ClaimOk(*store_, "r/0", 10);
+  ASSERT_EQ(l.events.size(), 3u);
+  // The first row is completed (gone) before the effects are used.
+  std::vector<ClaimedEvent> first(l.events.begin(), l.events.begin() + 1);
+  ASSERT_TRUE(store_->Complete(CompleteRequest{l.token, first, 0, 0, {}}).ok());
+
+  MarkDoneRequest req{l.token, l.events, 4, {}};
+  req.in_store.push_back(CountersFor(1, l.events));  // built for all three rows
+  auto stale = store_->MarkDone(req);
+  ASSERT_TRUE(stale.ok()) << stale.status().ToString();
+  EXPECT_TRUE(stale->stale);
+  EXPECT_TRUE(stale->marked.empty());
+  ASSERT_EQ(stale->held.size(), 2u);
+  EXPECT_EQ(stale->held[0], (HeldRow{l.events[1].seq, 0}));
+  EXPECT_EQ(stale->held[1], (HeldRow{l.events[2].seq, 0}));
+  EXPECT_EQ(CountTotal(*store_, "p", "view"), 0);
+  // The external bit of the stale call was not set either.
+  auto ext = store_->MarkDone(MarkDoneRequest{l.token, l.events, 4, {}});
+  ASSERT_TRUE(ext.ok());
+  EXPECT_EQ(ext->marked.size(), 2u);
+
+  // Rebuilt for the two held rows: applied once; the same effects again are
+  // stale (the rows have the bit now) and change nothing.
+  std::vector<ClaimedEvent> current = testing::WithCurrentMasks(l.events, stale->held);
+  MarkDoneRequest retry{l.token, current, 0, {}};
+  retry.in_store.push_back(CountersFor(1, current));
+  auto ok = store_->MarkDone(retry);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_FALSE(ok->stale);
+  EXPECT_EQ(ok->marked.size(), 2u);
+  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
+  auto again = store_->MarkDone(retry);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->stale);
+  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
+}
+
+TEST_P(StoreConformanceTest, EffectsBuiltOnlyForRowsLackingTheBitAreNotStale) {
+  EnqueueOne(*store_, MakeEvents(3));
+  Lease l = ClaimOk(*store_, "r/0", 10);
+  std::vector<ClaimedEvent> first(l.events.begin(), l.events.begin() + 1);
+  MarkDoneRequest mark{l.token, first, 0, {}};
+  mark.in_store.push_back(CountersFor(1, first));
+  ASSERT_TRUE(store_->MarkDone(mark).ok());
+  // The caller knows row 0 has the bit (its mask says so): the effects cover
+  // rows 1 and 2 only, which is exactly what the store finds.
+  std::vector<ClaimedEvent> rows = l.events;
+  rows[0].done_mask = 1;
+  CompleteRequest req{l.token, rows, 1, 0, {}};
+  req.in_store.push_back(CountersFor(1, rows));
+  auto done = store_->Complete(req);
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_FALSE(done->stale);
+  EXPECT_EQ(done->deleted.size(), 3u);
+  EXPECT_EQ(CountTotal(*store_, "p", "view"), 3);
 }
 
 // ---- enqueue, dedup ----
@@ -756,10 +895,14 @@ TEST_P(StoreConformanceTest, GetUserReturnsExactMergedProfile) {
   };
   EnqueueOne(*store_, first);
   Lease l1 = ClaimOk(*store_, "r/0", 10);
-  ASSERT_TRUE(store_->Complete(CompleteRequest{l1.token, l1.events, 1, 0, {UserWork(1)}}).ok());
+  ASSERT_TRUE(
+      CompleteBuilding(*store_, CompleteRequest{l1.token, l1.events, 1, 0, {}}, {UserWork(1)})
+          .ok());
   EnqueueOne(*store_, second);
   Lease l2 = ClaimOk(*store_, "r/0", 10);
-  ASSERT_TRUE(store_->Complete(CompleteRequest{l2.token, l2.events, 1, 0, {UserWork(1)}}).ok());
+  ASSERT_TRUE(
+      CompleteBuilding(*store_, CompleteRequest{l2.token, l2.events, 1, 0, {}}, {UserWork(1)})
+          .ok());
 
   auto u = store_->GetUser("p", "alice");
   ASSERT_TRUE(u.ok()) << u.status().ToString();
@@ -794,7 +937,8 @@ TEST_P(StoreConformanceTest, QueryCountersReturnsExactCountsAndDistinctUsers) {
   for (const auto* batch : {&a, &b}) {
     EnqueueOne(*store_, *batch);
     Lease l = ClaimOk(*store_, "r/0", 100);
-    auto c = store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1)}});
+    auto c =
+        CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 1, 0, {}}, {CounterWork(1)});
     ASSERT_TRUE(c.ok()) << c.status().ToString();
   }
   auto minute =

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "queue/store.h"
@@ -61,6 +62,16 @@ MarkPlan PlanComplete(std::span<const ClaimedEvent> events, std::span<const Held
 
 // OR of the bits of `in_store`.
 uint64_t InStoreBits(std::span<const InStoreEffects> in_store);
+
+// When `plan` is kStale, moves its answer into *result (a MarkDoneResult or
+// CompleteResult: `stale`, `held`) and returns true.
+template <typename R>
+bool TakeStale(MarkPlan& plan, R* result) {
+  if (plan.outcome != MarkPlan::Outcome::kStale) return false;
+  result->stale = true;
+  result->held = std::move(plan.held);
+  return true;
+}
 
 // ---- Fail ----
 

@@ -1,6 +1,8 @@
 // The Store conformance suite: written only against the Store interface, run
 // for every store kind. sqlite is instantiated at the bottom of this file;
-// postgres in store_conformance_pg_test.cc.
+// postgres in store_conformance_pg_test.cc. The stale-effects part of the
+// suite is in store_conformance_stale_test.cc, its helpers in
+// store_conformance_helpers.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,126 +15,12 @@
 
 #include "common/event.h"
 #include "queue/store_conformance_fixture.h"
-#include "testing/in_store.h"
+#include "queue/store_conformance_helpers.h"
 
 namespace sluice {
 namespace {
 
-using std::chrono::milliseconds;
-using testing::WaitUntil;
-
-constexpr int64_t kT0 = 1'700'000'000'000;  // event times: 2023-11-14T22:13:20Z
-constexpr milliseconds kWait{10'000};
-
-std::string Body(const std::string& event, const std::string& user, int64_t time_ms,
-                 const std::string& set = "", const std::string& set_once = "") {
-  Event e;
-  e.event = event;
-  e.user_id = user;
-  e.time_ms = time_ms;
-  e.set = set;
-  e.set_once = set_once;
-  return ToBody(e);
-}
-
-std::vector<NewEvent> MakeEvents(int n, const std::string& prefix = "id",
-                                 const std::string& project = "p") {
-  std::vector<NewEvent> out;
-  for (int i = 0; i < n; ++i) {
-    out.push_back({project, prefix + std::to_string(i),
-                   Body("view", "u" + std::to_string(i % 3), kT0 + i * 1000)});
-  }
-  return out;
-}
-
-EnqueueResult EnqueueOne(Store& s, const std::vector<NewEvent>& events) {
-  EnqueueBatch batch{events};
-  auto r = s.Enqueue(std::span<const EnqueueBatch>(&batch, 1));
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  return r.ok() ? r->at(0) : EnqueueResult{};
-}
-
-Lease ClaimOk(Store& s, const std::string& owner, int n, int64_t ttl_ms = 30000) {
-  auto r = s.Claim(ClaimRequest{owner, n, ttl_ms});
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  return r.ok() ? std::move(r).value() : Lease{};
-}
-
-std::vector<int64_t> Seqs(const std::vector<ClaimedEvent>& events) {
-  std::vector<int64_t> out;
-  for (const auto& e : events) out.push_back(e.seq);
-  return out;
-}
-
-int64_t Now(Store& s) {
-  auto r = s.NowMs();
-  EXPECT_TRUE(r.ok());
-  return r.ok() ? *r : 0;
-}
-
-// Waits until the store clock has passed `until_ms` (a lease deadline).
-void WaitPast(Store& s, int64_t until_ms) {
-  ASSERT_TRUE(WaitUntil([&] { return Now(s) > until_ms; }, kWait));
-}
-
-using testing::CompleteBuilding;
-using testing::InStoreBuilder;
-using testing::MarkDoneBuilding;
-
-// Counts per-minute events and distinct users, like the counters consumer.
-// `calls` / `events_seen` count the applications (calls that applied it, and
-// their rows).
-InStoreBuilder CounterWork(uint64_t bit, std::atomic<int>* calls = nullptr,
-                           std::atomic<int>* events_seen = nullptr) {
-  return InStoreBuilder{
-      bit,
-      [](std::span<const ClaimedEvent* const> events, Effects* out) {
-        for (const ClaimedEvent* c : events) {
-          Event e;
-          ASSERT_TRUE(ParseBody(c->body, &e).ok()) << c->body;
-          for (Granularity g : kAllGranularities) {
-            out->counters.push_back(CounterDelta{
-                c->project, e.event, g, BucketStartMs(g, e.time_ms), 1, {e.distinct_id()}});
-          }
-        }
-      },
-      [calls, events_seen](std::span<const ClaimedEvent* const> events) {
-        if (calls) ++*calls;
-        if (events_seen) *events_seen += static_cast<int>(events.size());
-      }};
-}
-
-// Per-user profile deltas, like the users consumer.
-InStoreBuilder UserWork(uint64_t bit) {
-  return InStoreBuilder{bit,
-                        [](std::span<const ClaimedEvent* const> events, Effects* out) {
-                          for (const ClaimedEvent* c : events) {
-                            Event e;
-                            ASSERT_TRUE(ParseBody(c->body, &e).ok());
-                            UserDelta d;
-                            d.project = c->project;
-                            d.user_id = e.distinct_id();
-                            d.first_seen_ms = d.last_seen_ms = e.time_ms;
-                            d.events = 1;
-                            d.event_counts[e.event] = 1;
-                            d.set = e.set;
-                            d.set_once = e.set_once;
-                            out->users.push_back(std::move(d));
-                          }
-                        },
-                        {}};
-}
-
-int64_t CountTotal(Store& s, const std::string& project, const std::string& event,
-                   Granularity g = Granularity::kDay) {
-  auto r = s.QueryCounters(CounterQuery{project, event, g, 0, kT0 * 2});
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  int64_t total = 0;
-  if (r.ok()) {
-    for (const auto& p : *r) total += p.count;
-  }
-  return total;
-}
+using namespace conformance;  // NOLINT(google-build-using-namespace): the suite's helpers
 
 // ---- claim order, tokens ----
 
@@ -652,125 +540,6 @@ TEST_P(StoreConformanceTest, PartlyHeldBatchMarksOnlyTheHeldRows) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->deleted.size(), 2u);
   EXPECT_EQ(seen.load(), 2);
-}
-
-// ---- stale effects: built for masks that no longer hold ----
-
-// The counters consumer's effects for the rows of `rows` lacking `bit`, as
-// the watcher builds them (from the masks the rows carry).
-InStoreEffects CountersFor(uint64_t bit, std::span<const ClaimedEvent> rows) {
-  InStoreEffects part{.bit = bit, .effects = {}};
-  std::vector<const ClaimedEvent*> lacking;
-  for (const ClaimedEvent& e : rows) {
-    if ((e.done_mask & bit) == 0) lacking.push_back(&e);
-  }
-  CounterWork(bit).build(lacking, &part.effects);
-  return part;
-}
-
-TEST_P(StoreConformanceTest, CompleteWithEffectsForStaleMasksWritesNothingAndReportsStale) {
-  EnqueueOne(*store_, MakeEvents(4));
-  Lease l = ClaimOk(*store_, "r/0", 10);
-  ASSERT_EQ(l.events.size(), 4u);
-  // Counters (bit 1) applied for the first two rows.
-  std::vector<ClaimedEvent> two(l.events.begin(), l.events.begin() + 2);
-  MarkDoneRequest mark{l.token, two, 0, {}};
-  mark.in_store.push_back(CountersFor(1, two));
-  auto m = store_->MarkDone(mark);
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
-  ASSERT_FALSE(m->stale);
-  EXPECT_EQ(m->marked.size(), 2u);
-  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
-
-  // A Complete whose effects were built from the claim's masks (no row had
-  // bit 1) covers two rows that have it now: nothing is written, not even
-  // the external bit or the delete, and the current masks come back.
-  CompleteRequest stale_req{l.token, l.events, 1 | 4, 4, {}};
-  stale_req.in_store.push_back(CountersFor(1, l.events));
-  auto stale = store_->Complete(stale_req);
-  ASSERT_TRUE(stale.ok()) << stale.status().ToString();
-  EXPECT_TRUE(stale->stale);
-  EXPECT_TRUE(stale->deleted.empty());
-  EXPECT_TRUE(stale->remaining.empty());
-  ASSERT_EQ(stale->held.size(), 4u);
-  for (size_t i = 0; i < 4; ++i) {
-    EXPECT_EQ(stale->held[i].seq, l.events[i].seq);
-    EXPECT_EQ(stale->held[i].done_mask, i < 2 ? 1u : 0u) << "row " << i;
-  }
-  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
-  auto stats = store_->Stats();
-  ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(stats->leased, 4);
-
-  // Rebuilt from the current masks, the retry applies the other two rows
-  // exactly once and completes the batch.
-  std::vector<ClaimedEvent> current = testing::WithCurrentMasks(l.events, stale->held);
-  CompleteRequest retry{l.token, current, 1 | 4, 4, {}};
-  retry.in_store.push_back(CountersFor(1, current));
-  auto done = store_->Complete(retry);
-  ASSERT_TRUE(done.ok()) << done.status().ToString();
-  EXPECT_FALSE(done->stale);
-  EXPECT_EQ(done->deleted.size(), 4u);
-  EXPECT_EQ(CountTotal(*store_, "p", "view"), 4);
-}
-
-TEST_P(StoreConformanceTest, MarkDoneWithEffectsForRowsNoLongerHeldIsStaleAndChangesNothing) {
-  EnqueueOne(*store_, MakeEvents(3));
-  Lease l = ClaimOk(*store_, "r/0", 10);
-  ASSERT_EQ(l.events.size(), 3u);
-  // The first row is completed (gone) before the effects are used.
-  std::vector<ClaimedEvent> first(l.events.begin(), l.events.begin() + 1);
-  ASSERT_TRUE(store_->Complete(CompleteRequest{l.token, first, 0, 0, {}}).ok());
-
-  MarkDoneRequest req{l.token, l.events, 4, {}};
-  req.in_store.push_back(CountersFor(1, l.events));  // built for all three rows
-  auto stale = store_->MarkDone(req);
-  ASSERT_TRUE(stale.ok()) << stale.status().ToString();
-  EXPECT_TRUE(stale->stale);
-  EXPECT_TRUE(stale->marked.empty());
-  ASSERT_EQ(stale->held.size(), 2u);
-  EXPECT_EQ(stale->held[0], (HeldRow{l.events[1].seq, 0}));
-  EXPECT_EQ(stale->held[1], (HeldRow{l.events[2].seq, 0}));
-  EXPECT_EQ(CountTotal(*store_, "p", "view"), 0);
-  // The external bit of the stale call was not set either.
-  auto ext = store_->MarkDone(MarkDoneRequest{l.token, l.events, 4, {}});
-  ASSERT_TRUE(ext.ok());
-  EXPECT_EQ(ext->marked.size(), 2u);
-
-  // Rebuilt for the two held rows: applied once; the same effects again are
-  // stale (the rows have the bit now) and change nothing.
-  std::vector<ClaimedEvent> current = testing::WithCurrentMasks(l.events, stale->held);
-  MarkDoneRequest retry{l.token, current, 0, {}};
-  retry.in_store.push_back(CountersFor(1, current));
-  auto ok = store_->MarkDone(retry);
-  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
-  EXPECT_FALSE(ok->stale);
-  EXPECT_EQ(ok->marked.size(), 2u);
-  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
-  auto again = store_->MarkDone(retry);
-  ASSERT_TRUE(again.ok());
-  EXPECT_TRUE(again->stale);
-  EXPECT_EQ(CountTotal(*store_, "p", "view"), 2);
-}
-
-TEST_P(StoreConformanceTest, EffectsBuiltOnlyForRowsLackingTheBitAreNotStale) {
-  EnqueueOne(*store_, MakeEvents(3));
-  Lease l = ClaimOk(*store_, "r/0", 10);
-  std::vector<ClaimedEvent> first(l.events.begin(), l.events.begin() + 1);
-  MarkDoneRequest mark{l.token, first, 0, {}};
-  mark.in_store.push_back(CountersFor(1, first));
-  ASSERT_TRUE(store_->MarkDone(mark).ok());
-  // The caller knows row 0 has the bit (its mask says so): the effects cover
-  // rows 1 and 2 only, which is exactly what the store finds.
-  std::vector<ClaimedEvent> rows = l.events;
-  rows[0].done_mask = 1;
-  CompleteRequest req{l.token, rows, 1, 0, {}};
-  req.in_store.push_back(CountersFor(1, rows));
-  auto done = store_->Complete(req);
-  ASSERT_TRUE(done.ok()) << done.status().ToString();
-  EXPECT_FALSE(done->stale);
-  EXPECT_EQ(done->deleted.size(), 3u);
-  EXPECT_EQ(CountTotal(*store_, "p", "view"), 3);
 }
 
 // ---- enqueue, dedup ----

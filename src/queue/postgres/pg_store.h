@@ -92,8 +92,9 @@ class PostgresStore final : public Store {
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
   // The shared body of MarkDone and Complete (`all_bits` set: Complete):
   // opens the transaction (BeginNoFlush) and locks the rows still held under
-  // token in one round trip, and plans the write (lease_logic.h). The caller
-  // writes the rows and commits with ApplyEffects when the plan is kApply.
+  // token in one round trip, and plans the write (lease_logic.h); kLeaseLost
+  // when none of `events` is held. The caller writes the rows and commits
+  // with ApplyEffects when the plan is kApply.
   Result<MarkPlan> MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
                               uint64_t external_bits, const std::vector<InStoreEffects>& in_store,
                               std::optional<uint64_t> all_bits);

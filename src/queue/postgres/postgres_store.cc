@@ -436,8 +436,14 @@ Result<MarkPlan> PostgresStore::MarkLocked(PgConn& c, int64_t token,
     held.push_back(HeldRow{r.Int(i, 0), static_cast<uint64_t>(r.Int(i, 1))});
   }
   const uint64_t in_store_bits = InStoreBits(in_store);
-  return all_bits.has_value() ? PlanComplete(events, held, *all_bits, external_bits, in_store_bits)
-                              : PlanMarkDone(events, held, external_bits, in_store_bits);
+  MarkPlan plan = all_bits.has_value()
+                      ? PlanComplete(events, held, *all_bits, external_bits, in_store_bits)
+                      : PlanMarkDone(events, held, external_bits, in_store_bits);
+  if (plan.outcome == MarkPlan::Outcome::kLeaseLost) {
+    return Status::LeaseLost(
+        fmt::format("token {} holds none of the {} rows", token, events.size()));
+  }
+  return plan;
 }
 
 namespace {
@@ -458,10 +464,6 @@ void SetMasks(const std::vector<HeldRow>& rows, PgParams* p, std::vector<PgState
   out->push_back({kSetMasks, p});
 }
 
-Status LeaseLost(int64_t token, size_t rows) {
-  return Status::LeaseLost(fmt::format("token {} holds none of the {} rows", token, rows));
-}
-
 // Ends a transaction that wrote nothing (stale effects): releases the row
 // locks at once.
 Status EndUnchanged(PgConn& c) {
@@ -480,14 +482,7 @@ Result<MarkDoneResult> PostgresStore::MarkDone(const MarkDoneRequest& req) {
     SLUICE_ASSIGN_OR_RETURN(MarkPlan plan,
                             MarkLocked(c, req.token, req.events, req.external_bits, req.in_store,
                                        /*all_bits=*/std::nullopt));
-    if (plan.outcome == MarkPlan::Outcome::kLeaseLost) {
-      return LeaseLost(req.token, req.events.size());
-    }
-    if (plan.outcome == MarkPlan::Outcome::kStale) {
-      result.stale = true;
-      result.held = std::move(plan.held);
-      return EndUnchanged(c);
-    }
+    if (TakeStale(plan, &result)) return EndUnchanged(c);
     result.marked = std::move(plan.marked);
     PgParams masks;
     std::vector<PgStatement> writes;
@@ -506,14 +501,7 @@ Result<CompleteResult> PostgresStore::Complete(const CompleteRequest& req) {
     result = CompleteResult{};
     SLUICE_ASSIGN_OR_RETURN(MarkPlan plan, MarkLocked(c, req.token, req.events, req.external_bits,
                                                       req.in_store, req.all_bits));
-    if (plan.outcome == MarkPlan::Outcome::kLeaseLost) {
-      return LeaseLost(req.token, req.events.size());
-    }
-    if (plan.outcome == MarkPlan::Outcome::kStale) {
-      result.stale = true;
-      result.held = std::move(plan.held);
-      return EndUnchanged(c);
-    }
+    if (TakeStale(plan, &result)) return EndUnchanged(c);
     // Rows whose every bit is now set are deleted without writing the mask
     // first; the others keep their new bits. Both under the locks taken above.
     result.deleted = std::move(plan.deleted);

@@ -292,7 +292,11 @@ Result<MarkPlan> SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t tok
   MarkPlan plan = !all_bits.has_value()
                       ? PlanMarkDone(events, held, external_bits, in_store_bits)
                       : PlanComplete(events, held, *all_bits, external_bits, in_store_bits);
-  if (plan.outcome != MarkPlan::Outcome::kApply) return plan;
+  if (plan.outcome == MarkPlan::Outcome::kLeaseLost) {
+    return Status::LeaseLost(
+        fmt::format("token {} holds none of the {} rows", token, events.size()));
+  }
+  if (plan.outcome == MarkPlan::Outcome::kStale) return plan;
   // The plan checked that each consumer's effects cover exactly the held rows
   // whose bit flips now: effect and bit commit together, so a redelivery
   // skips them.
@@ -307,14 +311,6 @@ Result<MarkPlan> SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t tok
   return plan;
 }
 
-namespace {
-
-Status LeaseLost(int64_t token, size_t rows) {
-  return Status::LeaseLost(fmt::format("token {} holds none of the {} rows", token, rows));
-}
-
-}  // namespace
-
 Result<MarkDoneResult> SqliteStore::MarkDone(const MarkDoneRequest& req) {
   MarkDoneResult result;
   if (req.events.empty()) return result;
@@ -325,18 +321,9 @@ Result<MarkDoneResult> SqliteStore::MarkDone(const MarkDoneRequest& req) {
         SLUICE_ASSIGN_OR_RETURN(MarkPlan plan, MarkLocked(c, now, req.token, req.events,
                                                           req.external_bits, req.in_store,
                                                           /*all_bits=*/std::nullopt, &lease_rows));
-        switch (plan.outcome) {
-          case MarkPlan::Outcome::kLeaseLost:
-            return LeaseLost(req.token, req.events.size());
-          case MarkPlan::Outcome::kStale:
-            result.stale = true;
-            result.held = std::move(plan.held);
-            return Status::Ok();
-          case MarkPlan::Outcome::kApply:
-            result.marked = std::move(plan.marked);
-            return Status::Ok();
-        }
-        return Status::Internal("mark_done: unknown plan outcome");
+        if (TakeStale(plan, &result)) return Status::Ok();
+        result.marked = std::move(plan.marked);
+        return Status::Ok();
       },
       Durability::kLease);
   if (!st.ok()) return st;
@@ -353,14 +340,7 @@ Result<CompleteResult> SqliteStore::Complete(const CompleteRequest& req) {
         SLUICE_ASSIGN_OR_RETURN(MarkPlan plan,
                                 MarkLocked(c, now, req.token, req.events, req.external_bits,
                                            req.in_store, req.all_bits, &lease_rows));
-        if (plan.outcome == MarkPlan::Outcome::kLeaseLost) {
-          return LeaseLost(req.token, req.events.size());
-        }
-        if (plan.outcome == MarkPlan::Outcome::kStale) {
-          result.stale = true;
-          result.held = std::move(plan.held);
-          return Status::Ok();
-        }
+        if (TakeStale(plan, &result)) return Status::Ok();
         result.deleted = std::move(plan.deleted);
         result.remaining = std::move(plan.remaining);
         if (result.remaining.empty() && static_cast<int64_t>(result.deleted.size()) == lease_rows) {

@@ -85,8 +85,8 @@ class SqliteStore final : public Store {
   // The shared body of MarkDone and Complete (`all_bits` set: Complete),
   // inside a write transaction: reads the held rows, plans the write
   // (lease_logic.h) and, when the plan is kApply, applies the effects and
-  // writes the new masks. Rows to delete are left to the caller. lease_rows:
-  // rows the token holds in all.
+  // writes the new masks. Rows to delete are left to the caller. kLeaseLost
+  // when none of `events` is held. lease_rows: rows the token holds in all.
   Result<MarkPlan> MarkLocked(SqliteConn& c, int64_t now, int64_t token,
                               std::span<const ClaimedEvent> events, uint64_t external_bits,
                               const std::vector<InStoreEffects>& in_store,

@@ -8,8 +8,8 @@
 
 namespace sluice {
 
-UsersConsumer::UsersConsumer(std::string name, uint64_t bit, Counter* bad_bodies)
-    : Consumer(std::move(name), bit), bad_bodies_(bad_bodies) {}
+UsersConsumer::UsersConsumer(std::string name, uint64_t bit, Counter* unattributed)
+    : Consumer(std::move(name), bit), unattributed_(unattributed) {}
 
 void UsersConsumer::BuildEffects(std::span<const DecodedEvent> events, Effects* out) const {
   std::vector<DecodedEvent> rows;
@@ -19,7 +19,7 @@ void UsersConsumer::BuildEffects(std::span<const DecodedEvent> events, Effects* 
     // user cannot be attributed. Skipping keeps the rest of the batch flowing.
     if (e.event == nullptr) continue;
     if (e.event->distinct_id().empty()) {
-      if (bad_bodies_ != nullptr) bad_bodies_->Inc();
+      if (unattributed_ != nullptr) unattributed_->Inc();
       continue;
     }
     rows.push_back(e);

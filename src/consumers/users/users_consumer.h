@@ -18,8 +18,8 @@ namespace sluice {
 
 class UsersConsumer final : public Consumer {
  public:
-  // `bad_bodies` counts events that name no user (skipped); may be null.
-  UsersConsumer(std::string name, uint64_t bit, Counter* bad_bodies = nullptr);
+  // `unattributed` counts events that name no user (skipped); may be null.
+  UsersConsumer(std::string name, uint64_t bit, Counter* unattributed = nullptr);
 
   bool in_store() const override { return true; }
   // Pure: appends one UserDelta per (project, user) of `events`, sorted by
@@ -29,7 +29,7 @@ class UsersConsumer final : public Consumer {
   void BuildEffects(std::span<const DecodedEvent> events, Effects* out) const override;
 
  private:
-  Counter* const bad_bodies_;
+  Counter* const unattributed_;
 };
 
 }  // namespace sluice

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "ingest/formats/native.h"
 #include "testing/process.h"
 #include "testing/testing.h"
 
@@ -276,14 +277,17 @@ TEST_F(ServeSmokeTest, SigtermUnderIngestLosesNoAcknowledgedEvent) {
   for (int t = 0; t < kThreads; ++t) {
     posters.emplace_back([&, t] {
       for (int batch = 0; go.load(); ++batch) {
-        std::string body = "{\"events\":[";
+        NativeBodyBuilder builder;
         for (int i = 0; i < 50; ++i) {
-          if (i > 0) body += ",";
-          body += "{\"insert_id\":\"t" + std::to_string(t) + "-" + std::to_string(batch) + "-" +
-                  std::to_string(i) + "\",\"event\":\"load\",\"user_id\":\"poster" +
-                  std::to_string(t) + "\",\"time\":" + std::to_string(kT0) + "}";
+          Event e;
+          e.insert_id =
+              "t" + std::to_string(t) + "-" + std::to_string(batch) + "-" + std::to_string(i);
+          e.event = "load";
+          e.user_id = "poster" + std::to_string(t);
+          e.time_ms = kT0;
+          builder.Add(e);
         }
-        body += "]}";
+        const std::string body = builder.Finish();
         attempted[t] += 50;
         auto r = HttpPost(url, body, {}, seconds(10));
         if (r.status != 200) return;  // the server went away: stop

@@ -160,8 +160,14 @@ TEST_F(ServeSmokeTest, SendPostsArgumentEventsAndNdjsonFilesInBatches) {
   {
     std::ofstream out(file);
     for (int i = 0; i < 1200; ++i) {  // three POSTs of <= 500
-      out << "{\"insert_id\":\"f" << i << "\",\"event\":\"view\",\"user_id\":\"u" << i % 10
-          << "\",\"time\":" << kT0 + i << "}\n";
+      Event e;
+      e.insert_id = "f" + std::to_string(i);
+      e.event = "view";
+      e.user_id = "u" + std::to_string(i % 10);
+      e.time_ms = kT0 + i;
+      std::string line;
+      EncodeNativeEvent(e, &line);
+      out << line << "\n";
     }
     out << "\n";
   }

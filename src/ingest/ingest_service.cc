@@ -284,8 +284,9 @@ struct IngestService::Impl {
         Answer(*format, outcome, respond);
         return;
       }
-      // Nothing of the group is stored: the client must retry, so answer
-      // 503 + Retry-After whatever the store said.
+      // Nothing of the group is stored: the client must retry, so the answer
+      // asks it to come back later (Busy or Unavailable, + Retry-After)
+      // whatever the store said.
       CountRejected("commit_failed", outcome.events);
       AnswerFailure(*format,
                     HttpRetryLater(r.status().code())

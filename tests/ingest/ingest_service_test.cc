@@ -11,6 +11,7 @@
 #include "ingest/formats/native.h"
 #include "ingest/formats/registry.h"
 #include "queue/open/open_store.h"
+#include "testing/fake_clock.h"
 #include "testing/raw_http.h"
 #include "testing/store_fixture.h"
 #include "testing/testing.h"
@@ -59,7 +60,7 @@ class IngestServiceTest : public ::testing::Test {
     std::vector<FormatPtr> formats;
     formats.push_back(NewNativeFormat());
     service_ = std::make_unique<IngestService>(store_.get(), limits_, auth_, &metrics_,
-                                               std::move(formats), [this] { commits_++; });
+                                               std::move(formats), [this] { commits_++; }, clock_);
     service_->RegisterRoutes(server_.get());
     auto port = server_->Start();
     ASSERT_TRUE(port.ok()) << port.status().ToString();
@@ -91,6 +92,8 @@ class IngestServiceTest : public ::testing::Test {
   IngestOptions limits_;
   IngestFaultOptions faults_;  // the test kit's failing store, when set
   AuthOptions auth_;
+  testing::FakeClock fake_clock_;  // for the tests that set clock_ to it
+  Clock* clock_ = &Clock::Real();
   Metrics metrics_;
   StorePtr store_;
   std::unique_ptr<HttpServer> server_;
@@ -145,6 +148,19 @@ TEST_F(IngestServiceTest, StoredBodyIsTheNormalizedEvent) {
   EXPECT_EQ(e.properties, R"({"sku":"A"})");
   EXPECT_EQ(e.set, R"({"plan":"pro"})");
   EXPECT_GT(e.received_ms, 0);
+}
+
+TEST_F(IngestServiceTest, ReceiveTimeComesFromTheInjectedClock) {
+  clock_ = &fake_clock_;
+  Start();
+  ASSERT_EQ(Post(R"({"events":[{"event":"e","user_id":"u","insert_id":"t1"}]})").status, 200);
+  auto lease = store_->Claim({.owner = "t", .max_events = 10, .lease_ttl_ms = 30000});
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->events.size(), 1u);
+  Event e;
+  ASSERT_TRUE(ParseBody(lease->events[0].body, &e).ok());
+  EXPECT_EQ(e.received_ms, fake_clock_.WallMs());
+  EXPECT_EQ(e.time_ms, fake_clock_.WallMs());  // no time given: the receive time
 }
 
 TEST_F(IngestServiceTest, BadEventRejectsTheWholeBatchAndStoresNothing) {

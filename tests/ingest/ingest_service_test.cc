@@ -59,8 +59,9 @@ class IngestServiceTest : public ::testing::Test {
     server_ = std::make_unique<HttpServer>(so, limits_.max_body_bytes, &metrics_);
     std::vector<FormatPtr> formats;
     formats.push_back(NewNativeFormat());
-    service_ = std::make_unique<IngestService>(store_.get(), limits_, auth_, &metrics_,
-                                               std::move(formats), [this] { commits_++; }, clock_);
+    service_ = std::make_unique<IngestService>(
+        store_.get(), limits_, auth_, &metrics_, std::move(formats), [this] { commits_++; },
+        clock_);
     service_->RegisterRoutes(server_.get());
     auto port = server_->Start();
     ASSERT_TRUE(port.ok()) << port.status().ToString();

@@ -12,7 +12,10 @@
 #include <thread>
 #include <unordered_map>
 
-#include "common/event.h"
+#include "common/clock.h"
+#include "common/http_status.h"
+#include "common/strings.h"
+#include "http/http_util.h"
 
 namespace sluice {
 
@@ -23,95 +26,12 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decodes `in`; '+' becomes a space when `plus_is_space`. nullopt on a
-// malformed escape or an encoded NUL (never useful, often an attack).
-std::optional<std::string> PercentDecode(std::string_view in, bool plus_is_space) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    if (c == '%') {
-      if (i + 2 >= in.size()) return std::nullopt;
-      const int hi = HexValue(in[i + 1]);
-      const int lo = HexValue(in[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      const char decoded = static_cast<char>(hi * 16 + lo);
-      if (decoded == '\0') return std::nullopt;
-      out.push_back(decoded);
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-std::string ErrorBody(std::string_view message) {
-  std::string body = "{\"error\":";
-  AppendJsonString(message, &body);
-  body.push_back('}');
-  return body;
-}
-
-// Splits "HOST:PORT" / "[V6]:PORT".
-bool SplitHostPort(const std::string& listen, std::string* host, std::string* port) {
-  if (!listen.empty() && listen.front() == '[') {
-    const auto close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
-      return false;
-    }
-    *host = listen.substr(1, close - 1);
-    *port = listen.substr(close + 2);
-  } else {
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos) return false;
-    *host = listen.substr(0, colon);
-    *port = listen.substr(colon + 1);
-  }
-  if (host->empty()) *host = "0.0.0.0";
-  return !port->empty();
-}
-
 // Bytes an error reply is allowed to drain from a client still sending, so the
 // client reads our status instead of a reset (bounded in bytes and time).
 constexpr size_t kMaxDrainBytes = 1 << 20;
 constexpr int64_t kDrainTimeoutMs = 1000;
 
 }  // namespace
-
-std::string_view HttpRequest::Header(std::string_view lower_name) const {
-  for (const auto& [k, v] : headers) {
-    if (k == lower_name) return v;
-  }
-  return {};
-}
-
-std::optional<std::string> HttpRequest::QueryParam(std::string_view key) const {
-  std::string_view q = query;
-  while (!q.empty()) {
-    const auto amp = q.find('&');
-    const std::string_view pair = q.substr(0, amp);
-    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    auto k = PercentDecode(pair.substr(0, eq), true);
-    if (!k || *k != key) continue;
-    if (eq == std::string_view::npos) return std::string();
-    auto v = PercentDecode(pair.substr(eq + 1), true);
-    if (!v) return std::nullopt;
-    return v;
-  }
-  return std::nullopt;
-}
 
 class Session;
 
@@ -177,7 +97,7 @@ struct ServerCore {
 
   void CountStatus(int code) {
     if (metrics == nullptr) return;
-    if (code < 100 || code >= 600) code = 500;
+    if (code < 100 || code >= 600) code = HttpStatusFor(Code::kInternal);
     Counter* c = by_code[code].load(std::memory_order_acquire);
     if (c == nullptr) {
       c = &metrics->GetCounter("sluice_http_requests_total", "HTTP responses by status code.",
@@ -304,10 +224,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!ec) return false;
     if (ec == http::error::header_limit) {
       server_->CountRejected("header_too_large");
-      Reject(431, "request header fields too large");
+      Reject(kHttpHeaderFieldsTooLarge, "request header fields too large");
     } else if (ec == http::error::body_limit) {
       server_->CountRejected("body_too_large");
-      Reject(413, "request body over " + std::to_string(server_->max_body_bytes) + " bytes");
+      Reject(HttpStatusFor(Code::kTooLarge),
+             "request body over " + std::to_string(server_->max_body_bytes) + " bytes");
     } else if (ec == beast::error::timeout) {
       server_->CountRejected("read_timeout");
       Close();
@@ -317,7 +238,7 @@ class Session : public std::enable_shared_from_this<Session> {
       Close();
     } else {
       server_->CountRejected("bad_request");
-      Reject(400, "malformed HTTP request");
+      Reject(HttpStatusFor(Code::kInvalidArgument), "malformed HTTP request");
     }
     return true;
   }
@@ -328,7 +249,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (req.method() == http::verb::head || req.method() == http::verb::unknown ||
         req.method() == http::verb::connect || req.method() == http::verb::trace) {
       server_->CountRejected("method_not_allowed");
-      return Reject(405, "method not allowed");
+      return Reject(kHttpMethodNotAllowed, "method not allowed");
     }
     if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -364,16 +285,16 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto qpos = req.target.find('?');
     const std::string_view raw_path = std::string_view(req.target).substr(0, qpos);
     if (qpos != std::string::npos) req.query = req.target.substr(qpos + 1);
-    auto path = PercentDecode(raw_path, false);
+    auto path = PercentDecode(raw_path, {.plus_is_space = false, .strict = true});
     if (!path || raw_path.empty() || raw_path.front() != '/') {
       server_->CountRejected("bad_request");
-      return Reject(400, "malformed request target");
+      return Reject(HttpStatusFor(Code::kInvalidArgument), "malformed request target");
     }
     req.path = std::move(*path);
     req.headers.reserve(16);
     for (const auto& f : msg) {
       std::string name(f.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      ToLowerInPlace(&name);
       req.headers.emplace_back(std::move(name), std::string(f.value()));
     }
     req.body = std::move(msg.body());
@@ -384,8 +305,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const Handler* handler = server_->FindRoute(req.method, req.path, &path_known);
     if (handler == nullptr && server_->fallback) handler = &server_->fallback;
     if (handler == nullptr) {
-      return Reject(path_known ? 405 : 404, path_known ? "method not allowed" : "not found",
-                    /*close=*/false);
+      return Reject(path_known ? kHttpMethodNotAllowed : HttpStatusFor(Code::kNotFound),
+                    path_known ? "method not allowed" : "not found", /*close=*/false);
     }
 
     server_->in_flight.fetch_add(1);
@@ -394,16 +315,11 @@ class Session : public std::enable_shared_from_this<Session> {
     Responder respond = MakeResponder();
     try {
       (*handler)(req, respond);
-    } catch (const std::exception& e) {
+    } catch (...) {
       // A handler bug must not take the server down; answer if it did not.
       HttpResponse r;
-      r.status = 500;
-      r.body = ErrorBody("internal error");
-      respond(std::move(r));
-    } catch (...) {
-      HttpResponse r;
-      r.status = 500;
-      r.body = ErrorBody("internal error");
+      r.status = HttpStatusFor(Code::kInternal);
+      r.body = JsonErrorBody("internal error");
       respond(std::move(r));
     }
   }
@@ -433,7 +349,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Reject(int status, const std::string& message, bool close = true) {
     HttpResponse r;
     r.status = status;
-    r.body = ErrorBody(message);
+    r.body = JsonErrorBody(message);
     if (parser_) version_ = parser_->get().version() ? parser_->get().version() : 11;
     parser_.reset();
     Send(std::move(r), !close && keep_alive_ && !server_->stopping.load(), close);
@@ -563,15 +479,13 @@ void HttpServer::Fallback(Handler handler) { impl_->fallback = std::move(handler
 
 Result<int> HttpServer::Start() {
   if (impl_->started) return Status::Internal("server already started");
-  std::string host, port;
-  if (!SplitHostPort(impl_->options.listen, &host, &port)) {
-    return Status::InvalidArgument("listen: expected HOST:PORT, got '" + impl_->options.listen +
-                                   "'");
-  }
+  std::string host;
+  int port = 0;
+  SLUICE_RETURN_IF_ERROR(SplitHostPort(impl_->options.listen, &host, &port));
   beast::error_code ec;
   tcp::resolver resolver(impl_->ioc);
-  auto results =
-      resolver.resolve(host, port, tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  auto results = resolver.resolve(host, std::to_string(port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || results.empty()) {
     return Status::InvalidArgument("listen: cannot resolve '" + impl_->options.listen +
                                    "': " + ec.message());
@@ -624,10 +538,9 @@ void HttpServer::Stop(int64_t grace_ms) {
   }
   for (auto& sp : live) sp->CloseIfIdle();
   live.clear();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
-  while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  Clock& clock = Clock::Real();
+  const int64_t deadline = clock.MonoMs() + grace_ms;
+  while (s.in_flight.load() > 0 && clock.MonoMs() < deadline) clock.SleepMs(5);
   s.work.reset();
   s.ioc.stop();
   for (auto& t : s.threads) t.join();

@@ -11,7 +11,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,10 +42,14 @@ struct HttpRequest {
   std::string remote_addr;
   bool remote_is_loopback = false;
 
-  // First header with this lower-case name, "" when absent.
-  std::string_view Header(std::string_view lower_name) const;
-  // Value of query parameter `key` (percent-decoded, '+' as space), nullopt when absent.
-  std::optional<std::string> QueryParam(std::string_view key) const;
+  // First header with this lower-case name, "" when absent. (Inline: the
+  // fuzz targets link http_util.cc without the server.)
+  std::string_view Header(std::string_view lower_name) const {
+    for (const auto& [k, v] : headers) {
+      if (k == lower_name) return v;
+    }
+    return {};
+  }
 };
 
 struct HttpResponse {

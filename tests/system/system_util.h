@@ -1,5 +1,6 @@
 // Helpers shared by the system tests: a workload with an exact expected
-// outcome, a parallel sender, and readers of /metrics and /admin/status.
+// outcome, a parallel sender, and a reader of /admin/status (MetricSum, for
+// /metrics, is in testing/testing.h).
 // Thread-compatible.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "testing/process.h"
+#include "testing/testing.h"
 
 namespace sluice::testing {
 
@@ -52,11 +54,6 @@ struct SendStats {
 // (base URLs). Retries 503s. Each batch is acknowledged before counting.
 SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, int batch,
                        int threads);
-
-// Sum of a metric's samples whose label set contains `label_filter`
-// (e.g. "consumer=\"users\""; "" = all samples of that name).
-int64_t MetricSum(const std::string& metrics_text, const std::string& name,
-                  const std::string& label_filter = "");
 
 // pending + leased from GET /admin/status; -1 on error.
 int64_t QueueBacklog(const std::string& base_url);

@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -32,12 +33,17 @@ class GroupCommitter {
   // Called once per request on the committer thread, after its group's
   // transaction committed (Ok) or failed (the shared error).
   using Done = std::function<void(Result<EnqueueResult>)>;
+  // The batches of a committed group and their results (same order).
+  using Committed =
+      std::function<void(std::span<const EnqueueBatch>, std::span<const EnqueueResult>)>;
 
   // REQUIRES: store and metrics outlive the committer. `on_commit` runs on the
   // committer thread after each successful commit, before the group's
-  // requests are answered (may be empty).
+  // requests are answered (may be empty). `on_committed` (may be empty) runs
+  // there too, after they were answered, so its cost adds no latency to them
+  // (the live tail: ops/event_tail.h).
   GroupCommitter(Store* store, GroupCommitOptions options, Metrics* metrics,
-                 std::function<void()> on_commit);
+                 std::function<void()> on_commit, Committed on_committed = {});
   ~GroupCommitter();  // Stop()
 
   // Queues `events` for the next group. Returns Busy (and never calls `done`)
@@ -65,6 +71,7 @@ class GroupCommitter {
   Store* const store_;
   const GroupCommitOptions options_;
   const std::function<void()> on_commit_;
+  const Committed on_committed_;
   Histogram* const group_size_;
   Histogram* const commit_seconds_;
   Counter* const commit_failures_;

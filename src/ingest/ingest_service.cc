@@ -77,7 +77,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 struct IngestService::Impl {
   Impl(Store* s, IngestOptions l, AuthOptions a, Metrics* m, std::vector<FormatPtr> f,
-       std::function<void()> on_commit)
+       std::function<void()> on_commit, GroupCommitter::Committed on_committed)
       : store(s),
         limits(std::move(l)),
         auth(std::move(a)),
@@ -90,7 +90,7 @@ struct IngestService::Impl {
                                                              10 * limits.max_events),
                       .max_queued_bytes = std::max<int64_t>(256 << 20, 8 * limits.max_body_bytes),
                   },
-                  m, std::move(on_commit)),
+                  m, std::move(on_commit), std::move(on_committed)),
         accepted(&m->GetCounter("sluice_ingest_events_total", "Ingested events by result.",
                                 Labels({{"result", "accepted"}}))),
         duplicates(&m->GetCounter("sluice_ingest_events_total", "Ingested events by result.",
@@ -374,9 +374,11 @@ struct IngestService::Impl {
 };
 
 IngestService::IngestService(Store* store, IngestOptions limits, AuthOptions auth, Metrics* metrics,
-                             std::vector<FormatPtr> formats, std::function<void()> on_commit)
+                             std::vector<FormatPtr> formats, std::function<void()> on_commit,
+                             GroupCommitter::Committed on_committed)
     : impl_(std::make_unique<Impl>(store, std::move(limits), std::move(auth), metrics,
-                                   std::move(formats), std::move(on_commit))) {}
+                                   std::move(formats), std::move(on_commit),
+                                   std::move(on_committed))) {}
 
 IngestService::~IngestService() { impl_->Stop(); }
 

@@ -9,6 +9,7 @@
 
 #include "common/metrics.h"
 #include "http/auth.h"
+#include "ingest/group_commit.h"
 #include "ingest/ingest_options.h"
 #include "ingest/formats/format.h"
 #include "http/http_server.h"
@@ -19,9 +20,12 @@ namespace sluice {
 class IngestService {
  public:
   // REQUIRES: store and metrics outlive the service. `on_commit` runs after
-  // every successful group commit (the watcher's Wake), on the committer thread.
+  // every successful group commit (the watcher's Wake), on the committer
+  // thread. `on_committed` (may be empty) gets the committed events there,
+  // after their requests were answered (the console's live tail); keep it cheap.
   IngestService(Store* store, IngestOptions limits, AuthOptions auth, Metrics* metrics,
-                std::vector<FormatPtr> formats, std::function<void()> on_commit);
+                std::vector<FormatPtr> formats, std::function<void()> on_commit,
+                GroupCommitter::Committed on_committed = {});
   ~IngestService();
 
   // Registers every format's routes on `server` (as the server fallback).

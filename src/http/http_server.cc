@@ -134,8 +134,12 @@ class StreamSink final : public ResponseStream {
   WriteResult Write(std::string chunk) override;
   void End() override;
   bool closed() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return closed_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return true;
+    }
+    std::lock_guard<std::mutex> gate_lock(gate_->mu);
+    return !gate_->alive;  // the server stopped
   }
 
   // Called on the session's strand.
@@ -301,6 +305,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Closes the socket at once. REQUIRES: the I/O threads are stopped.
   void ForceCloseStopped() {
+    if (sink_) sink_->MarkClosed();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
@@ -660,6 +665,7 @@ bool StreamSink::Post(std::function<void(const std::shared_ptr<Session>&)> fn) {
 }
 
 ResponseStream::WriteResult StreamSink::Write(std::string chunk) {
+  if (closed()) return WriteResult::kClosed;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return WriteResult::kClosed;

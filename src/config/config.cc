@@ -291,6 +291,8 @@ Status ParseConsole(const toml::table& t, ConsoleOptions* o) {
       SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1000, &o->delay_warning_ms));
     } else if (k == "backlog_scan_events") {
       SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 100, 10000000, &o->backlog_scan_events));
+    } else if (k == "backlog_samples") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 1000000, &o->backlog_samples));
     } else if (k == "dead_scan_events") {
       SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 100, 10000000, &o->dead_scan_events));
     } else if (dk == "session_ttl") {

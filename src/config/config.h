@@ -21,7 +21,8 @@
 //              drain_timeout = "20s"; replica_heartbeat = "2s"; dedup_prune_interval = "1m"
 //   [auth]     admin_token = "..."; [auth.write_keys] KEY = "project"
 //   [console]  enabled = true; refresh = "2s"; cache = "1s"; delay_warning = "1m";
-//              backlog_scan_events = 100000; dead_scan_events = 100000; session_ttl = "12h";
+//              backlog_scan_events = 20000; backlog_samples = 1000; dead_scan_events = 20000;
+//              session_ttl = "12h";
 //              tail_events = 1000; tail_bytes = 4194304; tail_body_bytes = 8192;
 //              tail_streams = 8; tail_rate = 50 (events/s per stream)
 //   [log]      level = "info"; format = "json" | "text"

@@ -55,6 +55,7 @@ Console::Console(Store* store, Metrics* metrics, ConsoleOptions options, const A
   overview_options_.delay_warning_ms = options_.delay_warning_ms;
   overview_options_.scan.max_live = std::max<int64_t>(1, options_.backlog_scan_events);
   overview_options_.scan.max_dead = std::max<int64_t>(1, options_.dead_scan_events);
+  overview_options_.scan.samples = std::max<int64_t>(1, options_.backlog_samples);
   scan_seconds_ = &metrics_->GetHistogram(
       "sluice_console_overview_seconds",
       "Time to collect one console overview (bounded backlog scan + replicas)");

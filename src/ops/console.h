@@ -37,8 +37,9 @@ struct ConsoleOptions {
   int64_t refresh_ms = 2000;                 // the page polls the overview this often; default 2 s
   int64_t cache_ms = 1000;                   // an overview is reused this long; default 1 s
   int64_t delay_warning_ms = 60000;          // banner: a consumer's oldest event is older; 1 min
-  int64_t backlog_scan_events = 100000;      // live events the backlog scan reads, at most
-  int64_t dead_scan_events = 100000;         // dead events the scan reads, at most
+  int64_t backlog_scan_events = 20000;       // live events the backlog scan reads, at most
+  int64_t dead_scan_events = 20000;          // dead events the scan reads, at most
+  int64_t backlog_samples = 1000;            // probes of the seqs behind the head scan
   int64_t session_ttl_ms = 12LL * 3600 * 1000;  // console login lifetime; default 12 h
   TailOptions tail;
 };

@@ -12,11 +12,21 @@
 namespace sluice {
 namespace {
 
-// Rows beyond the head scan: every seq above the last one scanned may be a
-// live row (an upper bound: some were deleted or are dead).
-int64_t Unscanned(const BacklogScan& scan) {
-  if (scan.live_complete) return 0;
-  return std::max<int64_t>(0, scan.max_seq - scan.last_scanned_seq);
+// Each probe beyond the head scan stands for this many seqs.
+double SampleScale(const BacklogScan& scan) {
+  return scan.samples_taken > 0
+             ? static_cast<double>(scan.sample_span) / static_cast<double>(scan.samples_taken)
+             : 0.0;
+}
+
+int64_t Scaled(int64_t hits, double scale) {
+  return static_cast<int64_t>(std::llround(static_cast<double>(hits) * scale));
+}
+
+// True when the figures are counts, not estimates: the head scan saw every
+// live row, or the probes covered every seq behind it.
+bool Exact(const BacklogScan& scan) {
+  return scan.live_complete || scan.samples_taken == scan.sample_span;
 }
 
 void AppendOptionalMs(int64_t v, std::string* out) {
@@ -42,16 +52,22 @@ QueueView ComputeQueue(const BacklogScan& scan, int64_t scan_limit) {
   QueueView q;
   q.scanned = scan.live_scanned;
   q.scan_limit = scan_limit;
-  q.exact = scan.live_complete;
-  q.live = scan.live_scanned + Unscanned(scan);
+  q.samples = scan.samples_taken;
+  q.exact = Exact(scan);
+  int64_t hits = 0;
+  for (const MaskGroup& g : scan.sampled) hits += g.events;
+  q.live = scan.live_scanned + Scaled(hits, SampleScale(scan));
   q.leased = scan.leased_total;
   q.pending = std::max<int64_t>(0, q.live - q.leased);
   for (const MaskGroup& g : scan.dead) q.dead += g.events;
   q.dead_exact = scan.dead_complete;
   int64_t oldest = 0;
-  for (const MaskGroup& g : scan.live) {
-    if (g.oldest_pending_ms > 0 && (oldest == 0 || g.oldest_pending_ms < oldest)) {
-      oldest = g.oldest_pending_ms;
+  for (const auto* groups : {&scan.live, &scan.sampled}) {
+    if (oldest != 0) break;  // the head scan has the oldest, when it has any
+    for (const MaskGroup& g : *groups) {
+      if (g.oldest_pending_ms > 0 && (oldest == 0 || g.oldest_pending_ms < oldest)) {
+        oldest = g.oldest_pending_ms;
+      }
     }
   }
   q.oldest_pending_age_ms = oldest > 0 ? std::max<int64_t>(0, scan.now_ms - oldest) : 0;
@@ -61,7 +77,7 @@ QueueView ComputeQueue(const BacklogScan& scan, int64_t scan_limit) {
 std::vector<ConsumerBacklog> ComputeBacklogs(const BacklogScan& scan,
                                              const std::vector<ConsumerSpec>& consumers,
                                              int64_t delay_warning_ms) {
-  const int64_t unscanned = Unscanned(scan);
+  const double scale = SampleScale(scan);
   std::vector<ConsumerBacklog> out;
   for (const ConsumerSpec& spec : consumers) {
     ConsumerBacklog c;
@@ -78,19 +94,40 @@ std::vector<ConsumerBacklog> ComputeBacklogs(const BacklogScan& scan,
         next_visible = g.next_visible_ms;
       }
     }
-    c.exact = scan.live_complete;
-    c.backlog = c.counted;
-    if (!c.exact && scan.live_scanned > 0) {
-      // The scanned head's share of events lacking the bit, carried over the
-      // rest of the queue.
-      const double density =
-          static_cast<double>(c.counted) / static_cast<double>(scan.live_scanned);
-      c.backlog += static_cast<int64_t>(std::llround(density * static_cast<double>(unscanned)));
+    c.oldest_exact = oldest != 0 || scan.live_complete;
+    // Beyond the head: each probe that hit a row lacking the bit stands for
+    // `scale` seqs. The earliest such probe is within one stride of the
+    // consumer's oldest event there.
+    int64_t beyond_hits = 0;
+    int64_t beyond_leased = 0;
+    int64_t beyond_waiting = 0;
+    int64_t beyond_oldest = 0;
+    for (const MaskGroup& g : scan.sampled) {
+      if ((g.done_mask & spec.bit) != 0) continue;
+      beyond_hits += g.events;
+      beyond_leased += g.leased;
+      beyond_waiting += g.waiting;
+      if (g.oldest_ms > 0 && (beyond_oldest == 0 || g.oldest_ms < beyond_oldest)) {
+        beyond_oldest = g.oldest_ms;
+      }
+      if (g.next_visible_ms > 0 && (next_visible == 0 || g.next_visible_ms < next_visible)) {
+        next_visible = g.next_visible_ms;
+      }
     }
-    if (c.counted > 0) {
+    c.exact = Exact(scan);
+    c.backlog = c.counted + Scaled(beyond_hits, scale);
+    c.leased += Scaled(beyond_leased, scale);
+    c.waiting += Scaled(beyond_waiting, scale);
+    if (oldest == 0 && beyond_oldest != 0) {
+      oldest = beyond_oldest;
+      c.oldest_exact = scan.samples_taken == scan.sample_span;
+    }
+    if (oldest != 0) {
       c.oldest_age_ms = std::max<int64_t>(0, scan.now_ms - oldest);
     } else {
-      c.oldest_age_ms = scan.live_complete ? 0 : -1;
+      // Nothing lacking the bit was seen: none left, unless the probes could
+      // have missed a few (then unknown).
+      c.oldest_age_ms = Exact(scan) ? 0 : -1;
     }
     c.next_retry_in_ms = next_visible > 0 ? std::max<int64_t>(0, next_visible - scan.now_ms) : 0;
     for (const MaskGroup& g : scan.dead) {
@@ -206,7 +243,8 @@ std::string RenderOverviewJson(const Overview& o) {
                     ",\"exact\":" + (q.exact ? "true" : "false") +
                     ",\"dead_exact\":" + (q.dead_exact ? "true" : "false") +
                     ",\"scanned\":" + std::to_string(q.scanned) +
-                    ",\"scan_limit\":" + std::to_string(q.scan_limit) + "},\"replicas\":[";
+                    ",\"scan_limit\":" + std::to_string(q.scan_limit) +
+                    ",\"samples\":" + std::to_string(q.samples) + "},\"replicas\":[";
   for (size_t i = 0; i < o.replicas.size(); ++i) {
     const ReplicaView& r = o.replicas[i];
     if (i > 0) out.push_back(',');
@@ -237,6 +275,7 @@ std::string RenderOverviewJson(const Overview& o) {
            ",\"backlog\":" + std::to_string(c.backlog) +
            ",\"exact\":" + (c.exact ? "true" : "false") + ",\"oldest_age_ms\":";
     AppendOptionalMs(c.oldest_age_ms, &out);
+    out += std::string(",\"oldest_exact\":") + (c.oldest_exact ? "true" : "false");
     out += ",\"leased\":" + std::to_string(c.leased) + ",\"waiting\":" + std::to_string(c.waiting) +
            ",\"next_retry_in_ms\":" + std::to_string(c.next_retry_in_ms) +
            ",\"dead\":" + std::to_string(c.dead) +
@@ -289,9 +328,10 @@ std::string RenderOverviewText(const Overview& o) {
   out += line;
   if (!q.exact) {
     std::snprintf(line, sizeof line,
-                  "  (~: more than %lld live events; counted over the oldest %lld, the rest "
-                  "estimated)\n",
-                  static_cast<long long>(q.scan_limit), static_cast<long long>(q.scanned));
+                  "  (~: more than %lld live events: the oldest %lld counted, the rest "
+                  "estimated from %lld probes)\n",
+                  static_cast<long long>(q.scan_limit), static_cast<long long>(q.scanned),
+                  static_cast<long long>(q.samples));
     out += line;
   }
   int alive = 0;

@@ -4,14 +4,16 @@
 // behind it, unit-tested without a store.
 //
 // Per consumer C (bit b), from the head scan of the oldest `max_live` live
-// events grouped by done_mask:
+// events and the probes of the seqs behind them, grouped by done_mask:
 //   backlog      events lacking b (pending or leased, not dead). Exact when the
-//                scan saw every live event; else the scanned count plus the
-//                scanned density times the seq span beyond the scan (an
-//                estimate, "exact": false; docs/operations.md, "The console").
-//   oldest age   now - the oldest enqueued_at among events lacking b; unknown
-//                (-1) when none of the scanned events lacks b but the scan
-//                stopped early (C's backlog is then younger than all of them).
+//                scan saw every live event (or the probes every seq); else the
+//                head's count plus, per probe that hit an event lacking b,
+//                span / probes events (an estimate, "exact": false;
+//                docs/operations.md, "The console at 10 million events").
+//   oldest age   now - the oldest enqueued_at among events lacking b: exact
+//                from the head scan; from the probes, within one stride of the
+//                truth ("oldest_exact": false); unknown (-1) when neither saw one
+//                but the probes could have missed a few.
 //   waiting      events lacking b that back off (a retry later, Retry-After).
 //   dead         dead events lacking b.
 // Fleet figures (rates, failures, Retry-After) are the sums of what the alive
@@ -42,6 +44,7 @@ struct ConsumerBacklog {
   bool exact = true;
   int64_t counted = 0;        // events lacking the bit among the scanned ones
   int64_t oldest_age_ms = 0;  // -1 = unknown (see above)
+  bool oldest_exact = true;
   int64_t leased = 0;         // scanned events lacking the bit that are leased
   int64_t waiting = 0;        // scanned events lacking the bit that back off
   int64_t next_retry_in_ms = 0;  // the earliest of those becomes claimable; 0 = none
@@ -72,6 +75,7 @@ struct QueueView {
   int64_t oldest_pending_age_ms = 0;  // 0 when none pending among the scanned
   int64_t scanned = 0;
   int64_t scan_limit = 0;
+  int64_t samples = 0;  // probes beyond the head scan (0: none needed)
 };
 
 struct Overview {

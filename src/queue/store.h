@@ -205,13 +205,16 @@ struct MaskGroup {
 };
 
 struct BacklogScanRequest {
-  int64_t max_live = 100000;  // live rows scanned from the head of the queue; REQUIRES: > 0
-  int64_t max_dead = 100000;  // dead rows scanned, oldest first; REQUIRES: > 0
+  int64_t max_live = 20000;   // live rows scanned from the head of the queue; REQUIRES: > 0
+  int64_t max_dead = 20000;   // dead rows scanned, oldest first; REQUIRES: > 0
+  int64_t samples = 1000;     // probes of the seq range beyond the head scan; REQUIRES: > 0
 };
 
-// What a bounded scan of the queue saw (one consistent snapshot). The scan
-// reads the `max_live` lowest-seq live rows and the `max_dead` oldest dead
-// rows, never more: its cost does not grow with the queue.
+// What a bounded read of the queue saw. The scan reads the `max_live`
+// lowest-seq live rows and the `max_dead` oldest dead rows; when live rows
+// remain beyond the head scan, it probes `samples` seqs spread evenly over
+// (last_scanned_seq, max_seq] by primary key (a hit is a live row with that
+// seq). Its cost does not grow with the queue.
 struct BacklogScan {
   int64_t now_ms = 0;          // store clock
   int64_t live_scanned = 0;    // live rows read (<= max_live)
@@ -221,6 +224,11 @@ struct BacklogScan {
   int64_t max_seq = 0;         // highest seq in the queue, any state; 0 when empty
   int64_t leased_total = 0;    // every leased row (exact: the leased rows' index)
   std::vector<MaskGroup> live;
+  // The probes beyond the head scan: their hits grouped like `live`. When
+  // sample_span <= samples every seq of the span was probed (exact).
+  int64_t sample_span = 0;   // max_seq - last_scanned_seq when probed, else 0
+  int64_t samples_taken = 0;
+  std::vector<MaskGroup> sampled;
   int64_t dead_scanned = 0;
   bool dead_complete = false;  // every dead row was read: the dead groups are exact
   std::vector<MaskGroup> dead;

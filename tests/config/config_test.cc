@@ -282,7 +282,7 @@ session_ttl = "1h"
   EXPECT_EQ(c->console.tail.max_events_per_s, 10);
   EXPECT_EQ(c->console.tail.max_streams, 2);
   EXPECT_EQ(c->console.session_ttl_ms, 3600000);
-  EXPECT_EQ(ParseConfig("", Env())->console.backlog_scan_events, 100000);
+  EXPECT_EQ(ParseConfig("", Env())->console.backlog_scan_events, 20000);
 }
 
 TEST(ParseConfig, ConsoleBoundsAreChecked) {

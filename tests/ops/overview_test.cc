@@ -65,32 +65,70 @@ TEST(OverviewTest, ConsumerWithNothingToDoHasZeroBacklogAndAge) {
   }
 }
 
-TEST(OverviewTest, BeyondTheScanTheBacklogIsEstimatedFromTheScannedShare) {
-  // 100 scanned of which 100 lack webhook and 10 lack users; 900 seqs more behind them.
+TEST(OverviewTest, BeyondTheScanTheBacklogIsEstimatedFromTheProbes) {
+  // 100 scanned (10 lacking users); 900 seqs behind them probed every 10th:
+  // 80 hits done by users+counters, 9 by nobody, 1 probe on a deleted row.
   BacklogScan s = CompleteScan({Group(3, 90, 60000), Group(0, 10, 61000)});
   s.live_complete = false;
   s.max_seq = s.last_scanned_seq + 900;
+  s.sample_span = 900;
+  s.samples_taken = 90;
+  s.sampled = {Group(3, 80, 30000), Group(0, 9, 1000)};
   auto c = ComputeBacklogs(s, kConsumers, 600000);
   EXPECT_FALSE(c[2].exact);
   EXPECT_EQ(c[2].counted, 100);
-  EXPECT_EQ(c[2].backlog, 1000);  // all of them: the webhook is down
-  EXPECT_EQ(c[0].counted, 10);
-  EXPECT_EQ(c[0].backlog, 100);   // 10% of the rest too
+  EXPECT_EQ(c[2].backlog, 100 + 890);  // every hit lacks the webhook's bit
+  EXPECT_EQ(c[0].backlog, 10 + 90);
+  EXPECT_EQ(c[0].oldest_age_ms, 61000);  // from the head: exact
+  EXPECT_TRUE(c[0].oldest_exact);
   QueueView q = ComputeQueue(s, 100);
   EXPECT_FALSE(q.exact);
-  EXPECT_EQ(q.live, 1000);
+  EXPECT_EQ(q.live, 100 + 890);
+  EXPECT_EQ(q.samples, 90);
 }
 
-TEST(OverviewTest, OldestAgeIsUnknownWhenTheScanStoppedBeforeAnyUnprocessedEvent) {
+TEST(OverviewTest, ProbesThatCoverEverySeqAreExact) {
+  BacklogScan s = CompleteScan({Group(3, 100, 60000)});
+  s.live_complete = false;
+  s.max_seq = s.last_scanned_seq + 40;
+  s.sample_span = 40;
+  s.samples_taken = 40;
+  s.sampled = {Group(0, 30, 2000)};  // 10 of the 40 seqs were deleted
+  auto c = ComputeBacklogs(s, kConsumers, 600000);
+  EXPECT_TRUE(c[0].exact);
+  EXPECT_EQ(c[0].backlog, 30);
+  EXPECT_EQ(c[0].oldest_age_ms, 2000);
+  EXPECT_TRUE(c[0].oldest_exact);
+  EXPECT_EQ(ComputeQueue(s, 100).live, 130);
+}
+
+TEST(OverviewTest, OldestAgeFromTheProbesIsMarkedApproximate) {
   // The head is all waiting for the webhook; users finished every scanned event.
   BacklogScan s = CompleteScan({Group(3, 100, 600000)});
   s.live_complete = false;
-  s.max_seq = s.last_scanned_seq + 50;
+  s.max_seq = s.last_scanned_seq + 5000;
+  s.sample_span = 5000;
+  s.samples_taken = 50;
+  s.sampled = {Group(3, 40, 500000), Group(0, 10, 20000)};
+  auto c = ComputeBacklogs(s, kConsumers, 60000);
+  EXPECT_EQ(c[0].oldest_age_ms, 20000);
+  EXPECT_FALSE(c[0].oldest_exact);
+  EXPECT_EQ(c[0].backlog, 1000);
+  EXPECT_EQ(c[2].oldest_age_ms, 600000);
+  EXPECT_TRUE(c[2].delayed);
+}
+
+TEST(OverviewTest, OldestAgeIsUnknownWhenNeitherScanNorProbesSawAnUnprocessedEvent) {
+  BacklogScan s = CompleteScan({Group(3, 100, 600000)});
+  s.live_complete = false;
+  s.max_seq = s.last_scanned_seq + 5000;
+  s.sample_span = 5000;
+  s.samples_taken = 50;
+  s.sampled = {Group(3, 50, 500000)};
   auto c = ComputeBacklogs(s, kConsumers, 60000);
   EXPECT_EQ(c[0].oldest_age_ms, -1);
   EXPECT_EQ(c[0].backlog, 0);
   EXPECT_FALSE(c[0].delayed);
-  EXPECT_EQ(c[2].oldest_age_ms, 600000);
 }
 
 TEST(OverviewTest, WaitingAndNextRetryComeFromBackingOffEvents) {

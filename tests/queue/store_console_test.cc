@@ -42,7 +42,7 @@ Lease Claim(Store& s, int n) {
 }
 
 BacklogScan Scan(Store& s, int64_t max_live = 1000, int64_t max_dead = 1000) {
-  auto r = s.ScanBacklog(BacklogScanRequest{max_live, max_dead});
+  auto r = s.ScanBacklog(BacklogScanRequest{max_live, max_dead, 1000});
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? std::move(r).value() : BacklogScan{};
 }
@@ -108,6 +108,33 @@ TEST_P(StoreConformanceTest, ScanStopsAtItsLimitAndSaysSo) {
   // The oldest ten: the seq range behind them is what estimates extend over.
   EXPECT_EQ(s.last_scanned_seq - s.first_live_seq, 9);
   EXPECT_EQ(s.max_seq - s.last_scanned_seq, 20);
+  // Fewer seqs behind the head than probes: every one is probed (all live here).
+  EXPECT_EQ(s.sample_span, 20);
+  EXPECT_EQ(s.samples_taken, 20);
+  int64_t hits = 0;
+  for (const MaskGroup& g : s.sampled) hits += g.events;
+  EXPECT_EQ(hits, 20);
+}
+
+TEST_P(StoreConformanceTest, ProbesBeyondTheScanHitLiveRowsOnly) {
+  Enqueue(*store_, Events(40, "a"));
+  // Finish (delete) the rows 21..30: holes the probes must not count.
+  Lease head = Claim(*store_, 20);
+  Lease mid = Claim(*store_, 10);
+  ASSERT_EQ(mid.events.size(), 10u);
+  auto done = store_->Complete(CompleteRequest{mid.token, mid.events, 1, 1, {}});
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  ASSERT_EQ(done->deleted.size(), 10u);
+  auto r = store_->ScanBacklog(BacklogScanRequest{10, 10, /*samples=*/5});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->live_scanned, 10);
+  EXPECT_EQ(r->sample_span, 30);
+  EXPECT_EQ(r->samples_taken, 5);
+  // Probes at offsets 0, 6, 12, 18, 24 of the 30 seqs after the head: the
+  // ones in 11..20 and 31..40 are live, 21..30 are gone.
+  int64_t hits = 0;
+  for (const MaskGroup& g : r->sampled) hits += g.events;
+  EXPECT_EQ(hits, 3);
 }
 
 TEST_P(StoreConformanceTest, ScanCountsDeadRowsByDoneMaskApart) {
@@ -136,9 +163,11 @@ TEST_P(StoreConformanceTest, ScanCountsDeadRowsByDoneMaskApart) {
 }
 
 TEST_P(StoreConformanceTest, ScanRejectsNonPositiveLimits) {
-  EXPECT_EQ(store_->ScanBacklog(BacklogScanRequest{0, 10}).status().code(),
+  EXPECT_EQ(store_->ScanBacklog(BacklogScanRequest{0, 10, 10}).status().code(),
             Code::kInvalidArgument);
-  EXPECT_EQ(store_->ScanBacklog(BacklogScanRequest{10, 0}).status().code(),
+  EXPECT_EQ(store_->ScanBacklog(BacklogScanRequest{10, 0, 10}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(store_->ScanBacklog(BacklogScanRequest{10, 10, 0}).status().code(),
             Code::kInvalidArgument);
 }
 

@@ -136,7 +136,7 @@
     setText('q-dead', (q.dead_exact ? '' : '≥ ') + fmtInt(q.dead));
     setText('q-oldest', q.pending > 0 ? fmtAge(q.oldest_pending_age_ms) : '—');
     setText('q-note', q.exact ? '' :
-      `More than ${fmtInt(q.scan_limit)} live events: counts come from the oldest ${fmtInt(q.scanned)} and the seq range behind them (≈).`);
+      `More than ${fmtInt(q.scan_limit)} live events: the oldest ${fmtInt(q.scanned)} are counted, the rest estimated from ${fmtInt(q.samples)} probes (≈).`);
   }
 
   function renderChart(svgId, rateId, values, bucketMs) {
@@ -172,7 +172,8 @@
       return el('tr', { className: c.delayed ? 'delayed' : '', 'data-consumer': c.name },
         name,
         el('td', { className: 'num backlog' }, (c.exact ? '' : '≈ ') + fmtInt(c.backlog)),
-        el('td', null, c.oldest_age_ms === null ? 'newer than the scanned head' : (c.backlog > 0 ? fmtAge(c.oldest_age_ms) : '—')),
+        el('td', null, c.oldest_age_ms === null ? 'not seen (probes missed it)'
+          : (c.backlog > 0 ? (c.oldest_exact ? '' : '≈ ') + fmtAge(c.oldest_age_ms) : '—')),
         el('td', null, waiting),
         el('td', { className: 'num' }, failures),
         el('td', { className: 'num' }, (c.dead_exact ? '' : '≥ ') + fmtInt(c.dead)),

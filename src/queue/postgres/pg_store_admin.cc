@@ -611,8 +611,19 @@ Result<BacklogScan> PostgresStore::ScanBacklog(const BacklogScanRequest& req) {
       "UNION ALL "
       "SELECT 2, 0, (SELECT count(*) FROM queue WHERE state = 'leased'), 0, 0, "
       "  " SLUICE_MS("now()") ", 0, 0, 0, coalesce((SELECT max(seq) FROM queue), 0)";
-  if (req.max_live <= 0 || req.max_dead <= 0) {
-    return Status::InvalidArgument("scan backlog: max_live and max_dead must be > 0");
+  // One primary-key lookup per probe: seq $1 + i * $2 / $3 for i in [0, $3).
+  static constexpr char kProbe[] =
+      "SELECT q.done_mask, count(*), count(*) FILTER (WHERE q.state = 'leased'), "
+      "  count(*) FILTER (WHERE q.state = 'pending' AND q.visible_at > now()), "
+      "  " SLUICE_MS("min(q.enqueued_at)") ", "
+      "  coalesce(" SLUICE_MS("min(q.enqueued_at) FILTER (WHERE q.state = 'pending')") ", 0), "
+      "  coalesce(" SLUICE_MS("min(q.visible_at) FILTER (WHERE q.state = 'pending' "
+                              "AND q.visible_at > now())") ", 0) "
+      "FROM generate_series(0::bigint, $3::bigint - 1) AS p(i) "
+      "JOIN queue q ON q.seq = $1::bigint + (p.i * $2::bigint) / $3::bigint "
+      "WHERE q.state <> 'dead' GROUP BY q.done_mask";
+  if (req.max_live <= 0 || req.max_dead <= 0 || req.samples <= 0) {
+    return Status::InvalidArgument("scan backlog: max_live, max_dead and samples must be > 0");
   }
   PgParams params;
   params.Add(req.max_live).Add(req.max_dead);
@@ -651,6 +662,25 @@ Result<BacklogScan> PostgresStore::ScanBacklog(const BacklogScanRequest& req) {
         }
         out.live_complete = out.live_scanned < req.max_live;
         out.dead_complete = out.dead_scanned < req.max_dead;
+        if (out.live_complete || out.max_seq <= out.last_scanned_seq) return Status::Ok();
+        // A second statement (a later snapshot): the estimate it feeds
+        // tolerates rows that moved in between.
+        out.sample_span = out.max_seq - out.last_scanned_seq;
+        out.samples_taken = std::min(req.samples, out.sample_span);
+        PgParams probe;
+        probe.Add(out.last_scanned_seq + 1).Add(out.sample_span).Add(out.samples_taken);
+        SLUICE_ASSIGN_OR_RETURN(PgResult p, c.Exec(kProbe, probe));
+        for (int i = 0; i < p.rows(); ++i) {
+          MaskGroup g;
+          g.done_mask = static_cast<uint64_t>(p.Int(i, 0));
+          g.events = p.Int(i, 1);
+          g.leased = p.Int(i, 2);
+          g.waiting = p.Int(i, 3);
+          g.oldest_ms = p.Int(i, 4);
+          g.oldest_pending_ms = p.Int(i, 5);
+          g.next_visible_ms = p.Int(i, 6);
+          out.sampled.push_back(g);
+        }
         return Status::Ok();
       },
       /*idempotent=*/true);

@@ -355,11 +355,20 @@ Result<BacklogScan> SqliteStore::ScanBacklog(const BacklogScanRequest& req) {
       "SELECT done_mask, count(*), min(coalesce(died_at, 0)) "
       "FROM (SELECT done_mask, died_at FROM queue WHERE state = 'dead' ORDER BY seq LIMIT ?1) "
       "GROUP BY done_mask";
+  // One rowid lookup per probe: seq ?1 + i * ?2 / ?3 for i in [0, ?3).
+  static constexpr char kProbe[] =
+      "WITH RECURSIVE p(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM p WHERE i + 1 < ?3) "
+      "SELECT q.done_mask, count(*), sum(q.state = 'leased'), "
+      "sum(q.state = 'pending' AND q.visible_at > ?4), min(q.enqueued_at), "
+      "min(CASE WHEN q.state = 'pending' THEN q.enqueued_at END), "
+      "min(CASE WHEN q.state = 'pending' AND q.visible_at > ?4 THEN q.visible_at END) "
+      "FROM p JOIN queue q ON q.seq = ?1 + (p.i * ?2) / ?3 "
+      "WHERE q.state != 'dead' GROUP BY q.done_mask";
   static constexpr char kTotals[] =
       "SELECT (SELECT count(*) FROM queue WHERE lease_token IS NOT NULL AND state = 'leased'), "
       "coalesce((SELECT max(seq) FROM queue), 0)";
-  if (req.max_live <= 0 || req.max_dead <= 0) {
-    return Status::InvalidArgument("scan backlog: max_live and max_dead must be > 0");
+  if (req.max_live <= 0 || req.max_dead <= 0 || req.samples <= 0) {
+    return Status::InvalidArgument("scan backlog: max_live, max_dead and samples must be > 0");
   }
   BacklogScan out;
   Status st = Read([&](SqliteConn& c, int64_t now) -> Status {
@@ -403,11 +412,32 @@ Result<BacklogScan> SqliteStore::ScanBacklog(const BacklogScanRequest& req) {
       }
       out.dead_complete = out.dead_scanned < req.max_dead;
     }
-    SLUICE_ASSIGN_OR_RETURN(Stmt t, c.Prepare(kTotals));
-    SLUICE_ASSIGN_OR_RETURN(bool row, t.Step());
-    if (row) {
-      out.leased_total = t.Int(0);
-      out.max_seq = t.Int(1);
+    {
+      SLUICE_ASSIGN_OR_RETURN(Stmt t, c.Prepare(kTotals));
+      SLUICE_ASSIGN_OR_RETURN(bool row, t.Step());
+      if (row) {
+        out.leased_total = t.Int(0);
+        out.max_seq = t.Int(1);
+      }
+    }
+    if (out.live_complete || out.max_seq <= out.last_scanned_seq) return Status::Ok();
+    out.sample_span = out.max_seq - out.last_scanned_seq;
+    out.samples_taken = std::min(req.samples, out.sample_span);
+    SLUICE_ASSIGN_OR_RETURN(Stmt p, c.Prepare(kProbe));
+    p.Bind(1, out.last_scanned_seq + 1).Bind(2, out.sample_span).Bind(3, out.samples_taken);
+    p.Bind(4, now);
+    while (true) {
+      SLUICE_ASSIGN_OR_RETURN(bool row, p.Step());
+      if (!row) break;
+      MaskGroup g;
+      g.done_mask = static_cast<uint64_t>(p.Int(0));
+      g.events = p.Int(1);
+      g.leased = p.Int(2);
+      g.waiting = p.Int(3);
+      g.oldest_ms = p.Int(4);
+      g.oldest_pending_ms = p.Int(5);
+      g.next_visible_ms = p.Int(6);
+      out.sampled.push_back(g);
     }
     return Status::Ok();
   });

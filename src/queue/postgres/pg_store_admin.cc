@@ -569,6 +569,24 @@ Result<QueueStats> PostgresStore::Stats() {
 
 // ---- the console ----
 
+namespace {
+
+// Seven columns from `first` of row `i`: done_mask, events, leased, waiting,
+// oldest, oldest pending, next visible.
+MaskGroup GroupOf(const PgResult& r, int i, int first) {
+  MaskGroup g;
+  g.done_mask = static_cast<uint64_t>(r.Int(i, first));
+  g.events = r.Int(i, first + 1);
+  g.leased = r.Int(i, first + 2);
+  g.waiting = r.Int(i, first + 3);
+  g.oldest_ms = r.Int(i, first + 4);
+  g.oldest_pending_ms = r.Int(i, first + 5);
+  g.next_visible_ms = r.Int(i, first + 6);
+  return g;
+}
+
+}  // namespace
+
 Status PostgresStore::PublishReplicaStats(const std::string& id, const std::string& stats_json) {
   static constexpr char kBeat[] =
       "UPDATE replicas SET heartbeat = now(), stats = $2 WHERE id = $1";
@@ -640,14 +658,7 @@ Result<BacklogScan> PostgresStore::ScanBacklog(const BacklogScanRequest& req) {
             out.max_seq = r.Int(i, 9);
             continue;
           }
-          MaskGroup g;
-          g.done_mask = static_cast<uint64_t>(r.Int(i, 1));
-          g.events = r.Int(i, 2);
-          g.leased = r.Int(i, 3);
-          g.waiting = r.Int(i, 4);
-          g.oldest_ms = r.Int(i, 5);
-          g.oldest_pending_ms = r.Int(i, 6);
-          g.next_visible_ms = r.Int(i, 7);
+          const MaskGroup g = GroupOf(r, i, 1);
           if (kind == 0) {
             const int64_t lo = r.Int(i, 8);
             const int64_t hi = r.Int(i, 9);
@@ -671,15 +682,7 @@ Result<BacklogScan> PostgresStore::ScanBacklog(const BacklogScanRequest& req) {
         probe.Add(out.last_scanned_seq + 1).Add(out.sample_span).Add(out.samples_taken);
         SLUICE_ASSIGN_OR_RETURN(PgResult p, c.Exec(kProbe, probe));
         for (int i = 0; i < p.rows(); ++i) {
-          MaskGroup g;
-          g.done_mask = static_cast<uint64_t>(p.Int(i, 0));
-          g.events = p.Int(i, 1);
-          g.leased = p.Int(i, 2);
-          g.waiting = p.Int(i, 3);
-          g.oldest_ms = p.Int(i, 4);
-          g.oldest_pending_ms = p.Int(i, 5);
-          g.next_visible_ms = p.Int(i, 6);
-          out.sampled.push_back(g);
+          out.sampled.push_back(GroupOf(p, i, 0));
         }
         return Status::Ok();
       },

@@ -324,6 +324,23 @@ Result<QueueStats> SqliteStore::Stats() {
 
 // ---- the console ----
 
+namespace {
+
+// Columns 0..6 of the head scan and of the probes (NULLs read as 0).
+MaskGroup GroupOf(const Stmt& s) {
+  MaskGroup g;
+  g.done_mask = static_cast<uint64_t>(s.Int(0));
+  g.events = s.Int(1);
+  g.leased = s.Int(2);
+  g.waiting = s.Int(3);
+  g.oldest_ms = s.Int(4);
+  g.oldest_pending_ms = s.Int(5);
+  g.next_visible_ms = s.Int(6);
+  return g;
+}
+
+}  // namespace
+
 Status SqliteStore::PublishReplicaStats(const std::string& id, const std::string& stats_json) {
   static constexpr char kBeat[] = "UPDATE replicas SET heartbeat = ?2, stats = ?3 WHERE id = ?1";
   if (stats_json.size() > kMaxReplicaStatsBytes) {
@@ -380,14 +397,7 @@ Result<BacklogScan> SqliteStore::ScanBacklog(const BacklogScanRequest& req) {
       while (true) {
         SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
         if (!row) break;
-        MaskGroup g;
-        g.done_mask = static_cast<uint64_t>(s.Int(0));
-        g.events = s.Int(1);
-        g.leased = s.Int(2);
-        g.waiting = s.Int(3);
-        g.oldest_ms = s.Int(4);
-        g.oldest_pending_ms = s.Int(5);  // NULL reads as 0
-        g.next_visible_ms = s.Int(6);
+        const MaskGroup g = GroupOf(s);
         const int64_t lo = s.Int(7);
         const int64_t hi = s.Int(8);
         if (out.first_live_seq == 0 || lo < out.first_live_seq) out.first_live_seq = lo;
@@ -429,15 +439,7 @@ Result<BacklogScan> SqliteStore::ScanBacklog(const BacklogScanRequest& req) {
     while (true) {
       SLUICE_ASSIGN_OR_RETURN(bool row, p.Step());
       if (!row) break;
-      MaskGroup g;
-      g.done_mask = static_cast<uint64_t>(p.Int(0));
-      g.events = p.Int(1);
-      g.leased = p.Int(2);
-      g.waiting = p.Int(3);
-      g.oldest_ms = p.Int(4);
-      g.oldest_pending_ms = p.Int(5);
-      g.next_visible_ms = p.Int(6);
-      out.sampled.push_back(g);
+      out.sampled.push_back(GroupOf(p));
     }
     return Status::Ok();
   });

@@ -55,11 +55,12 @@ int HttpStatusFor(Code code, HttpDialect dialect = HttpDialect::kDefault);
 // True for the codes whose answer carries Retry-After (kBusy, kUnavailable).
 bool HttpRetryLater(Code code);
 
-// Statuses that no error Code maps to: successes, and two refusals of the
+// Statuses that no error Code maps to: successes, and the refusals of the
 // HTTP protocol layer itself (http/http_server.cc).
 inline constexpr int kHttpOk = 200;
 inline constexpr int kHttpNoContent = 204;             // CORS preflight
 inline constexpr int kHttpMethodNotAllowed = 405;      // a known path with another method
 inline constexpr int kHttpHeaderFieldsTooLarge = 431;  // request line + headers over the limit
+inline constexpr int kHttpVersionNotSupported = 505;   // a streamed answer to an HTTP/1.0 request
 
 }  // namespace sluice

@@ -43,6 +43,50 @@ struct Gate {
   bool alive = true;  // GUARDED_BY(mu)
 };
 
+// The ResponseStream a streamed response hands out. Its state lives here,
+// under its own mutex, so Write can answer from any thread; the bytes go to
+// the session's strand.
+class StreamSink final : public ResponseStream {
+ public:
+  StreamSink(std::weak_ptr<Session> session, std::shared_ptr<Gate> gate)
+      : session_(std::move(session)), gate_(std::move(gate)) {}
+
+  WriteResult Write(std::string chunk) override;
+  void End() override;
+  bool closed() const override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return true;
+    }
+    std::lock_guard<std::mutex> gate_lock(gate_->mu);
+    return !gate_->alive;  // the server stopped
+  }
+
+  // Called on the session's strand.
+  void MarkIdle() {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = false;
+  }
+  void MarkBusy() {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = true;
+  }
+  void MarkClosed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+
+ private:
+  // Posts `fn(session)` to the session's strand; false when it is gone.
+  bool Post(std::function<void(const std::shared_ptr<Session>&)> fn);
+
+  const std::weak_ptr<Session> session_;
+  const std::shared_ptr<Gate> gate_;
+  mutable std::mutex mu_;
+  bool busy_ = false;    // GUARDED_BY(mu_): a chunk is being written
+  bool closed_ = false;  // GUARDED_BY(mu_)
+};
+
 struct ServerCore {
   struct RouteEntry {
     std::string method;
@@ -171,7 +215,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Closes the connection when it is between requests (server stopping).
   void CloseIfIdle() {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->state_ == State::kIdle) {
+      if (self->state_ == State::kIdle || self->state_ == State::kStreaming) {
         beast::error_code ec;
         self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
         self->stream_.cancel();
@@ -181,6 +225,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Closes the socket at once. REQUIRES: the I/O threads are stopped.
   void ForceCloseStopped() {
+    if (sink_) sink_->MarkClosed();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
@@ -191,7 +236,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<Session> hold;
 
  private:
-  enum class State { kIdle, kReading, kHandling, kWriting, kClosing };
+  enum class State { kIdle, kReading, kHandling, kWriting, kStreaming, kClosing };
 
   // Between requests: wait up to idle_timeout for the first byte, then the
   // whole request must arrive within read_timeout (slowloris is closed).
@@ -340,8 +385,107 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void WriteResponse(HttpResponse r) {
+    if (r.stream && version_ != 10) return StartStream(std::move(r));
+    if (r.stream) {  // chunked coding needs HTTP/1.1
+      r.stream = nullptr;
+      r.status = kHttpVersionNotSupported;
+      r.content_type = "application/json";
+      r.body = ErrorBody("a streamed response needs HTTP/1.1");
+    }
     Send(std::move(r), keep_alive_ && !server_->stopping.load(), /*drain=*/false,
          /*release_in_flight=*/true);
+  }
+
+ public:
+  // Streamed responses (on the strand). The head goes out with chunked
+  // transfer coding and Connection: close; each Write is one chunk. A read
+  // stays posted meanwhile, so a client that goes away is noticed at once.
+  void StartStream(HttpResponse r) {
+    state_ = State::kStreaming;
+    server_->CountStatus(r.status);
+    auto res = std::make_shared<http::response<http::empty_body>>();
+    res->version(version_ == 10 ? 10 : 11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(http::field::server, "sluice");
+    res->set(http::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res->insert(k, v);
+    res->keep_alive(false);
+    res->chunked(true);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    sink_ = std::make_shared<StreamSink>(weak_from_this(), server_->gate);
+    auto first = std::make_shared<std::string>(std::move(r.body));
+    auto on_open = std::move(r.stream);
+    stream_.expires_after(std::chrono::milliseconds(server_->options.read_timeout_ms));
+    http::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), res, sr, first, on_open = std::move(on_open)](
+            beast::error_code ec, size_t) mutable {
+          self->server_->in_flight.fetch_sub(1);
+          self->stream_.expires_never();
+          if (ec) return self->Close();
+          self->WatchStreamPeer();
+          if (!first->empty()) {
+            self->sink_->MarkBusy();
+            self->WriteChunk(first, /*last=*/false);
+          }
+          try {
+            on_open(self->sink_);
+          } catch (...) {
+            // A stream that could not start ends here; nothing else to answer.
+            self->EndStream();
+          }
+        });
+  }
+
+  // Writes one chunk (`last`: the terminating chunk, then close). One write
+  // at a time: the sink stays busy until this one is done.
+  void WriteChunk(std::shared_ptr<std::string> data, bool last) {
+    if (state_ != State::kStreaming) {
+      if (sink_) sink_->MarkClosed();
+      return;
+    }
+    chunk_writing_ = true;
+    stream_.expires_after(std::chrono::milliseconds(server_->options.read_timeout_ms));
+    auto done = [self = shared_from_this(), data, last](beast::error_code ec, size_t) {
+      self->chunk_writing_ = false;
+      self->stream_.expires_never();
+      if (ec || last) return self->Close();
+      if (self->end_after_write_) {
+        self->end_after_write_ = false;
+        return self->WriteChunk(std::make_shared<std::string>(), /*last=*/true);
+      }
+      if (self->sink_) self->sink_->MarkIdle();
+    };
+    if (last) {
+      net::async_write(stream_, http::make_chunk_last(), std::move(done));
+    } else {
+      net::async_write(stream_, http::make_chunk(net::buffer(*data)), std::move(done));
+    }
+  }
+
+  void EndStream() {
+    if (state_ != State::kStreaming) return;
+    if (chunk_writing_) {
+      end_after_write_ = true;
+      return;
+    }
+    WriteChunk(std::make_shared<std::string>(), /*last=*/true);
+  }
+
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+ private:
+  // The client of a stream sends nothing more; any read completing with an
+  // error (EOF, reset, cancelled by Stop) ends the stream. Bytes it does send
+  // are discarded.
+  void WatchStreamPeer() {
+    stream_.socket().async_read_some(net::buffer(scratch_),
+                                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                                       if (ec) return self->Close();
+                                       if (self->state_ == State::kStreaming) {
+                                         self->WatchStreamPeer();
+                                       }
+                                     });
   }
 
   // Answers with a JSON error; `close` (the default) ends the connection after
@@ -403,6 +547,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Close() {
     state_ = State::kClosing;
+    if (sink_) sink_->MarkClosed();
     hold.reset();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -421,7 +566,48 @@ class Session : public std::enable_shared_from_this<Session> {
   bool loopback_ = false;
   size_t drained_ = 0;
   std::array<char, 16384> scratch_;
+  std::shared_ptr<StreamSink> sink_;  // a streamed response's sink, once started
+  bool chunk_writing_ = false;        // a chunk write is pending
+  bool end_after_write_ = false;      // End() came while a chunk was being written
 };
+
+bool StreamSink::Post(std::function<void(const std::shared_ptr<Session>&)> fn) {
+  std::lock_guard<std::mutex> gate_lock(gate_->mu);
+  if (!gate_->alive) return false;
+  std::shared_ptr<Session> self = session_.lock();
+  if (!self) return false;
+  net::post(self->executor(), [self, fn = std::move(fn)] { fn(self); });
+  return true;
+}
+
+ResponseStream::WriteResult StreamSink::Write(std::string chunk) {
+  if (closed()) return WriteResult::kClosed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return WriteResult::kClosed;
+    if (busy_) return WriteResult::kBusy;
+    busy_ = true;
+  }
+  if (chunk.empty()) {  // an empty chunk would end the response
+    MarkIdle();
+    return WriteResult::kQueued;
+  }
+  auto data = std::make_shared<std::string>(std::move(chunk));
+  if (!Post([data](const std::shared_ptr<Session>& s) { s->WriteChunk(data, /*last=*/false); })) {
+    MarkClosed();
+    return WriteResult::kClosed;
+  }
+  return WriteResult::kQueued;
+}
+
+void StreamSink::End() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+  }
+  (void)Post([](const std::shared_ptr<Session>& s) { s->EndStream(); });
+}
 
 void ServerCore::DoAccept() {
   acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {

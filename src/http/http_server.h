@@ -52,11 +52,37 @@ struct HttpRequest {
   }
 };
 
+// The sink of a streamed response (HttpResponse::stream), e.g. Server-Sent
+// Events. At most one chunk is in flight per stream, so a slow client costs
+// one chunk of memory. Thread-safe; may outlive the connection and the server
+// (then every call is a no-op answering kClosed).
+class ResponseStream {
+ public:
+  enum class WriteResult {
+    kQueued,  // handed to the connection
+    kBusy,    // the previous chunk is still being written; nothing queued, try later
+    kClosed,  // the client went away, the server is stopping, or End() was called
+  };
+  virtual ~ResponseStream() = default;
+  virtual WriteResult Write(std::string chunk) = 0;
+  // Ends the response after the chunk in flight; the connection then closes.
+  virtual void End() = 0;
+  virtual bool closed() const = 0;
+};
+using ResponseStreamPtr = std::shared_ptr<ResponseStream>;
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // When set, the response is streamed: the server sends the status and
+  // headers (chunked transfer coding, then the connection closes) and `body`
+  // as the first chunk, then calls `stream` once, on an I/O thread, with the
+  // sink to write the rest to. It must not block. A streamed response stops
+  // counting as in flight once its head is written: HttpServer::Stop closes
+  // it rather than waiting for it.
+  std::function<void(ResponseStreamPtr)> stream{};
 };
 
 using Responder = std::function<void(HttpResponse)>;

@@ -5,11 +5,13 @@
 namespace sluice {
 
 GroupCommitter::GroupCommitter(Store* store, GroupCommitOptions options, Metrics* metrics,
-                               std::function<void()> on_commit, Clock* clock)
+                               std::function<void()> on_commit, Committed on_committed,
+                               Clock* clock)
     : store_(store),
       options_(options),
       clock_(clock),
       on_commit_(std::move(on_commit)),
+      on_committed_(std::move(on_committed)),
       group_size_(&metrics->GetHistogram(
           "sluice_group_commit_size", "Events per group-commit transaction.", "",
           {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000})),
@@ -126,6 +128,10 @@ void GroupCommitter::Run() {
       } else {
         group[i].done(result.status());
       }
+    }
+    if (result.ok() && on_committed_) {
+      // `batches` still points into the group's events.
+      on_committed_(batches, *result);
     }
     group.clear();
   }

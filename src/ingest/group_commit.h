@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -36,13 +37,19 @@ class GroupCommitter {
   // Called once per request on the committer thread, after its group's
   // transaction committed (Ok) or failed (the shared error).
   using Done = std::function<void(Result<EnqueueResult>)>;
+  // The batches of a committed group and their results (same order).
+  using Committed =
+      std::function<void(std::span<const EnqueueBatch>, std::span<const EnqueueResult>)>;
 
   // REQUIRES: store, metrics and clock outlive the committer. `on_commit`
   // runs on the committer thread after each successful commit, before the
-  // group's requests are answered (may be empty). `clock` times the
+  // group's requests are answered (may be empty). `on_committed` (may be
+  // empty) runs there too, after they were answered, so its cost adds no
+  // latency to them (the live tail: ops/event_tail.h). `clock` times the
   // slow-down wait.
   GroupCommitter(Store* store, GroupCommitOptions options, Metrics* metrics,
-                 std::function<void()> on_commit, Clock* clock = &Clock::Real());
+                 std::function<void()> on_commit, Committed on_committed = {},
+                 Clock* clock = &Clock::Real());
   ~GroupCommitter();  // Stop()
 
   // Queues `events` for the next group. Returns Busy (and never calls `done`)
@@ -71,6 +78,7 @@ class GroupCommitter {
   const GroupCommitOptions options_;
   Clock* const clock_;
   const std::function<void()> on_commit_;
+  const Committed on_committed_;
   Histogram* const group_size_;
   Histogram* const commit_seconds_;
   Counter* const commit_failures_;

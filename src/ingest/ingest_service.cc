@@ -40,7 +40,7 @@ HttpResponse NotFound() {
 
 struct IngestService::Impl {
   Impl(Store* s, IngestOptions l, AuthOptions a, Metrics* m, std::vector<FormatPtr> f,
-       std::function<void()> on_commit, Clock* c)
+       std::function<void()> on_commit, GroupCommitter::Committed on_committed, Clock* c)
       : store(s),
         limits(std::move(l)),
         auth(std::move(a)),
@@ -54,7 +54,7 @@ struct IngestService::Impl {
                                                              10 * limits.max_events),
                       .max_queued_bytes = std::max<int64_t>(256 << 20, 8 * limits.max_body_bytes),
                   },
-                  m, std::move(on_commit), c),
+                  m, std::move(on_commit), std::move(on_committed), c),
         accepted(&m->GetCounter("sluice_ingest_events_total", "Ingested events by result.",
                                 Labels({{"result", "accepted"}}))),
         duplicates(&m->GetCounter("sluice_ingest_events_total", "Ingested events by result.",
@@ -356,9 +356,10 @@ struct IngestService::Impl {
 
 IngestService::IngestService(Store* store, IngestOptions limits, AuthOptions auth, Metrics* metrics,
                              std::vector<FormatPtr> formats, std::function<void()> on_commit,
-                             Clock* clock)
+                             GroupCommitter::Committed on_committed, Clock* clock)
     : impl_(std::make_unique<Impl>(store, std::move(limits), std::move(auth), metrics,
-                                   std::move(formats), std::move(on_commit), clock)) {}
+                                   std::move(formats), std::move(on_commit),
+                                   std::move(on_committed), clock)) {}
 
 IngestService::~IngestService() { impl_->Stop(); }
 

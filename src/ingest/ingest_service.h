@@ -13,6 +13,7 @@
 #include "http/auth.h"
 #include "http/http_server.h"
 #include "ingest/formats/format.h"
+#include "ingest/group_commit.h"
 #include "ingest/ingest_options.h"
 #include "queue/store.h"
 
@@ -22,11 +23,13 @@ class IngestService {
  public:
   // REQUIRES: store, metrics and clock outlive the service. `on_commit` runs
   // after every successful group commit (the watcher's Wake), on the
-  // committer thread. `clock` gives the receive time (WallMs) and paces the
+  // committer thread. `on_committed` (may be empty) gets the committed events
+  // there, after their requests were answered (the console's live tail); keep
+  // it cheap. `clock` gives the receive time (WallMs) and paces the
   // queue-depth refresh and the group commit's waits.
   IngestService(Store* store, IngestOptions limits, AuthOptions auth, Metrics* metrics,
                 std::vector<FormatPtr> formats, std::function<void()> on_commit,
-                Clock* clock = &Clock::Real());
+                GroupCommitter::Committed on_committed = {}, Clock* clock = &Clock::Real());
   ~IngestService();
 
   // Registers every format's routes on `server` (as the server fallback).

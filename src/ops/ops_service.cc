@@ -31,7 +31,11 @@ int64_t BucketSizeMs(Granularity g) {
 
 OpsService::OpsService(Store* store, sluice::Metrics* metrics, OpsOptions options,
                        const std::atomic<bool>* draining)
-    : store_(store), metrics_(metrics), options_(std::move(options)), draining_(draining) {
+    : store_(store),
+      metrics_(metrics),
+      options_(std::move(options)),
+      draining_(draining),
+      auth_(options_.auth, options_.session_ttl_ms, metrics) {
   const char* depth_help = "Events in the queue by state (refreshed from the store at scrape)";
   pending_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "pending"}}));
   leased_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "leased"}}));
@@ -107,19 +111,7 @@ HttpResponse OpsService::Readyz(const HttpRequest& /*req*/) {
 }
 
 std::optional<HttpResponse> OpsService::CheckAdmin(const HttpRequest& req) {
-  if (options_.auth.admin_token.empty()) {
-    if (req.remote_is_loopback) return std::nullopt;
-    unauthorized_->Inc();
-    return JsonError(Code::kForbidden,
-                     "admin endpoints are open to loopback clients only while no "
-                     "auth.admin_token is configured");
-  }
-  if (ConstantTimeEquals(RequestCredential(req), options_.auth.admin_token)) return std::nullopt;
-  unauthorized_->Inc();
-  HttpResponse r =
-      JsonError(Code::kUnauthorized, "admin endpoints need Authorization: Bearer <admin token>");
-  r.headers.emplace_back("WWW-Authenticate", "Bearer");
-  return r;
+  return auth_.Check(req, /*write=*/req.method != "GET");
 }
 
 std::optional<HttpResponse> OpsService::CheckRead(const HttpRequest& req, std::string* project) {

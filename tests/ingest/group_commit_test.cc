@@ -228,5 +228,38 @@ TEST_F(GroupCommitTest, StopCommitsWhatIsQueuedThenRefuses) {
   EXPECT_EQ(stats->pending, 60);
 }
 
+TEST_F(GroupCommitTest, CommittedHookSeesTheGroupsEventsAfterTheyWereAnswered) {
+  std::mutex mu;
+  std::vector<std::string> seen;  // insert ids, in hook order
+  std::vector<int64_t> accepted;
+  std::atomic<int> answered{0};
+  std::atomic<int> answered_before_hook{-1};
+  GroupCommitter gc(store_.get(), {}, &metrics_, nullptr,
+                    [&](std::span<const EnqueueBatch> batches,
+                        std::span<const EnqueueResult> results) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      answered_before_hook = answered.load();
+                      for (const EnqueueBatch& b : batches) {
+                        for (const NewEvent& e : b.events) seen.push_back(e.insert_id);
+                      }
+                      for (const EnqueueResult& r : results) accepted.push_back(r.accepted);
+                    });
+  ASSERT_TRUE(gc.Submit(Rows("h", 3), [&](Result<EnqueueResult> r) {
+                  ASSERT_TRUE(r.ok());
+                  answered++;
+                }).ok());
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return seen.size() == 3;
+      },
+      std::chrono::seconds(5)));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(answered_before_hook.load(), 1);  // the request was answered first
+  EXPECT_EQ(seen.front(), "h0");
+  ASSERT_EQ(accepted.size(), 1u);
+  EXPECT_EQ(accepted[0], 3);
+}
+
 }  // namespace
 }  // namespace sluice

@@ -9,6 +9,7 @@
 
 #include "app/logging.h"
 #include "app/version.h"
+#include "app/write_health.h"
 #include "common/strings.h"
 #include "common/time.h"
 #include "consumers/registry/registry.h"
@@ -76,7 +77,11 @@ Status Replica::StartImpl() {
     return Status(store.status().code(), "opening store " + RedactUrl(config_.store.url) + ": " +
                                              store.status().message());
   }
-  store_ = std::move(store).value();
+  // Every store write the replica's readiness depends on goes through the
+  // write-health wrapper (/readyz reports a failing disk, app/write_health.h).
+  auto health = std::make_unique<WriteHealthStore>(std::move(store).value());
+  WriteHealthStore* write_health = health.get();
+  store_ = std::move(health);
 
   ReplicaInfo info;
   info.id = id_;
@@ -106,6 +111,7 @@ Status Replica::StartImpl() {
   ops_options.auth = config_.auth;
   ops_options.replica_alive_within_ms =
       std::max<int64_t>(10000, 5 * config_.watcher.replica_heartbeat_ms);
+  ops_options.store_write_status = [write_health] { return write_health->WriteStatus(); };
   ops_ = std::make_unique<OpsService>(store_.get(), &metrics_, ops_options, &draining_);
 
   server_ = std::make_unique<HttpServer>(config_.server, config_.ingest.max_body_bytes, &metrics_);

@@ -1,11 +1,9 @@
 #include "chaos/chaos_harness.h"
 
 #include <arpa/inet.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <simdjson.h>
-#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,8 +22,10 @@
 #include <thread>
 
 #include "chaos/archive_check.h"
+#include "chaos/round_checks.h"
 #include "common/event.h"
 #include "consumers/archive/archive_consumer.h"
+#include "testing/dispatch_receiver.h"
 #include "testing/pg_fixture.h"
 #include "testing/process.h"
 #include "testing/testing.h"
@@ -132,10 +132,11 @@ int64_t MetricSum(const std::string& text, const std::string& name,
 }
 
 struct Metrics {
-  int64_t archive = 0, flaky_failures = 0, stuck_failures = 0, long_batches = 0, reclaims = 0,
-          fenced = 0, in_flight = 0;
+  int64_t archive = 0, hook = 0, flaky_failures = 0, stuck_failures = 0, long_batches = 0,
+          reclaims = 0, fenced = 0, in_flight = 0;
   Metrics& operator+=(const Metrics& o) {
     archive += o.archive;
+    hook += o.hook;
     flaky_failures += o.flaky_failures;
     stuck_failures += o.stuck_failures;
     long_batches += o.long_batches;
@@ -149,6 +150,7 @@ bool Scrape(const SluiceProcess& p, Metrics* m) {
   HttpResult r = HttpGet(p.Url("/metrics"), {}, milliseconds(3000));
   if (r.status != 200) return false;
   m->archive = MetricSum(r.body, "sluice_deliveries_total", "consumer=\"archive\"");
+  m->hook = MetricSum(r.body, "sluice_deliveries_total", "consumer=\"hook\"");
   m->flaky_failures = MetricSum(r.body, "sluice_failures_total", "consumer=\"flaky\"");
   m->stuck_failures = MetricSum(r.body, "sluice_failures_total", "consumer=\"stuck\"");
   m->long_batches = MetricSum(r.body, "sluice_batch_seconds_count") -
@@ -170,8 +172,9 @@ struct Replica {
   int64_t check_until = 0;
 };
 
+// `hook_toml`: the webhook consumer posting to the dispatch receiver.
 std::string ReplicaToml(const ChaosOptions& o, const std::string& store_url,
-                        const std::string& archive_dir) {
+                        const std::string& archive_dir, const std::string& hook_toml) {
   std::ostringstream t;
   t << "[store]\nurl = \"" << store_url << "\"\n" << o.store_toml;
   t << "[watcher]\nloops = " << kLoops << "\nbatch = " << kBatch << "\nlease_ttl = \""
@@ -199,6 +202,7 @@ std::string ReplicaToml(const ChaosOptions& o, const std::string& store_url,
   if (o.poison)
     t << "[[consumer]]\ntype = \"test\"\nname = \"poisoned\"\nbit = 4\n"
       << "poison_event = \"poison\"\n";
+  t << hook_toml;
   return t.str();
 }
 
@@ -233,66 +237,6 @@ std::string UrlEncode(const std::string& s) {
     }
   }
   return out;
-}
-
-// Rows held (state 'leased', lease not expired) by lease owners matching
-// `owner_like` (SQL LIKE), read from the store directly; -1 when the store
-// cannot be read. (Expired leases of an earlier incarnation of the replica
-// may still carry its name until someone claims them: they do not count.)
-int64_t HeldLeases(const std::string& store_url, const std::string& owner_like) {
-  static constexpr char kSql[] =
-      "SELECT count(*) FROM queue WHERE state = 'leased' AND lease_owner LIKE ";
-  if (store_url.rfind("sqlite:", 0) == 0) {
-    sqlite3* db = nullptr;
-    int64_t held = -1;
-    if (sqlite3_open_v2(store_url.substr(7).c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
-        SQLITE_OK) {
-      sqlite3_busy_timeout(db, 2000);
-      sqlite3_stmt* stmt = nullptr;
-      // The store's clock, as SqliteConn::NowMs reads it.
-      const std::string sql =
-          std::string(kSql) +
-          "?1 AND lease_until > CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS "
-          "INTEGER)";
-      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
-          sqlite3_bind_text(stmt, 1, owner_like.c_str(), -1, SQLITE_TRANSIENT) == SQLITE_OK &&
-          sqlite3_step(stmt) == SQLITE_ROW) {
-        held = sqlite3_column_int64(stmt, 0);
-      }
-      sqlite3_finalize(stmt);
-    }
-    sqlite3_close(db);
-    return held;
-  }
-  PGconn* conn = PQconnectdb(store_url.c_str());
-  int64_t held = -1;
-  if (PQstatus(conn) == CONNECTION_OK) {
-    const std::string sql = std::string(kSql) + "$1 AND lease_until > now()";
-    const char* params[] = {owner_like.c_str()};
-    PGresult* r = PQexecParams(conn, sql.c_str(), 1, nullptr, params, nullptr, nullptr, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-      held = std::atoll(PQgetvalue(r, 0, 0));
-    }
-    PQclear(r);
-  }
-  PQfinish(conn);
-  return held;
-}
-
-// True when another connection holds the SQLite write lock for a whole second
-// (a replica stopped inside a write transaction).
-bool SqliteWriteLocked(const std::string& store_url) {
-  sqlite3* db = nullptr;
-  bool locked = false;
-  if (sqlite3_open_v2(store_url.substr(7).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) ==
-      SQLITE_OK) {
-    sqlite3_busy_timeout(db, 1000);
-    const int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-    locked = rc == SQLITE_BUSY;
-    if (rc == SQLITE_OK) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  sqlite3_close(db);
-  return locked;
 }
 
 // A restarted replica may find the SQLite file locked by another replica's
@@ -330,6 +274,8 @@ void ChaosFaultsFromEnv(ChaosOptions* o) {
   o->kill = on.count("kill") > 0;
   o->pause = on.count("pause") > 0;
   o->pg_restart = o->postgres && on.count("pg_restart") > 0;
+  o->pg_immediate = o->postgres && on.count("pg_immediate") > 0;
+  o->pg_kill9 = o->postgres && on.count("pg_kill9") > 0;
   o->hang = on.count("hang") > 0;
 }
 
@@ -340,6 +286,9 @@ std::string ChaosReport::Summary() const {
     << refused_events << " refused distinct), stored " << stored_events << "\n"
     << "faults: kills " << kills << ", pauses " << pauses << " (zombie episodes " << zombie_episodes
     << ", holding the SQLite write lock " << lock_holding_pauses << "), pg restarts " << pg_restarts
+    << ", pg immediate stops " << pg_immediate_stops << ", pg postmaster kills " << pg_kills
+    << " (kills with leases " << kills_with_leases << ", pg stops in load " << pg_stops_in_load
+    << ")"
     << ", cut requests " << cut_requests << ", abandoned requests " << abandoned_requests
     << ", failed restarts " << failed_starts << ", poison events " << poison_events
     << ", flaky consumer failures " << flaky_failures << ", stuck consumer failures "
@@ -355,7 +304,12 @@ std::string ChaosReport::Summary() const {
             ? 100.0 * static_cast<double>(duplicate_dispatches) / static_cast<double>(stored_events)
             : 0.0)
     << " %), fault bound " << fault_bound << ", sluice-counted reclaims " << reclaimed_events
-    << ", unexplained " << unexplained_dispatches << ", fenced leases " << fenced << "\n";
+    << ", unexplained " << unexplained_dispatches << ", fenced leases " << fenced << "\n"
+    << "receiver: deliveries " << received << " (sluice counted " << hook_deliveries
+    << "), distinct " << received_distinct << ", repeats " << received_repeats << " ("
+    << (redelivery_causes.empty() ? std::string("-") : redelivery_causes) << "), unexplained "
+    << receiver_unexplained << ", stored but never received " << receiver_missing << "\n";
+  for (const std::string& f : faults_not_exercised) s << "  FAULT NOT EXERCISED " << f << "\n";
   for (const std::string& v : violations) s << "  VIOLATION " << v << "\n";
   for (const std::string& n : notes) s << "  note " << n << "\n";
   for (const std::string& l : lease_log) s << "  lease log " << l << "\n";
@@ -379,8 +333,11 @@ ChaosReport RunChaos(const ChaosOptions& o) {
     }
     store_url = pg->url();
   }
+  DispatchReceiver receiver;
+  std::vector<FaultWindow> windows;  // every fault injected, for the receiver's repeats
   const std::string config = dir.File("sluice.toml");
-  const std::string config_text = ReplicaToml(o, store_url, archive_dir);
+  const std::string config_text =
+      ReplicaToml(o, store_url, archive_dir, receiver.ConsumerToml("hook", 6));
   std::ofstream(config) << config_text;
 
   std::vector<Replica> replicas(o.replicas);
@@ -543,7 +500,9 @@ ChaosReport RunChaos(const ChaosOptions& o) {
       }
     }
   };
+  int64_t requests_at_scrape = 0;  // requests answered by the previous turn (~200 ms ago)
   while (NowMs() < end) {
+    requests_at_scrape = requests.load();
     std::this_thread::sleep_for(milliseconds(200));
     scrape_all();
     const int64_t now = NowMs();
@@ -578,6 +537,8 @@ ChaosReport RunChaos(const ChaosOptions& o) {
     if (o.kill) kinds_on.push_back(0);
     if (o.pause) kinds_on.push_back(1);
     if (o.pg_restart && pg) kinds_on.push_back(2);
+    if (o.pg_immediate && pg) kinds_on.push_back(3);
+    if (o.pg_kill9 && pg) kinds_on.push_back(4);
     if (kinds_on.empty()) continue;
     const int fault = kinds_on[rotation++ % kinds_on.size()];
     std::vector<size_t> up;
@@ -587,12 +548,17 @@ ChaosReport RunChaos(const ChaosOptions& o) {
       }
     }
     // Keep one replica serving when there are several.
-    if (up.empty() || (fault != 2 && replicas.size() > 1 && up.size() < 2)) continue;
+    if (up.empty() || (fault < 2 && replicas.size() > 1 && up.size() < 2)) continue;
     const size_t victim_index = up[frng() % up.size()];
     Replica& victim = replicas[victim_index];
     if (fault == 0) {
       Metrics m;
       if (Scrape(*victim.proc, &m)) victim.last = m;
+      // Exercised when the victim held leases: they expire under it.
+      if (HeldLeases(store_url, "r" + std::to_string(victim_index) + "/%") > 0) {
+        ++report.kills_with_leases;
+      }
+      windows.push_back(FaultWindow{"kill -9", NowMs(), NowMs()});
       victim.proc->Kill();
       victim.done += victim.last;
       victim.last = Metrics{};
@@ -607,6 +573,7 @@ ChaosReport RunChaos(const ChaosOptions& o) {
       victim.paused = true;
       victim.resume_at = NowMs() + o.lease_ttl_ms + 1500;
       ++report.pauses;
+      windows.push_back(FaultWindow{"pause", NowMs(), victim.resume_at});
       // A zombie only if it holds leases now that it is stopped: ask the
       // store (the in-flight gauge was scraped before the stop, and a short
       // batch may have finished in between); the gauge only if that fails.
@@ -621,11 +588,19 @@ ChaosReport RunChaos(const ChaosOptions& o) {
         ++report.zombie_episodes;
       }
     } else {
-      std::string err = pg->StopFast();
-      std::this_thread::sleep_for(milliseconds(1000));
+      // Exercised inside the load: leases held and clients sending.
+      const bool in_load = HeldLeases(store_url, "%") > 0 && requests.load() > requests_at_scrape;
+      FaultWindow w{fault == 2 ? "pg fast restart" : fault == 3 ? "pg immediate" : "pg kill -9",
+                    NowMs(), 0};
+      std::string err = fault == 2 ? pg->StopFast() : fault == 3 ? pg->StopImmediate()
+                                                                 : pg->KillPostmaster();
+      std::this_thread::sleep_for(milliseconds(fault == 2 ? 1000 : 500));
       if (err.empty()) err = pg->StartAgain();
-      if (!err.empty()) Violation(&report, &kinds, "setup", "postgres restart: " + err);
-      ++report.pg_restarts;
+      if (!err.empty()) Violation(&report, &kinds, "setup", w.cause + ": " + err);
+      w.end_ms = NowMs();
+      windows.push_back(w);
+      report.pg_stops_in_load += in_load ? 1 : 0;
+      ++(fault == 2 ? report.pg_restarts : fault == 3 ? report.pg_immediate_stops : report.pg_kills);
     }
   }
   for (auto& t : clients) t.join();
@@ -936,8 +911,12 @@ ChaosReport RunChaos(const ChaosOptions& o) {
   // that expired, and only the faults make leases expire — each kill or pause
   // strands at most the victim's in-flight leases, each PostgreSQL restart at
   // most every replica's. Duplicates beyond that bound are unexplained.
-  report.fault_bound =
-      (report.kills + report.pauses + report.pg_restarts * o.replicas) * kLoops * kBatch;
+  // A PostgreSQL crash also takes the commits that did not wait for the WAL
+  // flush (lease writes: done bits, completes) of the last 3 x
+  // wal_writer_delay (600 ms): up to 4 more batches per loop at 150 ms each.
+  report.fault_bound = (report.kills + report.pauses + report.pg_restarts * o.replicas +
+                        (report.pg_immediate_stops + report.pg_kills) * o.replicas * 5) *
+                       kLoops * kBatch;
   report.unexplained_dispatches =
       std::max<int64_t>(0, report.duplicate_dispatches - report.fault_bound);
   if (report.unexplained_dispatches > 0) {
@@ -948,6 +927,13 @@ ChaosReport RunChaos(const ChaosOptions& o) {
                   std::to_string(report.reclaimed_events) + " reclaims)");
   }
   if (report.acked_events == 0) Violation(&report, &kinds, "setup", "no event acknowledged");
+  for (const auto& [kind, what] :
+       CheckReceiver(o, receiver, windows, archived, total.hook, &report)) {
+    Violation(&report, &kinds, kind, what);
+  }
+  for (const auto& [kind, what] : CheckFaultsExercised(o, &report)) {
+    Violation(&report, &kinds, kind, what);
+  }
 
   for (Replica& r : replicas) {
     if (r.proc->Running()) {

@@ -8,9 +8,9 @@
 //  - a hang past the consumer timeout, consumer honouring its deadline: the
 //    call ends at the deadline as a failure and the batch is retried;
 //  - a hang past the consumer timeout, consumer ignoring deadline and cancel
-//    (a stuck syscall): the watcher gives up at timeout + 1 s, the batch is
-//    failed and retried; the late "success" of the stuck call is refused by
-//    fencing and changes nothing. Users and counters stay exact throughout.
+//    (a stuck syscall): in tests/watcher/fencing_test.cc, where the late
+//    "success" arrives while the retry holds the rows and must be refused.
+// Users and counters stay exact throughout.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -255,33 +255,9 @@ TEST_F(ConsumerHangTest, HangPastTheConsumerTimeoutEndsAtTheDeadlineAndTheBatchI
   ExpectCountedOnce(kEvents);
 }
 
-TEST_F(ConsumerHangTest, StuckCallIgnoringItsDeadlineIsAbandonedAndItsLateSuccessChangesNothing) {
-  constexpr int kEvents = 40;
-  constexpr int64_t kTtl = 1000, kTimeout = 500, kHang = 4000;
-  Enqueue(kEvents);
-  const int64_t t0 = Mono();
-  StartReplicas(Options(kTtl, kTimeout),
-                std::make_unique<HangingConsumer>(kHang, /*cooperative=*/false));
-  // The other replica gets the failed batch once the watcher gave up on the
-  // stuck call (timeout + 1 s grace), long before the call returns.
-  ASSERT_TRUE(
-      WaitUntil([&] { return other_->succeeded().size() == kEvents; }, milliseconds(20000)));
-  const int64_t retried_after = Mono() - t0;
-  ASSERT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(20000)));
-  ASSERT_TRUE(WaitUntil([&] { return hanging_->first_call_ms() >= 0; }, milliseconds(20000)));
-  const int64_t returned_after = Mono() - t0;
-  std::printf(
-      "stuck call (%lld ms, ignores deadline %lld ms): batch retried elsewhere after "
-      "%lld ms; stuck call returned after %lld ms\n",
-      static_cast<long long>(kHang), static_cast<long long>(kTimeout),
-      static_cast<long long>(retried_after), static_cast<long long>(returned_after));
-  EXPECT_LT(retried_after, kHang);
-  EXPECT_EQ(Metric(metrics_a_, "sluice_failures_total", "hanging"), kEvents);
-  // The stuck call "succeeded" late, but its MarkDone was fenced: the events
-  // were completed by the retry, and counted once.
-  EXPECT_EQ(hanging_->succeeded().size(), static_cast<size_t>(kEvents));
-  ExpectCountedOnce(kEvents);
-}
+// A hang past the consumer timeout in a consumer that ignores its deadline (a
+// stuck syscall), and the refusal of its late "success" while the retry holds
+// the rows: tests/watcher/fencing_test.cc (FencingTest.StuckCall...).
 
 }  // namespace
 }  // namespace sluice

@@ -5,10 +5,11 @@
 
 Each argument is a run summary written by a chaos round
 (tests/chaos/run_summary.h) or a directory of them (tests/chaos/results/<date>/).
-Prints one Markdown table: a row per round, with the figures the issue asks
-for: faults injected (and exercised), events acknowledged, lost (must be 0),
-double-counted (must be 0), duplicate dispatches counted at the receiver and
-their causes.
+Prints one Markdown table, a row per round in run order: faults injected (and
+exercised), events acknowledged, lost (must be 0), double-counted (must be 0:
+count mismatches + stored twice + phantom), duplicate dispatches counted at the
+webhook receiver with their causes, and the round's verdict (a control round,
+running a deliberately broken variant, must be caught).
 """
 import glob
 import json
@@ -33,7 +34,7 @@ def faults(s):
     if f["kills"]:
         parts.append(f"{f['kills']} kill -9 ({f['kills_with_leases']} with leases)")
     if f["pauses"]:
-        parts.append(f"{f['pauses']} SIGSTOP ({f['zombie_episodes']} zombies)")
+        parts.append(f"{f['pauses']} SIGSTOP ({f['zombie_episodes']} with leases: zombies)")
     pg = [(f["pg_restarts"], "fast restart"), (f["pg_immediate_stops"], "immediate stop"),
           (f["pg_kills"], "postmaster kill -9")]
     pg_parts = [f"{k} PG {what}" for k, what in pg if k]
@@ -55,7 +56,13 @@ def row(s):
     double = f["count_mismatches"] + f["stored_twice"] + f["phantom"]
     causes = s.get("redelivery_causes") or "-"
     tree = "" if s["tree"] == "clean" else " (uncommitted changes)"
-    verdict = "pass" if s["passed"] else "**fail**: " + "; ".join(s["violations"][:2])
+    control = any(c.startswith("control:") for c in s["faults"])
+    if control:
+        # A control runs a deliberately broken variant: the checker must catch it.
+        verdict = ("caught, as it must be: " + "; ".join(s["violations"][:2])
+                   if not s["passed"] else "**NOT caught**")
+    else:
+        verdict = "pass" if s["passed"] else "**fail**: " + "; ".join(s["violations"][:2])
     return (f"| {s['round']} | {s['store']} | {s['commit']}{tree}, {s['date']}, load "
             f"{s['load_before']:.1f}→{s['load_after']:.1f} | {f['duration_ms'] / 1000:.0f} s | "
             f"{n(f['acked_events'])} / {n(f['unknown_events'])} | {n(f['stored_events'])} | "
@@ -68,7 +75,7 @@ def row(s):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    runs = load(sys.argv[1:])
+    runs = sorted(load(sys.argv[1:]), key=lambda s: s["date"])
     if not runs:
         sys.exit("chaos-table: no run summaries found")
     commands = sorted({s["command"] for s in runs})

@@ -309,7 +309,6 @@ std::string ChaosReport::Summary() const {
     << "), distinct " << received_distinct << ", repeats " << received_repeats << " ("
     << (redelivery_causes.empty() ? std::string("-") : redelivery_causes) << "), unexplained "
     << receiver_unexplained << ", stored but never received " << receiver_missing << "\n";
-  for (const std::string& f : faults_not_exercised) s << "  FAULT NOT EXERCISED " << f << "\n";
   for (const std::string& v : violations) s << "  VIOLATION " << v << "\n";
   for (const std::string& n : notes) s << "  note " << n << "\n";
   for (const std::string& l : lease_log) s << "  lease log " << l << "\n";

@@ -53,10 +53,12 @@ std::string WriteRunSummary(const std::string& round, const ChaosOptions& o,
   std::filesystem::create_directories(dir, ec);
   const std::string src = SLUICE_SOURCE_DIR;
   const std::string commit = Run("git -C '" + src + "' rev-parse --short=12 HEAD 2>/dev/null");
-  // Changes to tracked files other than the results themselves.
-  const std::string changed = Run("git -C '" + src +
-                                  "' status --porcelain --untracked-files=no -- . "
-                                  "':(exclude)tests/chaos/results' 2>/dev/null | head -5");
+  // Uncommitted changes to what builds and runs the round (the code, the
+  // tests, the scripts); documentation and the results themselves aside.
+  const std::string changed =
+      Run("git -C '" + src +
+          "' status --porcelain --untracked-files=no -- src tests scripts bench CMakeLists.txt "
+          "Makefile ':(exclude)tests/chaos/results' 2>/dev/null | head -5");
   const char* command = std::getenv("CHAOS_COMMAND");
   char date[32];
   const std::time_t now = std::time(nullptr);

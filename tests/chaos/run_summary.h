@@ -1,7 +1,8 @@
 // Run summaries of the chaos rounds, the source of RELIABILITY.md's tables.
 // With CHAOS_RESULTS_DIR set (scripts/chaos.sh sets it to
 // tests/chaos/results/<UTC date>), each round writes <dir>/<round>.json: the
-// commit and whether the tree had uncommitted changes, the command
+// commit and whether the code (src, tests, scripts, build files) had
+// uncommitted changes, the command
 // (CHAOS_COMMAND), the date, the load average before and after, the build, the
 // round's options and every figure of its ChaosReport. scripts/chaos-table.py
 // renders the tables from them. Without CHAOS_RESULTS_DIR nothing is written.

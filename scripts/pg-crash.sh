@@ -24,21 +24,22 @@ case "$mode" in
     pid=$(head -1 "$dir/data/postmaster.pid")
     # Its children, before they are re-parented by its death.
     kids=$(pgrep -P "$pid" || true)
+    # Waits up to $1 tenths of a second for the postmaster and its children to be gone.
+    wait_gone() {
+      for _ in $(seq "$1"); do
+        local alive=""
+        for k in $pid $kids; do kill -0 "$k" 2>/dev/null && alive="$alive $k"; done
+        [[ -z "$alive" ]] && return 0
+        sleep 0.1
+      done
+      return 1
+    }
     kill -9 "$pid"
-    for _ in $(seq 100); do
-      alive=""
-      for k in $pid $kids; do kill -0 "$k" 2>/dev/null && alive="$alive $k"; done
-      [[ -z "$alive" ]] && break
-      sleep 0.1
-    done
-    for k in $pid $kids; do kill -9 "$k" 2>/dev/null || true; done
-    # A restart must not find the old processes attached to shared memory.
-    for _ in $(seq 50); do
-      alive=""
-      for k in $pid $kids; do kill -0 "$k" 2>/dev/null && alive="$alive $k"; done
-      [[ -z "$alive" ]] && break
-      sleep 0.1
-    done
+    if ! wait_gone 100; then
+      for k in $pid $kids; do kill -9 "$k" 2>/dev/null || true; done
+      # A restart must not find the old processes attached to shared memory.
+      wait_gone 50 || true
+    fi
     ;;
   *)
     echo "pg-crash: unknown mode $mode (immediate | kill9)" >&2

@@ -24,12 +24,12 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/event.h"
 #include "common/metrics.h"
 #include "consumers/counters/counters_consumer.h"
 #include "consumers/users/users_consumer.h"
 #include "queue/open/open_store.h"
 #include "queue/store.h"
+#include "testing/store_fixture.h"
 #include "testing/testing.h"
 #include "watcher/watcher.h"
 
@@ -100,20 +100,7 @@ class ConsumerHangTest : public ::testing::Test {
     store_ = std::move(*s);
   }
 
-  void Enqueue(int n) {
-    std::vector<NewEvent> events;
-    for (int i = 0; i < n; ++i) {
-      Event e;
-      e.event = "open";
-      e.user_id = "u" + std::to_string(i % 5);
-      e.time_ms = kT0;
-      events.push_back(NewEvent{"p", "id-" + std::to_string(i), ToBody(e)});
-    }
-    EnqueueBatch batch{events};
-    auto r = store_->Enqueue(std::span<const EnqueueBatch>(&batch, 1));
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    ASSERT_EQ((*r)[0].accepted, n);
-  }
+  void Enqueue(int n) { ASSERT_EQ(testing::EnqueueOpenEvents(*store_, n, kT0), ""); }
 
   WatcherOptions Options(int64_t ttl_ms, int64_t consumer_timeout_ms) {
     WatcherOptions o;
@@ -170,26 +157,7 @@ class ConsumerHangTest : public ::testing::Test {
   }
 
   // Users and the hourly counter count each of the `n` events exactly once.
-  void ExpectCountedOnce(int n) {
-    int64_t total = 0;
-    for (int u = 0; u < 5; ++u) {
-      auto p = store_->GetUser("p", "u" + std::to_string(u));
-      ASSERT_TRUE(p.ok()) << p.status().ToString();
-      total += p->events;
-    }
-    EXPECT_EQ(total, n);
-    CounterQuery q;
-    q.project = "p";
-    q.event = "open";
-    q.granularity = Granularity::kHour;
-    q.from_ms = kT0;
-    q.to_ms = kT0 + 3600000;
-    auto points = store_->QueryCounters(q);
-    ASSERT_TRUE(points.ok()) << points.status().ToString();
-    int64_t counted = 0;
-    for (const CounterPoint& pt : *points) counted += pt.count;
-    EXPECT_EQ(counted, n);
-  }
+  void ExpectCountedOnce(int n) { EXPECT_EQ(testing::OpenEventsCountedOnce(*store_, n, kT0), ""); }
 
   void TearDown() override {
     if (watcher_b_) watcher_b_->Drain();

@@ -112,11 +112,12 @@ RedeliveryExplanation ExplainRedeliveries(
     for (size_t k = 1; k < times.size(); ++k) {
       ++r.repeats;
       const int64_t t1 = times[k - 1], t2 = times[k];
+      // The latest fault that fits: the one closest before the redelivery.
       const FaultWindow* why = nullptr;
       for (const FaultWindow& f : faults) {
-        if (f.start_ms <= t2 && f.end_ms + slack_ms >= t1) {
+        if (f.start_ms <= t2 && f.end_ms + slack_ms >= t1 &&
+            (why == nullptr || f.start_ms > why->start_ms)) {
           why = &f;
-          break;
         }
       }
       if (why != nullptr) {

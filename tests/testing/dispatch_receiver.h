@@ -78,11 +78,13 @@ struct RedeliveryExplanation {
   std::string Summary() const;        // "12 (kill -9 8, pause 4), unexplained 0"
 };
 
-// A repeated delivery (previous at t1, this one at t2) is explained by the
-// first fault with start <= t2 and end + slack_ms >= t1: it began before the
-// second delivery and was not over long before the first (slack: a lease
-// that expired during the fault may be delivered by its old holder just
-// after it ended, and taken over one lease later).
+// A repeated delivery (previous at t1, this one at t2) is explained by a
+// fault with start <= t2 and end + slack_ms >= t1: it began before the second
+// delivery and was not over long before the first (slack: a lease that
+// expired during the fault may be delivered by its old holder just after it
+// ended, and taken over one lease later). Of the faults that fit, the latest
+// to start is named as the cause. With faults every few seconds nearly any
+// repeat fits one; the check has teeth where faults are sparse or absent.
 RedeliveryExplanation ExplainRedeliveries(
     const std::map<std::string, std::vector<int64_t>>& deliveries,
     const std::vector<FaultWindow>& faults, int64_t slack_ms);

@@ -26,12 +26,12 @@
 #include <string>
 #include <vector>
 
-#include "common/event.h"
 #include "common/metrics.h"
 #include "consumers/counters/counters_consumer.h"
 #include "consumers/users/users_consumer.h"
 #include "queue/open/open_store.h"
 #include "queue/store_wrapper.h"
+#include "testing/store_fixture.h"
 #include "testing/testing.h"
 #include "testkit/flaky_consumer.h"
 #include "testkit/testkit.h"
@@ -164,20 +164,6 @@ class FencingTest : public ::testing::Test {
     return unfenced.ok() ? std::move(*unfenced) : nullptr;
   }
 
-  void Enqueue(int n) {
-    std::vector<NewEvent> events;
-    for (int i = 0; i < n; ++i) {
-      Event e;
-      e.event = "open";
-      e.user_id = "u" + std::to_string(i % 5);
-      e.time_ms = kT0;
-      events.push_back(NewEvent{"p", "id-" + std::to_string(i), ToBody(e)});
-    }
-    EnqueueBatch batch{events};
-    auto r = store_->Enqueue(std::span<const EnqueueBatch>(&batch, 1));
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-  }
-
   static WatcherOptions Options(int64_t ttl_ms) {
     WatcherOptions o;
     o.loops = 1;
@@ -194,20 +180,20 @@ class FencingTest : public ::testing::Test {
   }
 
   // users + counters + an external consumer gated by `gate`.
-  static std::vector<ConsumerPtr> Consumers(Gate* gate, FlakyConsumer** sink) {
+  static std::vector<ConsumerPtr> Consumers(Gate* gate) {
     std::vector<ConsumerPtr> c;
     c.push_back(std::make_unique<UsersConsumer>("users", 1));
     c.push_back(std::make_unique<CountersConsumer>("counters", 2));
-    auto s = std::make_unique<FlakyConsumer>("sink", kSinkBit, FlakyConsumerOptions{});
-    s->set_hook(gate->Hook());
-    *sink = s.get();
-    c.push_back(std::move(s));
+    auto sink = std::make_unique<FlakyConsumer>("sink", kSinkBit, FlakyConsumerOptions{});
+    sink->set_hook(gate->Hook());
+    c.push_back(std::move(sink));
     return c;
   }
 
   int64_t Fenced(Metrics& m) { return m.GetCounter("sluice_fenced_total", "", "").value(); }
 
-  // Both stores' rows held by `token` right now (the test's own, fenced store).
+  // True when `token` still holds its rows (asked through the test's own,
+  // fenced store: an Extend of that lease).
   bool Holds(int64_t token) { return token != 0 && store_->Extend(token, 5000).ok(); }
 
   bool QueueEmpty() {
@@ -215,90 +201,53 @@ class FencingTest : public ::testing::Test {
     return s.ok() && s->pending == 0 && s->leased == 0 && s->dead == 0;
   }
 
-  // Users and the hourly counter count each event exactly once.
-  void ExpectCountedOnce(int n) {
-    int64_t total = 0;
-    for (int u = 0; u < 5; ++u) {
-      auto p = store_->GetUser("p", "u" + std::to_string(u));
-      ASSERT_TRUE(p.ok()) << p.status().ToString();
-      total += p->events;
-    }
-    EXPECT_EQ(total, n);
-    CounterQuery q;
-    q.project = "p";
-    q.event = "open";
-    q.from_ms = kT0;
-    q.to_ms = kT0 + 3600000;
-    auto points = store_->QueryCounters(q);
-    ASSERT_TRUE(points.ok()) << points.status().ToString();
-    int64_t counted = 0;
-    for (const CounterPoint& pt : *points) counted += pt.count;
-    EXPECT_EQ(counted, n);
+  // How the first watcher, A, stalls past its lease, and the write it makes late.
+  struct Stall {
+    WatcherOptions a;      // A's options
+    const char* late_op;   // the late write: "complete" or "mark_done"
+    bool a_fails_first;    // A gives up on the batch and fails it before B starts
+  };
+  // A stalled watcher (no heartbeat: its lease runs out, as under SIGSTOP)
+  // blocked in its external consumer; when the consumer returns, A writes
+  // its Complete.
+  static Stall StalledWatcher() {
+    Stall s{Options(300), "complete", false};
+    s.a.heartbeat_ms = 60000;  // the stalled replica cannot extend its lease
+    s.a.consumer_timeout_ms = 30000;
+    return s;
+  }
+  // A's consumer call ignores its deadline (a stuck syscall): A, healthy,
+  // gives up at the consumer timeout + 1 s grace and fails the batch; when
+  // the stuck call returns "success", A writes its MarkDone.
+  static Stall StuckCall() {
+    Stall s{Options(1000), "mark_done", true};
+    s.a.heartbeat_ms = 250;  // A's lease does not run out
+    s.a.consumer_timeout_ms = 500;
+    return s;
   }
 
-  // Stalled watcher A (no heartbeat: its lease runs out, as under SIGSTOP)
-  // blocks in its external consumer; B takes the batch over and blocks in its
-  // own; then A's consumer returns and A writes its Complete.
-  StaleWriteOutcome RunStalledWatcher(bool fencing) {
+  // A holds the batch and stalls; B takes the batch over and is held inside
+  // its own delivery; then A's consumer returns and A writes late.
+  StaleWriteOutcome RunStaleWrite(bool fencing, const Stall& stall) {
     StaleWriteOutcome out;
-    Enqueue(kEvents);
+    EXPECT_EQ(testing::EnqueueOpenEvents(*store_, kEvents, kT0), "");
     RecordingStore a_store(Open(fencing));
     RecordingStore b_store(store_.get());
     Gate a_gate, b_gate;
-    FlakyConsumer *a_sink = nullptr, *b_sink = nullptr;
-    WatcherOptions oa = Options(300);
-    oa.heartbeat_ms = 60000;  // the stalled replica cannot extend its lease
-    oa.consumer_timeout_ms = 30000;
     Metrics ma, mb;
-    Watcher a(&a_store, Consumers(&a_gate, &a_sink), oa, "A", &ma);
-    Watcher b(&b_store, Consumers(&b_gate, &b_sink), Options(5000), "B", &mb);
+    Watcher a(&a_store, Consumers(&a_gate), stall.a, "A", &ma);
+    Watcher b(&b_store, Consumers(&b_gate), Options(5000), "B", &mb);
     a.Start();
     EXPECT_TRUE(WaitUntil([&] { return a_gate.entered.load(); }, milliseconds(10000)));
-    b.Start();  // claims the batch once A's 300 ms lease has expired
-    EXPECT_TRUE(WaitUntil([&] { return b_gate.entered.load(); }, milliseconds(10000)));
-    a_gate.open = true;
-    EXPECT_TRUE(WaitUntil([&] { return a_store.Find("complete").has_value(); },
-                          milliseconds(10000)));
-    out.stale = a_store.Find("complete");
-    out.taker_holds_rows = Holds(b_store.first_claim_token());
-    b_gate.open = true;
-    EXPECT_TRUE(WaitUntil([&] { return b_store.Find("complete") || Fenced(mb) > 0; },
-                          milliseconds(10000)));
-    if (fencing) {
-      EXPECT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(10000)));
+    if (stall.a_fails_first) {
+      EXPECT_TRUE(WaitUntil([&] { return a_store.Find("fail").has_value(); }, milliseconds(10000)));
     }
-    a.Drain();
-    b.Drain();
-    out.stale_fenced = Fenced(ma);
-    return out;
-  }
-
-  // Watcher A's consumer call ignores its deadline (a stuck syscall): A gives
-  // up at the consumer timeout + 1 s grace and fails the batch; B claims it
-  // and blocks in its own delivery; then A's stuck call returns "success".
-  StaleWriteOutcome RunStuckCall(bool fencing) {
-    StaleWriteOutcome out;
-    Enqueue(kEvents);
-    RecordingStore a_store(Open(fencing));
-    RecordingStore b_store(store_.get());
-    Gate a_gate, b_gate;
-    FlakyConsumer *a_sink = nullptr, *b_sink = nullptr;
-    WatcherOptions oa = Options(1000);
-    oa.heartbeat_ms = 250;  // A is healthy: its lease does not run out
-    oa.consumer_timeout_ms = 500;
-    Metrics ma, mb;
-    Watcher a(&a_store, Consumers(&a_gate, &a_sink), oa, "A", &ma);
-    Watcher b(&b_store, Consumers(&b_gate, &b_sink), Options(5000), "B", &mb);
-    a.Start();
-    EXPECT_TRUE(WaitUntil([&] { return a_gate.entered.load(); }, milliseconds(10000)));
-    // A gives up on the call and fails the batch (its in-store part completed).
-    EXPECT_TRUE(WaitUntil([&] { return a_store.Find("fail").has_value(); }, milliseconds(10000)));
-    b.Start();
+    b.Start();  // claims the batch once A's lease has expired or A failed it
     EXPECT_TRUE(WaitUntil([&] { return b_gate.entered.load(); }, milliseconds(10000)));
     a_gate.open = true;
-    EXPECT_TRUE(WaitUntil([&] { return a_store.Find("mark_done").has_value(); },
+    EXPECT_TRUE(WaitUntil([&] { return a_store.Find(stall.late_op).has_value(); },
                           milliseconds(10000)));
-    out.stale = a_store.Find("mark_done");
+    out.stale = a_store.Find(stall.late_op);
     out.taker_holds_rows = Holds(b_store.first_claim_token());
     b_gate.open = true;
     EXPECT_TRUE(WaitUntil([&] { return b_store.Find("complete") || Fenced(mb) > 0; },
@@ -318,15 +267,16 @@ class FencingTest : public ::testing::Test {
 
 TEST_F(FencingTest, StalledWatchersLateCompleteIsRefusedWhileTheTakeoverHoldsTheRows) {
   ASSERT_NE(store_, nullptr);
-  const StaleWriteOutcome o = RunStalledWatcher(/*fencing=*/true);
+  const StaleWriteOutcome o = RunStaleWrite(/*fencing=*/true, StalledWatcher());
   EXPECT_EQ(Violations(o), "");
   EXPECT_EQ(o.stale_fenced, 1);  // the operator sees it: one lease fenced
-  ExpectCountedOnce(kEvents);    // in-store effects once, although A held the batch first
+  // In-store effects once, although A held the batch first.
+  EXPECT_EQ(testing::OpenEventsCountedOnce(*store_, kEvents, kT0), "");
 }
 
 TEST_F(FencingTest, ControlUnfencedStoreLetsTheStalledWatchersCompleteThroughAndIsCaught) {
   ASSERT_NE(store_, nullptr);
-  const StaleWriteOutcome o = RunStalledWatcher(/*fencing=*/false);
+  const StaleWriteOutcome o = RunStaleWrite(/*fencing=*/false, StalledWatcher());
   const std::string v = Violations(o);
   std::printf("control, fencing off, stalled watcher: %s\n", v.c_str());
   EXPECT_NE(v, "") << "the checker must report the stale Complete that fencing would refuse";
@@ -334,14 +284,14 @@ TEST_F(FencingTest, ControlUnfencedStoreLetsTheStalledWatchersCompleteThroughAnd
 
 TEST_F(FencingTest, StuckCallsLateSuccessIsRefusedWhileTheRetryHoldsTheRows) {
   ASSERT_NE(store_, nullptr);
-  const StaleWriteOutcome o = RunStuckCall(/*fencing=*/true);
+  const StaleWriteOutcome o = RunStaleWrite(/*fencing=*/true, StuckCall());
   EXPECT_EQ(Violations(o), "");
-  ExpectCountedOnce(kEvents);
+  EXPECT_EQ(testing::OpenEventsCountedOnce(*store_, kEvents, kT0), "");
 }
 
 TEST_F(FencingTest, ControlUnfencedStoreAcceptsTheStuckCallsLateSuccessAndIsCaught) {
   ASSERT_NE(store_, nullptr);
-  const StaleWriteOutcome o = RunStuckCall(/*fencing=*/false);
+  const StaleWriteOutcome o = RunStaleWrite(/*fencing=*/false, StuckCall());
   const std::string v = Violations(o);
   std::printf("control, fencing off, stuck call: %s\n", v.c_str());
   EXPECT_NE(v, "") << "the checker must report the late MarkDone that fencing would refuse";

@@ -13,6 +13,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "chaos/chaos_harness.h"
 #include "chaos/run_summary.h"
@@ -20,12 +22,18 @@
 namespace sluice::testing {
 namespace {
 
-// Runs one round, prints its figures and writes its summary.
+// Runs one round, prints its figures and writes its summary (named after the
+// round, and after CHAOS_FAULTS when that restricts the faults).
 ChaosReport Round(const char* round, const char* title, const ChaosOptions& o) {
   const double load = LoadAverage();
   const ChaosReport r = RunChaos(o);
   std::printf("=== chaos %s ===\n%s", title, r.Summary().c_str());
-  const std::string path = WriteRunSummary(round, o, r, load);
+  std::string name = round;
+  if (const char* only = std::getenv("CHAOS_FAULTS"); only != nullptr && *only != '\0') {
+    name += std::string("-only-") + only;
+    for (char& c : name) c = c == ',' ? '+' : c;
+  }
+  const std::string path = WriteRunSummary(name, o, r, load);
   if (!path.empty()) std::printf("summary: %s\n", path.c_str());
   std::fflush(stdout);
   return r;

@@ -9,6 +9,7 @@
 
 #include "app/logging.h"
 #include "app/version.h"
+#include "app/write_health.h"
 #include "common/strings.h"
 #include "common/time.h"
 #include "consumers/registry/registry.h"
@@ -79,8 +80,12 @@ Status Replica::StartImpl() {
     return Status(store.status().code(), "opening store " + RedactUrl(config_.store.url) + ": " +
                                              store.status().message());
   }
-  // Counts completed events for the console's processing rate.
-  store_ = std::make_unique<CompletionCountingStore>(std::move(store).value(), &metrics_);
+  // Every store write the replica's readiness depends on goes through the
+  // write-health wrapper (/readyz reports a failing disk, app/write_health.h);
+  // completed events are counted for the console's processing rate.
+  auto health = std::make_unique<WriteHealthStore>(std::move(store).value());
+  WriteHealthStore* write_health = health.get();
+  store_ = std::make_unique<CompletionCountingStore>(std::move(health), &metrics_);
 
   ReplicaInfo info;
   info.id = id_;
@@ -131,6 +136,7 @@ Status Replica::StartImpl() {
   ops_options.replica_alive_within_ms =
       std::max<int64_t>(10000, 5 * config_.watcher.replica_heartbeat_ms);
   ops_options.session_ttl_ms = config_.console.session_ttl_ms;
+  ops_options.store_write_status = [write_health] { return write_health->WriteStatus(); };
   ops_ = std::make_unique<OpsService>(store_.get(), &metrics_, ops_options, &draining_);
   console_ = std::make_unique<Console>(store_.get(), &metrics_, config_.console,
                                        ops_->admin_auth(), tail_.get(),

@@ -8,6 +8,8 @@
 // requests answered), ingest group commit drained, Watcher::Drain (stop
 // claiming, finish or fail in-flight batches), duties stopped and their named
 // leases released, replica row removed. Serve() runs one until SIGTERM/SIGINT.
+// The store is used through a WriteHealthStore (app/write_health.h), so
+// /readyz reports store writes that fail (a full disk).
 // Thread-safe: Shutdown may be called from any thread, once or more.
 #pragma once
 

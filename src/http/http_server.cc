@@ -390,7 +390,7 @@ class Session : public std::enable_shared_from_this<Session> {
       r.stream = nullptr;
       r.status = kHttpVersionNotSupported;
       r.content_type = "application/json";
-      r.body = ErrorBody("a streamed response needs HTTP/1.1");
+      r.body = JsonErrorBody("a streamed response needs HTTP/1.1");
     }
     Send(std::move(r), keep_alive_ && !server_->stopping.load(), /*drain=*/false,
          /*release_in_flight=*/true);

@@ -107,6 +107,17 @@ HttpResponse OpsService::Readyz(const HttpRequest& /*req*/) {
     body += "}";
     return JsonResponse(HttpStatusFor(Code::kUnavailable), std::move(body));
   }
+  if (options_.store_write_status) {
+    // Reads answer but writes fail (a full disk): ingest answers 503 to every
+    // request, so a load balancer should send clients elsewhere.
+    Status writes = options_.store_write_status();
+    if (!writes.ok()) {
+      std::string body = "{\"status\":\"store writes failing\",\"error\":";
+      AppendJsonString(writes.ToString(), &body);
+      body += "}";
+      return JsonResponse(HttpStatusFor(Code::kUnavailable), std::move(body));
+    }
+  }
   return JsonResponse(kHttpOk, "{\"status\":\"ready\"}");
 }
 

@@ -2,7 +2,8 @@
 //
 //   GET  /metrics              Prometheus text 0.0.4 (queue depth refreshed from the store)
 //   GET  /healthz              200 while the process runs
-//   GET  /readyz               200 when the store answers and the replica is not draining
+//   GET  /readyz               200 when the store answers, its writes do not fail and the
+//                              replica is not draining; else 503 naming why
 //   GET  /admin/status         queue depth + live replicas (ops/status_report.h)
 //   GET  /admin/dlq            dead events (?project=&consumer=&limit=)
 //   POST /admin/dlq/requeue    dead events back to pending (JSON body or query filter)
@@ -42,6 +43,9 @@ struct OpsOptions {
   int64_t max_counter_buckets = 100000;     // /v1/counters refuses wider ranges (400)
   int64_t default_counter_range_ms = 24LL * 3600 * 1000;  // from = to - this; default 24 h
   int64_t session_ttl_ms = 12LL * 3600 * 1000;  // console login lifetime; default 12 h
+  // Ok while the replica's store writes succeed, else the last failing write's
+  // error (app/write_health.h); /readyz answers 503 with it. Null: not checked.
+  std::function<Status()> store_write_status;
 };
 
 struct OpsRoute {

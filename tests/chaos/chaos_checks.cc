@@ -256,8 +256,9 @@ void CheckDead(Round* round, const Expected& x, const std::string& url,
 // naive claim gets wrong): a second dispatch to the archive needs a lease
 // that expired, and only the faults make leases expire — each kill or pause
 // strands at most the victim's in-flight leases, each PostgreSQL restart at
-// most every replica's. Duplicates beyond that bound are unexplained.
-void DispatchFigures(Round* round) {
+// most every replica's. Duplicates beyond that bound are unexplained. Then
+// the webhook receiver's own count, and whether every named fault happened.
+void DispatchFigures(Round* round, const Archived& archived) {
   ChaosReport& report = *round->report;
   ReplicaFigures total;
   for (const Replica& r : round->replicas) {
@@ -271,8 +272,12 @@ void DispatchFigures(Round* round) {
   report.stuck_failures = total.stuck_failures;
   report.long_batches = total.long_batches;
   report.fenced = total.fenced;
-  report.fault_bound =
-      (report.kills + report.pauses + report.pg_restarts * round->o.replicas) * kLoops * kBatch;
+  // A PostgreSQL crash also takes the commits that did not wait for the WAL
+  // flush (lease writes: done bits, completes) of the last 3 x
+  // wal_writer_delay (600 ms): up to 4 more batches per loop at 150 ms each.
+  report.fault_bound = (report.kills + report.pauses + report.pg_restarts * round->o.replicas +
+                        (report.pg_immediate_stops + report.pg_kills) * round->o.replicas * 5) *
+                       kLoops * kBatch;
   report.unexplained_dispatches =
       std::max<int64_t>(0, report.duplicate_dispatches - report.fault_bound);
   if (report.unexplained_dispatches > 0) {
@@ -281,6 +286,13 @@ void DispatchFigures(Round* round) {
                          " duplicate archive dispatches; the faults injected explain at most " +
                          std::to_string(report.fault_bound) + " (sluice itself counted " +
                          std::to_string(report.reclaimed_events) + " reclaims)");
+  }
+  for (const auto& [kind, what] :
+       CheckReceiver(round->o, round->receiver, round->windows, archived, total.hook, &report)) {
+    round->Violation(kind, what);
+  }
+  for (const auto& [kind, what] : CheckFaultsExercised(round->o, &report)) {
+    round->Violation(kind, what);
   }
 }
 
@@ -304,7 +316,7 @@ void CheckRound(Round* round, const Load& load, const Faults& faults, const std:
     CheckCounters(round, expected, url, p, &parser);
   }
   CheckDead(round, expected, url, &parser);
-  DispatchFigures(round);
+  DispatchFigures(round, archived);
   if (report.acked_events == 0) round->Violation("setup", "no event acknowledged");
 }
 

@@ -1,8 +1,6 @@
 // Setup of a chaos round: the store, the replicas' TOML, start and restart,
 // and the store probes the fault schedule asks (chaos_round.h).
-#include <libpq-fe.h>
 #include <simdjson.h>
-#include <sqlite3.h>
 
 #include <chrono>
 #include <cstdio>
@@ -20,8 +18,9 @@ using std::chrono::milliseconds;
 
 constexpr int kMaxViolationsPerKind = 5;
 
+// `hook_toml`: the webhook consumer posting to the dispatch receiver.
 std::string ReplicaToml(const ChaosOptions& o, const std::string& store_url,
-                        const std::string& archive_dir) {
+                        const std::string& archive_dir, const std::string& hook_toml) {
   std::ostringstream t;
   t << "[store]\nurl = \"" << store_url << "\"\n" << o.store_toml;
   t << "[watcher]\nloops = " << kLoops << "\nbatch = " << kBatch << "\nlease_ttl = \""
@@ -49,6 +48,7 @@ std::string ReplicaToml(const ChaosOptions& o, const std::string& store_url,
   if (o.poison)
     t << "[[consumer]]\ntype = \"test\"\nname = \"poisoned\"\nbit = 4\n"
       << "poison_event = \"poison\"\n";
+  t << hook_toml;
   return t.str();
 }
 
@@ -63,6 +63,7 @@ std::vector<std::pair<std::string, std::string>> AdminHeaders() {
 
 ReplicaFigures& ReplicaFigures::operator+=(const ReplicaFigures& o) {
   archive += o.archive;
+  hook += o.hook;
   flaky_failures += o.flaky_failures;
   stuck_failures += o.stuck_failures;
   long_batches += o.long_batches;
@@ -75,6 +76,7 @@ bool Scrape(const SluiceProcess& p, ReplicaFigures* f) {
   HttpResult r = HttpGet(p.Url("/metrics"), {}, milliseconds(3000));
   if (r.status != 200) return false;
   f->archive = MetricSum(r.body, "sluice_deliveries_total", "consumer=\"archive\"");
+  f->hook = MetricSum(r.body, "sluice_deliveries_total", "consumer=\"hook\"");
   f->flaky_failures = MetricSum(r.body, "sluice_failures_total", "consumer=\"flaky\"");
   f->stuck_failures = MetricSum(r.body, "sluice_failures_total", "consumer=\"stuck\"");
   f->long_batches = MetricSum(r.body, "sluice_batch_seconds_count") -
@@ -103,7 +105,8 @@ bool StartCluster(Round* round) {
     round->store_url = round->pg->url();
   }
   const std::string config = round->dir.File("sluice.toml");
-  const std::string config_text = ReplicaToml(o, round->store_url, round->archive_dir);
+  const std::string config_text = ReplicaToml(o, round->store_url, round->archive_dir,
+                                              round->receiver.ConsumerToml("hook", 6));
   std::ofstream(config) << config_text;
 
   round->replicas.resize(o.replicas);
@@ -134,63 +137,6 @@ bool RestartWithRetries(SluiceProcess& p, int64_t* failed_starts) {
     std::fprintf(stderr, "chaos: restart attempt %d failed: %s\n", attempt + 1, p.error().c_str());
   }
   return false;
-}
-
-// (Expired leases of an earlier incarnation of the replica may still carry
-// its name until someone claims them: they do not count.)
-int64_t HeldLeases(const std::string& store_url, const std::string& owner_like) {
-  static constexpr char kSql[] =
-      "SELECT count(*) FROM queue WHERE state = 'leased' AND lease_owner LIKE ";
-  if (store_url.rfind("sqlite:", 0) == 0) {
-    sqlite3* db = nullptr;
-    int64_t held = -1;
-    if (sqlite3_open_v2(store_url.substr(7).c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
-        SQLITE_OK) {
-      sqlite3_busy_timeout(db, 2000);
-      sqlite3_stmt* stmt = nullptr;
-      // The store's clock, as SqliteConn::NowMs reads it.
-      const std::string sql =
-          std::string(kSql) +
-          "?1 AND lease_until > CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS "
-          "INTEGER)";
-      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
-          sqlite3_bind_text(stmt, 1, owner_like.c_str(), -1, SQLITE_TRANSIENT) == SQLITE_OK &&
-          sqlite3_step(stmt) == SQLITE_ROW) {
-        held = sqlite3_column_int64(stmt, 0);
-      }
-      sqlite3_finalize(stmt);
-    }
-    sqlite3_close(db);
-    return held;
-  }
-  PGconn* conn = PQconnectdb(store_url.c_str());
-  int64_t held = -1;
-  if (PQstatus(conn) == CONNECTION_OK) {
-    const std::string sql = std::string(kSql) + "$1 AND lease_until > now()";
-    const char* params[] = {owner_like.c_str()};
-    PGresult* r = PQexecParams(conn, sql.c_str(), 1, nullptr, params, nullptr, nullptr, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-      held = std::atoll(PQgetvalue(r, 0, 0));
-    }
-    PQclear(r);
-  }
-  PQfinish(conn);
-  return held;
-}
-
-// (A replica stopped inside a write transaction.)
-bool SqliteWriteLocked(const std::string& store_url) {
-  sqlite3* db = nullptr;
-  bool locked = false;
-  if (sqlite3_open_v2(store_url.substr(7).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) ==
-      SQLITE_OK) {
-    sqlite3_busy_timeout(db, 1000);
-    const int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-    locked = rc == SQLITE_BUSY;
-    if (rc == SQLITE_OK) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  sqlite3_close(db);
-  return locked;
 }
 
 int64_t Backlog(const std::string& url) {

@@ -8,11 +8,13 @@
 namespace sluice::testing::chaos {
 namespace {
 
-enum Fault { kKill = 0, kPause = 1, kPgRestart = 2 };
+// The PostgreSQL stops (kPgRestart and after) hit every replica at once.
+enum Fault { kKill = 0, kPause = 1, kPgRestart = 2, kPgImmediate = 3, kPgKill9 = 4 };
 
 }  // namespace
 
-Faults::Faults(Round* round) : round_(round), archive_(round->archive_dir) {}
+Faults::Faults(Round* round, const Load* load)
+    : round_(round), load_(load), archive_(round->archive_dir) {}
 
 void Faults::PollArchive() {
   std::vector<std::string> lossy;
@@ -65,6 +67,7 @@ void Faults::Run(int64_t start, int64_t end) {
   int64_t next_fault = start + o.fault_interval_ms;
   int rotation = 0;
   while (NowMs() < end) {
+    const int64_t requests_before = load_->requests();  // answered ~200 ms ago
     Clock::Real().SleepMs(200);
     ScrapeAll();
     const int64_t now = NowMs();
@@ -99,6 +102,8 @@ void Faults::Run(int64_t start, int64_t end) {
     if (o.kill) kinds_on.push_back(kKill);
     if (o.pause) kinds_on.push_back(kPause);
     if (o.pg_restart && round_->pg) kinds_on.push_back(kPgRestart);
+    if (o.pg_immediate && round_->pg) kinds_on.push_back(kPgImmediate);
+    if (o.pg_kill9 && round_->pg) kinds_on.push_back(kPgKill9);
     if (kinds_on.empty()) continue;
     const int fault = kinds_on[rotation++ % kinds_on.size()];
     std::vector<size_t> up;
@@ -107,28 +112,47 @@ void Faults::Run(int64_t start, int64_t end) {
       if (!r.paused && !r.killed && r.fenced_at_pause < 0) up.push_back(i);
     }
     // Keep one replica serving when there are several.
-    if (up.empty() || (fault != kPgRestart && round_->replicas.size() > 1 && up.size() < 2)) {
+    if (up.empty() || (fault < kPgRestart && round_->replicas.size() > 1 && up.size() < 2)) {
       continue;
     }
-    Inject(fault, up[frng() % up.size()]);
+    Inject(fault, up[frng() % up.size()], requests_before);
   }
 }
 
-void Faults::Inject(int fault, size_t victim) {
+void Faults::Inject(int fault, size_t victim, int64_t requests_before) {
   const ChaosOptions& o = round_->o;
   ChaosReport& report = *round_->report;
-  if (fault == kPgRestart) {
-    std::string err = round_->pg->StopFast();
-    Clock::Real().SleepMs(1000);
+  if (fault >= kPgRestart) {
+    // Exercised inside the load: leases held and clients sending.
+    const bool in_load =
+        HeldLeases(round_->store_url, "%") > 0 && load_->requests() > requests_before;
+    FaultWindow w{fault == kPgRestart     ? "pg fast restart"
+                  : fault == kPgImmediate ? "pg immediate"
+                                          : "pg kill -9",
+                  NowMs(), 0};
+    std::string err = fault == kPgRestart     ? round_->pg->StopFast()
+                      : fault == kPgImmediate ? round_->pg->StopImmediate()
+                                              : round_->pg->KillPostmaster();
+    Clock::Real().SleepMs(fault == kPgRestart ? 1000 : 500);
     if (err.empty()) err = round_->pg->StartAgain();
-    if (!err.empty()) round_->Violation("setup", "postgres restart: " + err);
-    ++report.pg_restarts;
+    if (!err.empty()) round_->Violation("setup", w.cause + ": " + err);
+    w.end_ms = NowMs();
+    round_->windows.push_back(w);
+    report.pg_stops_in_load += in_load ? 1 : 0;
+    ++(fault == kPgRestart     ? report.pg_restarts
+       : fault == kPgImmediate ? report.pg_immediate_stops
+                               : report.pg_kills);
     return;
   }
   Replica& v = round_->replicas[victim];
   ReplicaFigures f;
   if (fault == kKill) {
     if (Scrape(*v.proc, &f)) v.last = f;
+    // Exercised when the victim held leases: they expire under it.
+    if (HeldLeases(round_->store_url, "r" + std::to_string(victim) + "/%") > 0) {
+      ++report.kills_with_leases;
+    }
+    round_->windows.push_back(FaultWindow{"kill -9", NowMs(), NowMs()});
     v.proc->Kill();
     v.done += v.last;
     v.last = ReplicaFigures{};
@@ -144,6 +168,7 @@ void Faults::Inject(int fault, size_t victim) {
   v.paused = true;
   v.resume_at = NowMs() + o.lease_ttl_ms + 1500;
   ++report.pauses;
+  round_->windows.push_back(FaultWindow{"pause", NowMs(), v.resume_at});
   // A zombie only if it holds leases now that it is stopped: ask the store
   // (the in-flight gauge was scraped before the stop, and a short batch may
   // have finished in between); the gauge only if that fails.

@@ -32,6 +32,8 @@ void ChaosFaultsFromEnv(ChaosOptions* o) {
   o->kill = on.count("kill") > 0;
   o->pause = on.count("pause") > 0;
   o->pg_restart = o->postgres && on.count("pg_restart") > 0;
+  o->pg_immediate = o->postgres && on.count("pg_immediate") > 0;
+  o->pg_kill9 = o->postgres && on.count("pg_kill9") > 0;
   o->hang = on.count("hang") > 0;
 }
 
@@ -42,6 +44,9 @@ std::string ChaosReport::Summary() const {
     << refused_events << " refused distinct), stored " << stored_events << "\n"
     << "faults: kills " << kills << ", pauses " << pauses << " (zombie episodes " << zombie_episodes
     << ", holding the SQLite write lock " << lock_holding_pauses << "), pg restarts " << pg_restarts
+    << ", pg immediate stops " << pg_immediate_stops << ", pg postmaster kills " << pg_kills
+    << " (kills with leases " << kills_with_leases << ", pg stops in load " << pg_stops_in_load
+    << ")"
     << ", cut requests " << cut_requests << ", abandoned requests " << abandoned_requests
     << ", failed restarts " << failed_starts << ", poison events " << poison_events
     << ", flaky consumer failures " << flaky_failures << ", stuck consumer failures "
@@ -57,7 +62,11 @@ std::string ChaosReport::Summary() const {
             ? 100.0 * static_cast<double>(duplicate_dispatches) / static_cast<double>(stored_events)
             : 0.0)
     << " %), fault bound " << fault_bound << ", sluice-counted reclaims " << reclaimed_events
-    << ", unexplained " << unexplained_dispatches << ", fenced leases " << fenced << "\n";
+    << ", unexplained " << unexplained_dispatches << ", fenced leases " << fenced << "\n"
+    << "receiver: deliveries " << received << " (sluice counted " << hook_deliveries
+    << "), distinct " << received_distinct << ", repeats " << received_repeats << " ("
+    << (redelivery_causes.empty() ? std::string("-") : redelivery_causes) << "), unexplained "
+    << receiver_unexplained << ", stored but never received " << receiver_missing << "\n";
   for (const std::string& v : violations) s << "  VIOLATION " << v << "\n";
   for (const std::string& n : notes) s << "  note " << n << "\n";
   for (const std::string& l : lease_log) s << "  lease log " << l << "\n";
@@ -75,7 +84,7 @@ ChaosReport RunChaos(const ChaosOptions& o) {
   const int64_t end = start + o.duration_ms;
   Load load(o, round.ports, start, end);
   load.Start();
-  Faults faults(&round);
+  Faults faults(&round, &load);
   faults.Run(start, end);
   load.Join();
   faults.BringBack();

@@ -5,7 +5,8 @@
 //   chaos_load.cc     load: the clients, what each request's answer says
 //                     about its events
 //   chaos_faults.cc   the fault schedule: kill, pause (zombie), PostgreSQL
-//                     restart; metric scraping and the zombie checks
+//                     fast restart / immediate stop / kill -9; metric
+//                     scraping and the zombie checks
 //   chaos_checks.cc   the checker: archive vs answers, aggregates, dead
 //                     letters, dispatch figures, the replicas' lease logs
 // Internal to tests/chaos. Thread-compatible unless a member says otherwise.
@@ -24,6 +25,8 @@
 
 #include "chaos/archive_check.h"
 #include "chaos/chaos_harness.h"
+#include "chaos/round_checks.h"
+#include "testing/dispatch_receiver.h"
 #include "testing/pg_fixture.h"
 #include "testing/process.h"
 #include "testing/testing.h"
@@ -49,8 +52,8 @@ std::vector<std::pair<std::string, std::string>> AdminHeaders();
 
 // The figures of one replica incarnation's /metrics.
 struct ReplicaFigures {
-  int64_t archive = 0, flaky_failures = 0, stuck_failures = 0, long_batches = 0, reclaims = 0,
-          fenced = 0, in_flight = 0;
+  int64_t archive = 0, hook = 0, flaky_failures = 0, stuck_failures = 0, long_batches = 0,
+          reclaims = 0, fenced = 0, in_flight = 0;
   // Sums every figure but the in-flight gauge.
   ReplicaFigures& operator+=(const ReplicaFigures& o);
 };
@@ -85,6 +88,10 @@ struct Round {
   std::unique_ptr<PgCluster> pg;  // postgres rounds only
   std::vector<Replica> replicas;
   std::vector<int> ports;  // of the replicas, fixed across restarts
+  // The webhook consumer "hook" of every replica posts here: an independent
+  // count of dispatches (testing/dispatch_receiver.h).
+  DispatchReceiver receiver;
+  std::vector<FaultWindow> windows;  // every fault injected, for the receiver's repeats
 };
 
 // ---- setup (chaos_cluster.cc) ----
@@ -95,11 +102,7 @@ bool StartCluster(Round* round);
 // Restarts a killed replica, retrying a start that found the SQLite file
 // locked (as a supervisor would); counts the failed attempts.
 bool RestartWithRetries(SluiceProcess& p, int64_t* failed_starts);
-// Rows held (leased, lease not expired) by lease owners matching `owner_like`
-// (SQL LIKE), read from the store directly; -1 when it cannot be read.
-int64_t HeldLeases(const std::string& store_url, const std::string& owner_like);
-// True when another connection holds the SQLite write lock for a whole second.
-bool SqliteWriteLocked(const std::string& store_url);
+// (HeldLeases and SqliteWriteLocked, the store probes: chaos/round_checks.h.)
 // pending + leased from /admin/status; -1 on error.
 int64_t Backlog(const std::string& url);
 // The URL of a replica that is up, "" when none is.
@@ -141,6 +144,8 @@ class Load {
   const std::map<std::string, Outcome>& outcomes() const { return outcomes_; }
   // Copies the request counts into the report.
   void Report(ChaosReport* r) const;
+  // Requests answered so far (any thread).
+  int64_t requests() const { return requests_.load(); }
 
  private:
   void Client(int c);
@@ -159,7 +164,9 @@ class Load {
 
 class Faults {
  public:
-  explicit Faults(Round* round);
+  // `load` (its request count) tells whether a PostgreSQL stop happened
+  // inside the load. REQUIRES: both outlive this.
+  Faults(Round* round, const Load* load);
 
   // Until `end` (real ms): every 200 ms scrapes the replicas, resumes and
   // restarts the victims due, checks zombies; every o.fault_interval_ms
@@ -180,10 +187,12 @@ class Faults {
 
  private:
   // Injects `fault` (kill or pause into replica `victim`, or a PostgreSQL
-  // restart) and counts it in the report.
-  void Inject(int fault, size_t victim);
+  // fast restart, immediate stop or postmaster kill) and counts it in the
+  // report, with whether it was exercised (leases held, clients sending).
+  void Inject(int fault, size_t victim, int64_t requests_before);
 
   Round* const round_;
+  const Load* const load_;
   ArchiveWatch archive_;
   int64_t next_archive_poll_ = 0;
 };

@@ -177,7 +177,7 @@ TEST_F(GroupCommitTest, SlowDownGathersOnTheClockThenCommitsOneGroup) {
   testing::FakeClock clock;
   GroupCommitOptions o;
   o.slow_down_wait_ms = 50;
-  GroupCommitter gc(store_.get(), o, &metrics_, nullptr, &clock);
+  GroupCommitter gc(store_.get(), o, &metrics_, nullptr, {}, &clock);
   gc.SetSlowDown(true);
   std::atomic<int> done{0};
   auto count = [&](Result<EnqueueResult> r) {
@@ -200,7 +200,7 @@ TEST_F(GroupCommitTest, SlowDownWaitEndsOnceAFullGroupIsQueued) {
   GroupCommitOptions o;
   o.max_group_events = 10;
   o.slow_down_wait_ms = 3600 * 1000;  // never reached: the clock does not move
-  GroupCommitter gc(store_.get(), o, &metrics_, nullptr, &clock);
+  GroupCommitter gc(store_.get(), o, &metrics_, nullptr, {}, &clock);
   gc.SetSlowDown(true);
   std::atomic<int> done{0};
   auto count = [&](Result<EnqueueResult>) { done++; };

@@ -61,7 +61,7 @@ class IngestServiceTest : public ::testing::Test {
     formats.push_back(NewNativeFormat());
     service_ = std::make_unique<IngestService>(
         store_.get(), limits_, auth_, &metrics_, std::move(formats), [this] { commits_++; },
-        clock_);
+        GroupCommitter::Committed{}, clock_);
     service_->RegisterRoutes(server_.get());
     auto port = server_->Start();
     ASSERT_TRUE(port.ok()) << port.status().ToString();

@@ -99,6 +99,20 @@ TEST_F(OpsTest, HealthzIsOkAndReadyzFollowsDraining) {
   EXPECT_EQ(ops->Healthz(Get("/healthz")).status, 200);
 }
 
+TEST_F(OpsTest, ReadyzIs503NamingTheErrorWhileStoreWritesFail) {
+  OpsOptions o;
+  Status writes = Status::IoError("sqlite exec: database or disk is full (13)");
+  o.store_write_status = [&writes] { return writes; };
+  OpsService ops(store_.get(), &metrics_, o, &draining_);
+  HttpResponse r = ops.Readyz(Get("/readyz"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("store writes failing"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("database or disk is full"), std::string::npos) << r.body;
+  EXPECT_EQ(ops.Healthz(Get("/healthz")).status, 200);
+  writes = Status::Ok();  // space came back and a write succeeded
+  EXPECT_EQ(ops.Readyz(Get("/readyz")).status, 200);
+}
+
 TEST_F(OpsTest, MetricsShowQueueDepthByStateFromTheStore) {
   auto ops = Make();
   Enqueue("default", "a");

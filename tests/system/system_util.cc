@@ -64,7 +64,8 @@ std::string EventsBody(const std::vector<const WorkloadEvent*>& events) {
 }
 
 SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, int batch,
-                       int threads) {
+                       int threads, int64_t retry_for_ms, std::atomic<int64_t>* acked,
+                       int64_t events_per_second) {
   // The send order: all uniques, with each duplicate re-sent a little later
   // than its original (so most duplicates race with processing).
   std::vector<const WorkloadEvent*> order;
@@ -92,7 +93,10 @@ SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, 
         std::vector<const WorkloadEvent*> chunk(order.begin() + start, order.begin() + end);
         const std::string body = EventsBody(chunk);
         bool ok = false;
-        for (int attempt = 0; attempt < 50 && !ok; ++attempt) {
+        const auto give_up = std::chrono::steady_clock::now() +
+                             std::chrono::milliseconds(retry_for_ms);
+        for (int attempt = 0; !ok && (attempt == 0 || std::chrono::steady_clock::now() < give_up);
+             ++attempt) {
           const std::string& url = urls[(req++) % urls.size()];
           HttpResult r = HttpPost(url + "/v1/events", body,
                                   {{"Content-Type", "application/json"}});
@@ -105,6 +109,7 @@ SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, 
               if (el["duplicates"].get_int64().get(du)) {}
               accepted += a;
               duplicates += du;
+              if (acked != nullptr) *acked += static_cast<int64_t>(chunk.size());
               ok = true;
             }
           } else {
@@ -112,6 +117,10 @@ SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, 
           }
         }
         if (!ok) ++failed;
+        if (events_per_second > 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(
+              static_cast<int64_t>(chunk.size()) * 1000 * threads / events_per_second));
+        }
       }
     });
   }

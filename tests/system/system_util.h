@@ -4,6 +4,7 @@
 // Thread-compatible.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -51,9 +52,14 @@ struct SendStats {
 
 // Sends every event of `w` (uniques, then the duplicates interleaved) in
 // batches of `batch` over `threads` threads, round-robin over `urls`
-// (base URLs). Retries 503s. Each batch is acknowledged before counting.
+// (base URLs). A batch not acknowledged (503, no answer) is sent again, the
+// same insert_ids, for up to `retry_for_ms`; each batch is acknowledged before
+// counting. `acked` (may be null) counts acknowledged events as they come.
+// `events_per_second` > 0 paces the senders: after each acknowledged batch a
+// thread waits its share, so a stall is not followed by a burst.
 SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, int batch,
-                       int threads);
+                       int threads, int64_t retry_for_ms = 10000,
+                       std::atomic<int64_t>* acked = nullptr, int64_t events_per_second = 0);
 
 // pending + leased from GET /admin/status; -1 on error.
 int64_t QueueBacklog(const std::string& base_url);

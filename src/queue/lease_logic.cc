@@ -114,4 +114,17 @@ bool LastErrorNamesConsumer(std::string_view last_error, std::string_view consum
   return last_error.find(prefix) != std::string_view::npos;
 }
 
+bool LastErrorContains(std::string_view last_error, std::string_view text) {
+  if (text.empty()) return true;
+  auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  auto it = std::search(last_error.begin(), last_error.end(), text.begin(), text.end(),
+                        [&](char a, char b) { return fold(a) == fold(b); });
+  return it != last_error.end();
+}
+
+bool DeadLetterMatches(const DeadFilter& filter, std::string_view last_error) {
+  return LastErrorNamesConsumer(last_error, filter.consumer) &&
+         LastErrorContains(last_error, filter.error);
+}
+
 }  // namespace sluice

@@ -6,7 +6,7 @@
 //   MarkDone/Complete: PlanMarkDone / PlanComplete (which held rows change,
 //                      stale effects, deleted vs remaining)
 //   Fail:              PlanFail, BackoffDelayMs (dead or back at now + delay)
-//   Dead letters:      LastErrorNamesConsumer (the `consumer` filter)
+//   Dead letters:      DeadLetterMatches (the `consumer` and `error` filters)
 //
 // Pure functions of their arguments (BackoffJitter excepted: it draws a
 // random number): thread-safe. Tests: tests/queue/lease_logic_test.cc.
@@ -97,5 +97,11 @@ double BackoffJitter();
 // ("consumer a: ..; consumer b: .."): true when "consumer NAME:" is at its
 // start or follows "; ". An empty `consumer` matches every row.
 bool LastErrorNamesConsumer(std::string_view last_error, std::string_view consumer);
+// True when last_error contains `text`, ASCII letters compared without case
+// (other bytes exactly). An empty `text` matches every row.
+bool LastErrorContains(std::string_view last_error, std::string_view text);
+// The parts of a DeadFilter that look at last_error (consumer, error); the
+// stores select by project and seqs in SQL and apply this to what they read.
+bool DeadLetterMatches(const DeadFilter& filter, std::string_view last_error);
 
 }  // namespace sluice

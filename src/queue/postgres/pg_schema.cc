@@ -250,6 +250,11 @@ DROP TABLE counter_users;
 ALTER TABLE counter_users_v3 RENAME TO counter_users;
 ALTER INDEX counter_users_v3_pkey RENAME TO counter_users_pkey;
 )sql",
+    // v4: what each replica last published about itself (loops, rates,
+    // per-consumer counts) for the console and `sluice status`.
+    R"sql(
+ALTER TABLE replicas ADD COLUMN stats text NOT NULL DEFAULT '';
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion);

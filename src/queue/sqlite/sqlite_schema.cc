@@ -124,6 +124,11 @@ INSERT OR IGNORE INTO counter_users_v2(bucket, series, user_hash)
 DROP TABLE counter_users;
 ALTER TABLE counter_users_v2 RENAME TO counter_users;
 )sql",
+    // v3: what each replica last published about itself (loops, rates,
+    // per-consumer counts) for the console and `sluice status`.
+    R"sql(
+ALTER TABLE replicas ADD COLUMN stats TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion);

@@ -414,8 +414,9 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
 namespace {
 
 // ?1 project or '', ?2 JSON array of seqs or NULL, ?3 the paging cursor (rows
-// above this seq). The consumer filter is applied in C++ on each page, by
-// LastErrorNamesConsumer (lease_logic.h), the one definition both stores use.
+// above this seq). The consumer and error filters are applied in C++ on each
+// page, by DeadLetterMatches (lease_logic.h), the one definition both stores
+// use.
 #define SLUICE_DEAD_PAGE                          \
   "state = 'dead' AND (?1 = '' OR project = ?1) " \
   "AND (?2 IS NULL OR seq IN (SELECT value FROM json_each(?2))) AND seq > ?3 "
@@ -467,7 +468,7 @@ Status SqliteStore::ForEachDeadPageLocked(
       if (!row) break;
       ++rows;
       cursor = s.Int(0);
-      if (LastErrorNamesConsumer(s.Text(1), filter.consumer)) matching.push_back(cursor);
+      if (DeadLetterMatches(filter, s.Text(1))) matching.push_back(cursor);
     }
     s.Reset();  // done reading before fn writes
     if (!matching.empty()) SLUICE_RETURN_IF_ERROR(fn(matching));
@@ -485,9 +486,11 @@ Result<std::vector<DeadEvent>> SqliteStore::ListDead(const DeadFilter& filter) {
   Status st = Read([&](SqliteConn& c, int64_t) -> Status {
     out.clear();
     SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kList));
-    // Without a consumer filter every row matches and one page is the answer.
+    // Without a consumer or error filter every row matches and one page is the
+  // answer.
+    const bool every_row_matches = filter.consumer.empty() && filter.error.empty();
     const int64_t page =
-        filter.consumer.empty() ? static_cast<int64_t>(limit) : std::max<int64_t>(kDeadPage, limit);
+        every_row_matches ? static_cast<int64_t>(limit) : std::max<int64_t>(kDeadPage, limit);
     int64_t cursor = std::numeric_limits<int64_t>::min();
     while (out.size() < limit) {
       s.Reset();
@@ -499,7 +502,7 @@ Result<std::vector<DeadEvent>> SqliteStore::ListDead(const DeadFilter& filter) {
         if (!row) break;
         ++rows;
         cursor = s.Int(0);
-        if (!LastErrorNamesConsumer(s.Text(6), filter.consumer)) continue;
+        if (!DeadLetterMatches(filter, s.Text(6))) continue;
         DeadEvent d;
         d.seq = cursor;
         d.project = s.Str(1);

@@ -76,6 +76,9 @@ class OpsService {
   HttpResponse AdminDlqList(const HttpRequest& req);
   HttpResponse AdminDlqRequeue(const HttpRequest& req);
   HttpResponse AdminDlqPurge(const HttpRequest& req);
+  HttpResponse AdminJobs(const HttpRequest& req);
+  HttpResponse AdminJobsRequeue(const HttpRequest& req);
+  HttpResponse AdminJobsPurge(const HttpRequest& req);
   HttpResponse GetUser(const HttpRequest& req);
   HttpResponse GetCounters(const HttpRequest& req);
 

@@ -312,7 +312,7 @@ Result<std::vector<JobStats>> PostgresStore::JobStatsByName() {
       "d AS (SELECT job, count(*) AS dead FROM job_dead GROUP BY job) "
       "SELECT coalesce(s.job, d.job), coalesce(keys, 0), coalesce(waiting, 0), coalesce(due, 0), "
       "coalesce(leased, 0), coalesce(lag, 0), coalesce(runs, 0), coalesce(dead, 0) "
-      "FROM s FULL JOIN d ON s.job = d.job ORDER BY 1 COLLATE \"C\"";
+      "FROM s FULL JOIN d ON s.job = d.job ORDER BY coalesce(s.job, d.job) COLLATE \"C\"";
   std::vector<JobStats> out;
   Status st = Single(
       [&](PgConn& c) -> Status {

@@ -188,15 +188,21 @@ HttpResponse OpsService::AdminDlqList(const HttpRequest& req) {
 
 // Stats of every job, the rows matching the query (job, project, key,
 // limit) and the dead runs matching it.
-HttpResponse OpsService::AdminJobs(const HttpRequest& req) {
-  if (auto refused = CheckAdmin(req)) return *refused;
-  JobFilter filter;
-  bool all = false;
-  Status st = ParseJobFilter(req, &filter, &all);
+std::optional<HttpResponse> OpsService::AdminJobFilter(const HttpRequest& req, JobFilter* filter,
+                                                       bool* all) {
+  if (auto refused = CheckAdmin(req)) return refused;
+  Status st = ParseJobFilter(req, filter, all);
   if (!st.ok()) {
     bad_request_->Inc();
     return StatusError(st);
   }
+  return std::nullopt;
+}
+
+HttpResponse OpsService::AdminJobs(const HttpRequest& req) {
+  JobFilter filter;
+  bool all = false;
+  if (auto refused = AdminJobFilter(req, &filter, &all)) return *refused;
   Result<int64_t> now = store_->NowMs();
   Result<std::vector<JobStats>> stats = store_->JobStatsByName();
   Result<std::vector<JobRow>> rows = store_->ListJobs(filter);
@@ -211,14 +217,9 @@ HttpResponse OpsService::AdminJobs(const HttpRequest& req) {
 }
 
 HttpResponse OpsService::AdminJobsRequeue(const HttpRequest& req) {
-  if (auto refused = CheckAdmin(req)) return *refused;
   JobFilter filter;
   bool all = false;
-  Status st = ParseJobFilter(req, &filter, &all);
-  if (!st.ok()) {
-    bad_request_->Inc();
-    return StatusError(st);
-  }
+  if (auto refused = AdminJobFilter(req, &filter, &all)) return *refused;
   // An empty filter requeues every dead run: harmless, they run again.
   Result<int64_t> n = store_->RequeueDeadRuns(filter);
   if (!n.ok()) {
@@ -229,14 +230,9 @@ HttpResponse OpsService::AdminJobsRequeue(const HttpRequest& req) {
 }
 
 HttpResponse OpsService::AdminJobsPurge(const HttpRequest& req) {
-  if (auto refused = CheckAdmin(req)) return *refused;
   JobFilter filter;
   bool all = false;
-  Status st = ParseJobFilter(req, &filter, &all);
-  if (!st.ok()) {
-    bad_request_->Inc();
-    return StatusError(st);
-  }
+  if (auto refused = AdminJobFilter(req, &filter, &all)) return *refused;
   if (JobFilterIsEmpty(filter) && !all) {
     bad_request_->Inc();
     return JsonError(Code::kInvalidArgument, "purge needs job, project, key or id, or all=true");

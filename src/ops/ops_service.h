@@ -85,6 +85,9 @@ class OpsService {
  private:
   // nullopt when the request may use admin endpoints, else the refusal.
   std::optional<HttpResponse> CheckAdmin(const HttpRequest& req);
+  // CheckAdmin, then the job filter of the query (ops/jobs_admin.h); the
+  // answer to send instead when either refuses.
+  std::optional<HttpResponse> AdminJobFilter(const HttpRequest& req, JobFilter* filter, bool* all);
   // Resolves the project a read may see: Ok with *project set, or the refusal.
   std::optional<HttpResponse> CheckRead(const HttpRequest& req, std::string* project);
   void RefreshQueueGauges();

@@ -262,6 +262,19 @@ TEST(Jobs, ThreeReplicasRunEachUserAfterItsLastEventWithinTheDebounceBoundAndSta
   EXPECT_NE(admin.body.find("\"dead\":[]"), std::string::npos) << admin.body.substr(0, 400);
   EXPECT_EQ(admin.body.find("\"state\":\"leased\""), std::string::npos);
   for (auto& r : replicas) EXPECT_EQ(r->Terminate(), 0);
+
+  // The operator's commands read the same from the store.
+  const std::string store = "sqlite:" + dir.File("sluice.db");
+  CommandResult list = RunSluice({"jobs", "list", "--store", store, "--job", "rescore"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("rescore"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("idle"), std::string::npos) << list.out;
+  CommandResult show = RunSluice({"jobs", "show", "--store", store, "--job", "rescore", "--key", "u7"});
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("u7"), std::string::npos) << show.out;
+  CommandResult status = RunSluice({"status", "--store", store});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("jobs:"), std::string::npos) << status.out;
 }
 
 }  // namespace

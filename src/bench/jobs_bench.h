@@ -2,7 +2,8 @@
 // store is loaded with `keys` due runs of one job (scheduled through the
 // fenced Complete of an events batch, as the job consumer does), then the
 // runner POSTs every run to `url` (a local receiver answering 200) and the
-// clock stops when the store reports every run done. Thread-compatible.
+// clock stops when the runner has completed every run (the store is checked
+// afterwards). Thread-compatible.
 #pragma once
 
 #include <cstdint>

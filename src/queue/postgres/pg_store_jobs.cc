@@ -213,9 +213,9 @@ Status PostgresStore::CompleteJobRun(int64_t token, const JobRef& ref) {
         }
         return Status::Ok();
       },
-      // Re-run after a lost answer: the first one may have committed, then
-      // the fence refuses the second (kLeaseLost), which the runner treats
-      // as "no longer ours": the run is done or will be run again.
+      // Not re-run when the connection fails: the first attempt may have
+      // committed. The runner leaves such a run; if it did not commit, its
+      // lease expires and it is run again (same number, same key).
       /*idempotent=*/false);
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/jobs_bench.h"
 #include "bench/load_generator.h"
 #include "bench/queue_bench.h"
 #include "queue/open/open_store.h"
@@ -21,7 +22,9 @@ struct BenchFlags {
   CLI::App* ingest = nullptr;
   CLI::App* claim = nullptr;
   CLI::App* process = nullptr;
+  CLI::App* jobs = nullptr;
   bool json = false;
+  JobsBenchOptions jobs_opts;
 
   IngestBenchOptions ingest_opts;
 
@@ -134,6 +137,29 @@ int RunClaim(BenchFlags& f) {
   return 0;
 }
 
+int RunJobs(BenchFlags& f) {
+  Result<StoreOptions> options = StoreFlags(f);
+  if (!options.ok()) return Fail(options.status());
+  Result<StorePtr> store = OpenStore(*options);
+  if (!store.ok()) return Fail(store.status());
+  Result<JobsBenchResult> r = RunJobsBench(store->get(), f.jobs_opts);
+  if (!r.ok()) return Fail(r.status());
+  const std::string kind = (*store)->kind();
+  if (f.json) {
+    Print(fmt::format("{{\"store_kind\":\"{}\",\"runs\":{},\"seconds\":{:.3f},"
+                      "\"runs_per_s\":{:.1f},\"loops\":{},\"batch\":{},\"cpu_s\":{:.2f},"
+                      "\"schedule_seconds\":{:.2f}}}\n",
+                      kind, r->runs, r->seconds, r->runs_per_s, f.jobs_opts.loops,
+                      f.jobs_opts.batch, r->cpu_s, r->schedule_seconds));
+  } else {
+    Print(fmt::format("jobs ({}): {} runs in {:.2f} s = {:.0f} runs/s ({} loops, {} per claim, "
+                      "{:.2f} CPU s); scheduling them took {:.2f} s\n",
+                      kind, r->runs, r->seconds, r->runs_per_s, f.jobs_opts.loops,
+                      f.jobs_opts.batch, r->cpu_s, r->schedule_seconds));
+  }
+  return 0;
+}
+
 int RunProcess(BenchFlags& f) {
   Result<StoreOptions> store = StoreFlags(f);
   if (!store.ok()) return Fail(store.status());
@@ -233,18 +259,31 @@ void AddBenchCommands(CLI::App* app, StoreDecorator wrap_store,
       ->capture_default_str();
   f.process->add_option("--timeout", po.timeout_s, "give up after this many seconds")
       ->capture_default_str();
+
+  f.jobs = bench->add_subcommand(
+      "jobs", "job runs/s: one replica's JobRunner runs pre-scheduled runs against --url");
+  AddStoreFlags(f.jobs, &f);
+  JobsBenchOptions& jo = f.jobs_opts;
+  f.jobs->add_option("--url", jo.url, "the handler (a local receiver answering 200)")->required();
+  f.jobs->add_option("--keys", jo.keys, "runs (one per key)")->capture_default_str();
+  f.jobs->add_option("--loops", jo.loops, "runner claim loops")->capture_default_str();
+  f.jobs->add_option("--batch", jo.batch, "runs per claim")->capture_default_str();
+  f.jobs->add_option("--timeout", jo.timeout_s, "give up after this many seconds")
+      ->capture_default_str();
 }
 
 int RunBenchCommand() {
   BenchFlags& f = Flags();
   const bool selected = (f.ingest != nullptr && f.ingest->parsed()) ||
                         (f.claim != nullptr && f.claim->parsed()) ||
-                        (f.process != nullptr && f.process->parsed());
+                        (f.process != nullptr && f.process->parsed()) ||
+                        (f.jobs != nullptr && f.jobs->parsed());
   if (!selected) return -1;
   QuietLogs();
   if (f.ingest != nullptr && f.ingest->parsed()) return RunIngest(f);
   if (f.claim != nullptr && f.claim->parsed()) return RunClaim(f);
   if (f.process != nullptr && f.process->parsed()) return RunProcess(f);
+  if (f.jobs != nullptr && f.jobs->parsed()) return RunJobs(f);
   return -1;
 }
 

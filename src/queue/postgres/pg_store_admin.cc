@@ -227,7 +227,7 @@ Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in
   // sent as one pipeline.
   std::vector<PgStatement> pipeline(before.begin(), before.end());
   UserRows users;
-  PgParams prop_params, counter_params;
+  PgParams prop_params, counter_params, job_params;
   if (PrepareUsers(in_store, &users)) pipeline.push_back({kUpsertUsers, &users.params});
   if (users.merge_props) {
     // The merge needs the stored properties: send what we have, then merge.
@@ -240,6 +240,7 @@ Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in
   if (PrepareCounters(in_store, &counter_params)) {
     pipeline.push_back({kUpsertCounters, &counter_params});
   }
+  if (PrepareJobs(in_store, &job_params)) pipeline.push_back({UpsertJobsSql(), &job_params});
   pipeline.push_back({kCommit, nullptr});
   *commit_sent = true;
   SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));

@@ -10,7 +10,7 @@ namespace sluice {
 
 // ---- in-store aggregates ----
 
-Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, const Effects& effects) {
+Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects& effects) {
   static constexpr char kGetProps[] =
       "SELECT properties FROM users WHERE project = ?1 AND user_id = ?2";
   // ?6 = merged properties, or NULL to keep the stored ones.
@@ -86,6 +86,7 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, const Effects& effects) {
       SLUICE_RETURN_IF_ERROR(upsert.Run());
     }
   }
+  if (!effects.jobs.empty()) SLUICE_RETURN_IF_ERROR(ApplyJobDeltasLocked(c, now, effects.jobs));
   return Status::Ok();
 }
 

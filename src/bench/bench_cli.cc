@@ -204,6 +204,10 @@ void AddBenchCommands(CLI::App* app, StoreDecorator wrap_store,
       ->capture_default_str();
   f.ingest->add_option("--threads", io.threads, "client I/O threads")->capture_default_str();
   f.ingest->add_option("--users", io.users, "distinct user ids")->capture_default_str();
+  f.ingest
+      ->add_option("--window", io.window_s,
+                   "seconds: also report ack latency per window of the send times; 0 = off")
+      ->capture_default_str();
   f.ingest->add_flag("--json", f.json, "print one JSON object instead of the table");
 
   f.claim = bench->add_subcommand("claim", "claim latency at a queue depth (direct Store API)");

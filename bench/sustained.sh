@@ -24,6 +24,10 @@
 # last pass / first failure). The sustained rate is the highest that passed;
 # the bounded rate (processing keeping up, whatever the latency) is given too.
 # When no ramp step passed, the rate is halved from START up to DESCEND times.
+# Every step's JSON (bench/results/sustained-steps.jsonl) carries its
+# backlog samples as [seconds, backlog, claims, empty claims, claimed events]
+# (the watcher's counters); the server log of a step whose backlog grew is
+# kept in bench/results/sustained-logs/.
 BUILD_DIR=${1:-${BUILD_DIR:-}}
 source "$(dirname "$0")/lib/common.sh"
 

@@ -127,8 +127,14 @@ TEST(NativeFormat, WrongTypesNameTheIndexAndField) {
               Code::kInvalidArgument, 0, "user_properties");
   ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$set":2}})")),
               Code::kInvalidArgument, 0, "user_properties.$set");
-  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$unset":{}}})")),
+  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$append":{}}})")),
+              Code::kInvalidArgument, 0, "user_properties.$append");
+  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$unset":"plan"}})")),
               Code::kInvalidArgument, 0, "user_properties.$unset");
+  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$add":{"n":"x"}}})")),
+              Code::kInvalidArgument, 0, "user_properties.$add");
+  ExpectError(Decode(One(R"({"event":"e","type":"alias","user_id":"u"})")),
+              Code::kInvalidArgument, 0, "previous_id");
   ExpectError(Decode(One(R"({"event":"e","user_id":"u","type":"weird"})")), Code::kInvalidArgument,
               0, "type");
   ExpectError(Decode(R"({"events":[1]})"), Code::kInvalidArgument, 0, "");

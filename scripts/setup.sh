@@ -11,7 +11,7 @@ BUILD_PKGS=(
 )
 TEST_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  postgresql clickhouse-server clickhouse-client nodejs npm procps
+  postgresql clickhouse-server clickhouse-client nodejs npm procps chromium
   clang libclang-rt-14-dev
 )
 

@@ -9,8 +9,11 @@
 #include <memory>
 
 #include "app/cli.h"
-#include "http_client/simple_http.h"
 #include "common/event.h"
+#include "common/http_status.h"
+#include "common/time.h"
+#include "http_client/simple_http.h"
+#include "ingest/formats/native.h"
 
 namespace sluice {
 namespace {
@@ -45,49 +48,43 @@ std::string PropValueJson(const std::string& v) {
   return out;
 }
 
+// The event of the flags (`index` of --count), in native JSON.
 Result<std::string> BuildEvent(const SendFlags& f, int index) {
   if (f.event.empty()) return Status::InvalidArgument("--event is required without --file");
   if (f.user.empty() && f.anonymous_id.empty()) {
     return Status::InvalidArgument("--user or --anonymous-id is required");
   }
-  std::string e = "{\"event\":";
-  AppendJsonString(f.event, &e);
-  if (!f.user.empty()) {
-    e += ",\"user_id\":";
-    AppendJsonString(f.user, &e);
-  }
-  if (!f.anonymous_id.empty()) {
-    e += ",\"anonymous_id\":";
-    AppendJsonString(f.anonymous_id, &e);
-  }
+  Event e;
+  e.event = f.event;
+  e.user_id = f.user;
+  e.anonymous_id = f.anonymous_id;
   if (!f.insert_id.empty()) {
-    e += ",\"insert_id\":";
-    AppendJsonString(f.count > 1 ? f.insert_id + "-" + std::to_string(index) : f.insert_id, &e);
+    e.insert_id = f.count > 1 ? f.insert_id + "-" + std::to_string(index) : f.insert_id;
   }
   if (!f.time.empty()) {
-    e += ",\"time\":";
-    const bool digits = f.time.find_first_not_of("0123456789") == std::string::npos;
-    if (digits) {
-      e += f.time;
-    } else {
-      AppendJsonString(f.time, &e);
+    std::optional<int64_t> t = ParseTimeMs(f.time);
+    if (!t || *t <= 0) {
+      return Status::InvalidArgument("--time expects epoch milliseconds or ISO-8601, got \"" +
+                                     f.time + "\"");
     }
+    e.time_ms = *t;
   }
   if (!f.props.empty()) {
-    e += ",\"properties\":{";
+    e.properties = "{";
     for (size_t i = 0; i < f.props.size(); ++i) {
       const size_t eq = f.props[i].find('=');
       if (eq == std::string::npos || eq == 0) {
         return Status::InvalidArgument("--prop expects KEY=VALUE, got \"" + f.props[i] + "\"");
       }
-      if (i > 0) e += ",";
-      AppendJsonString(f.props[i].substr(0, eq), &e);
-      e += ":" + PropValueJson(f.props[i].substr(eq + 1));
+      if (i > 0) e.properties += ",";
+      AppendJsonString(f.props[i].substr(0, eq), &e.properties);
+      e.properties += ":" + PropValueJson(f.props[i].substr(eq + 1));
     }
-    e += "}";
+    e.properties += "}";
   }
-  e += "}";
-  return e;
+  std::string out;
+  EncodeNativeEvent(e, &out);
+  return out;
 }
 
 struct SendTotals {
@@ -97,23 +94,19 @@ struct SendTotals {
 };
 
 Status PostBatch(const SendFlags& f, const std::vector<std::string>& events, SendTotals* totals) {
-  std::string body = "{\"events\":[";
-  for (size_t i = 0; i < events.size(); ++i) {
-    if (i > 0) body += ",";
-    body += events[i];
-  }
-  body += "]}";
+  NativeBodyBuilder body;
+  for (const std::string& e : events) body.AddRaw(e);
   SimpleHttpRequest req;
   req.method = "POST";
   std::string base = f.url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   req.url = base + "/v1/events";
-  req.body = std::move(body);
+  req.body = body.Finish();
   req.headers.emplace_back("Content-Type", "application/json");
   if (!f.write_key.empty()) req.headers.emplace_back("Authorization", "Bearer " + f.write_key);
   Result<SimpleHttpResponse> resp = SimpleHttp(req);
   if (!resp.ok()) return resp.status();
-  if (resp->status != 200) {
+  if (resp->status != kHttpOk) {
     return Status::InvalidArgument("HTTP " + std::to_string(resp->status) + ": " +
                                    resp->body.substr(0, 2000));
   }

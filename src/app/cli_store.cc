@@ -9,7 +9,9 @@
 #include "app/version.h"
 #include "common/strings.h"
 #include "config/config.h"
+#include "consumers/registry/registry.h"
 #include "ops/dlq.h"
+#include "ops/overview.h"
 #include "ops/status_report.h"
 #include "queue/open/open_store.h"
 #include "queue/store.h"
@@ -54,15 +56,32 @@ struct StatusFlags {
   int64_t alive_within_ms = kDefaultReplicaAliveWithinMs;
 };
 
+// The consumers of the config (none when it cannot be read or names a type
+// this binary lacks); the replicas publish theirs too.
+std::vector<ConsumerSpec> ConfiguredConsumers(const StoreFlags& f) {
+  std::vector<ConsumerSpec> out;
+  Result<Config> config = LoadConfig(f.config);
+  if (!config.ok()) return out;
+  Metrics scratch;
+  Result<std::vector<ConsumerPtr>> made = MakeConsumers(config->consumers, &scratch);
+  if (!made.ok()) return out;
+  for (const ConsumerPtr& c : *made) out.push_back({c->name(), c->bit(), c->in_store()});
+  return out;
+}
+
 int RunStatus(const StatusFlags& f) {
   Result<StorePtr> store = OpenStoreFor("status", f.store);
   if (!store.ok()) return 1;
-  Result<StatusReport> report = CollectStatus(store->get(), f.alive_within_ms);
-  if (!report.ok()) {
-    std::fprintf(stderr, "sluice status: %s\n", report.status().ToString().c_str());
+  // The document of GET /admin/overview, read from the store directly.
+  OverviewOptions options;
+  options.alive_within_ms = f.alive_within_ms;
+  Result<Overview> overview = CollectOverview(store->get(), ConfiguredConsumers(f.store), options);
+  if (!overview.ok()) {
+    std::fprintf(stderr, "sluice status: %s\n", overview.status().ToString().c_str());
     return 1;
   }
-  const std::string out = f.json ? RenderStatusJson(*report) + "\n" : RenderStatusText(*report);
+  const std::string out =
+      f.json ? RenderOverviewJson(*overview) + "\n" : RenderOverviewText(*overview);
   std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }
@@ -71,6 +90,7 @@ struct DlqFlags {
   StoreFlags store;
   std::string project;
   std::string consumer;
+  std::string error;
   std::vector<int64_t> ids;
   int32_t limit = 100;
   bool json = false;
@@ -81,6 +101,7 @@ DeadFilter FilterOf(const DlqFlags& f) {
   DeadFilter filter;
   filter.project = f.project;
   filter.consumer = f.consumer;
+  filter.error = f.error;
   filter.seqs = f.ids;
   filter.limit = std::min(f.limit, kMaxDeadList);
   return filter;
@@ -126,9 +147,10 @@ int RunDlq(const std::string& action, const DlqFlags& f) {
 
 void AddStatusCommand(CLI::App* app, CliAction* run) {
   auto flags = std::make_shared<StatusFlags>();
-  CLI::App* cmd = app->add_subcommand("status", "Queue depth and live replicas, from the store");
+  CLI::App* cmd = app->add_subcommand(
+      "status", "Queue depth, replicas and per-consumer backlog, from the store");
   AddStoreFlags(cmd, &flags->store);
-  cmd->add_flag("--json", flags->json, "Print JSON (the shape of GET /admin/status)");
+  cmd->add_flag("--json", flags->json, "Print JSON (the document of GET /admin/overview)");
   cmd->add_option("--alive-within-ms", flags->alive_within_ms,
                   "A replica is alive when its heartbeat is this recent (default 10000)");
   cmd->callback([flags, run] { *run = [flags] { return RunStatus(*flags); }; });
@@ -147,6 +169,7 @@ void AddDlqCommand(CLI::App* app, CliAction* run) {
     AddStoreFlags(cmd, &flags->store);
     cmd->add_option("--project", flags->project, "Only this project");
     cmd->add_option("--consumer", flags->consumer, "Only events that failed in this consumer");
+    cmd->add_option("--error", flags->error, "Only events whose last error contains this text");
     cmd->add_option("--id", flags->ids, "Only these seqs (repeatable)");
     cmd->add_flag("--json", flags->json, "Print JSON");
     if (name == "list") {

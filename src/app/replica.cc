@@ -9,12 +9,16 @@
 
 #include "app/logging.h"
 #include "app/version.h"
+#include "app/write_health.h"
 #include "common/strings.h"
 #include "common/time.h"
 #include "consumers/registry/registry.h"
 #include "ingest/formats/registry.h"
 #include "http/http_server.h"
 #include "ingest/ingest_service.h"
+#include "ops/activity.h"
+#include "ops/console.h"
+#include "ops/event_tail.h"
 #include "ops/ops_service.h"
 #include "watcher/watcher.h"
 
@@ -76,7 +80,12 @@ Status Replica::StartImpl() {
     return Status(store.status().code(), "opening store " + RedactUrl(config_.store.url) + ": " +
                                              store.status().message());
   }
-  store_ = std::move(store).value();
+  // Every store write the replica's readiness depends on goes through the
+  // write-health wrapper (/readyz reports a failing disk, app/write_health.h);
+  // completed events are counted for the console's processing rate.
+  auto health = std::make_unique<WriteHealthStore>(std::move(store).value());
+  WriteHealthStore* write_health = health.get();
+  store_ = std::make_unique<CompletionCountingStore>(std::move(health), &metrics_);
 
   ReplicaInfo info;
   info.id = id_;
@@ -93,23 +102,52 @@ Status Replica::StartImpl() {
   Result<std::vector<ConsumerPtr>> consumers = MakeConsumers(config_.consumers, &metrics_, hooks_.consumer_types);
   if (!consumers.ok()) return consumers.status();
   std::string consumer_names;
+  std::vector<LocalConsumer> local;
   for (const ConsumerPtr& c : *consumers) {
     if (!consumer_names.empty()) consumer_names += ",";
     consumer_names += c->name();
+    // The watcher owns the consumer and outlives every reader of this.
+    const Consumer* raw = c.get();
+    local.push_back(LocalConsumer{ConsumerSpec{c->name(), c->bit(), c->in_store()},
+                                  [raw] { return raw->RetryAfterMs(); }});
+  }
+  activity_ = std::make_unique<ReplicaActivity>(&metrics_, std::move(local),
+                                                std::max(0, config_.watcher.loops));
+  activity_->Sample(WallNowMs());  // the baseline the first heartbeat's deltas start from
+  if (config_.console.enabled && config_.console.tail.max_streams > 0) {
+    tail_ = std::make_unique<EventTail>(config_.console.tail, id_, &metrics_);
   }
   watcher_ = std::make_unique<Watcher>(store_.get(), std::move(consumers).value(), config_.watcher,
                                        id_, &metrics_);
   Watcher* watcher = watcher_.get();
+  GroupCommitter::Committed on_committed;
+  if (tail_ != nullptr) {
+    EventTail* tail = tail_.get();
+    on_committed = [tail](std::span<const EnqueueBatch> batches,
+                          std::span<const EnqueueResult> results) {
+      tail->Publish(batches, results);
+    };
+  }
   ingest_ = std::make_unique<IngestService>(store_.get(), config_.ingest, config_.auth, &metrics_,
-                                            AllFormats(), [watcher] { watcher->Wake(); });
+                                            AllFormats(), [watcher] { watcher->Wake(); },
+                                            std::move(on_committed));
   OpsOptions ops_options;
   ops_options.auth = config_.auth;
   ops_options.replica_alive_within_ms =
       std::max<int64_t>(10000, 5 * config_.watcher.replica_heartbeat_ms);
+  ops_options.session_ttl_ms = config_.console.session_ttl_ms;
+  ops_options.store_write_status = [write_health] { return write_health->WriteStatus(); };
   ops_ = std::make_unique<OpsService>(store_.get(), &metrics_, ops_options, &draining_);
+  console_ = std::make_unique<Console>(store_.get(), &metrics_, config_.console,
+                                       ops_->admin_auth(), tail_.get(),
+                                       activity_->consumer_specs(),
+                                       ops_options.replica_alive_within_ms, id_);
 
   server_ = std::make_unique<HttpServer>(config_.server, config_.ingest.max_body_bytes, &metrics_);
   for (OpsRoute& route : ops_->Routes()) {
+    server_->Route(route.method, route.path, std::move(route.handler));
+  }
+  for (OpsRoute& route : console_->Routes()) {
     server_->Route(route.method, route.path, std::move(route.handler));
   }
   ingest_->RegisterRoutes(server_.get());
@@ -154,7 +192,10 @@ void Replica::HeartbeatMain() {
                                           "Replica heartbeats the store refused or missed");
   bool healthy = true;
   while (!WaitForStop(config_.watcher.replica_heartbeat_ms)) {
-    Status st = store_->HeartbeatReplica(id_);
+    // The heartbeat carries this replica's activity (ops/activity.h).
+    const int64_t now = WallNowMs();
+    activity_->Sample(now);
+    Status st = store_->PublishReplicaStats(id_, activity_->StatsJson(now));
     if (st.code() == Code::kNotFound) {
       // Someone removed our row (an operator, or a long stall): register again.
       ReplicaInfo info;
@@ -252,6 +293,7 @@ void Replica::Shutdown() {
     server_->Stop(kHttpGraceMs);
   }
   if (ingest_ != nullptr) ingest_->Stop();
+  if (tail_ != nullptr) tail_->Stop();
   if (store_ != nullptr) store_->SetWakeCallback(nullptr);
   if (watcher_ != nullptr) watcher_->Drain();
   {

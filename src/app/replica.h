@@ -1,12 +1,15 @@
 // Replica: one running `sluice serve` — the store, the watcher's claim loops,
 // the ingest service, the ops endpoints and the HTTP server, plus the replica
-// heartbeat and the singleton duties (dedup pruning under a named lease).
+// heartbeat (which also publishes the replica's activity for the console)
+// and the singleton duties (dedup pruning under a named lease).
 //
 // Start() brings everything up and returns once the server listens;
 // Shutdown() drains in order: readiness off, stop accepting HTTP (in-flight
 // requests answered), ingest group commit drained, Watcher::Drain (stop
 // claiming, finish or fail in-flight batches), duties stopped and their named
 // leases released, replica row removed. Serve() runs one until SIGTERM/SIGINT.
+// The store is used through a WriteHealthStore (app/write_health.h), so
+// /readyz reports store writes that fail (a full disk).
 // Thread-safe: Shutdown may be called from any thread, once or more.
 #pragma once
 
@@ -30,6 +33,9 @@ class Watcher;
 class IngestService;
 class OpsService;
 class HttpServer;
+class EventTail;
+class ReplicaActivity;
+class Console;
 
 // Name of the named lease under which one replica at a time prunes dedup entries.
 inline constexpr const char* kDedupPruneLease = "dedup-prune";
@@ -77,8 +83,12 @@ class Replica {
   Metrics metrics_;
   StorePtr store_;
   std::unique_ptr<Watcher> watcher_;
+  std::unique_ptr<ReplicaActivity> activity_;
+  std::unique_ptr<EventTail> tail_;  // null when the console or its tail is off
   std::unique_ptr<IngestService> ingest_;
   std::unique_ptr<OpsService> ops_;
+  std::unique_ptr<Console> console_;
+  // Declared last, destroyed first: nothing above is used by a request after.
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> draining_{false};
 

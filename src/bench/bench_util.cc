@@ -77,18 +77,6 @@ Event SyntheticEvents::Make(int64_t i) const {
   return e;
 }
 
-std::string SyntheticEvents::NativeJson(int64_t i, std::string_view insert_id) const {
-  Event e = Make(i);
-  std::string out = "{\"insert_id\":";
-  AppendJsonString(insert_id, &out);
-  out += ",\"event\":";
-  AppendJsonString(e.event, &out);
-  out += ",\"user_id\":";
-  AppendJsonString(e.user_id, &out);
-  out += fmt::format(",\"time\":{},\"properties\":{}}}", e.time_ms, e.properties);
-  return out;
-}
-
 void JsonObject::Key(std::string_view key) {
   if (!body_.empty()) body_ += ',';
   body_ += '"';

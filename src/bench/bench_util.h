@@ -33,15 +33,13 @@ std::string RandomHex(int n);
 
 // Deterministic synthetic events: event i belongs to user i % users, has one
 // of a few event names, a time spread over one day before `base_time_ms`, and
-// a padding property so the native JSON form is about `event_bytes` long.
+// a padding property so its native JSON form is about `event_bytes` long.
 class SyntheticEvents {
  public:
   SyntheticEvents(int64_t users, int32_t event_bytes, int64_t base_time_ms);
 
   // The normalized Event (insert_id left empty; callers choose it).
   Event Make(int64_t i) const;
-  // The native ingest JSON object of Make(i), with `insert_id` verbatim.
-  std::string NativeJson(int64_t i, std::string_view insert_id) const;
 
  private:
   const int64_t users_;

@@ -1,7 +1,7 @@
 // Status and Result<T>: the one error vocabulary of sluice.
 //
 // Errors are values at every subsystem boundary; no exception crosses one.
-// Codes map to HTTP statuses in exactly one function (ingest/http_status.h).
+// Codes map to HTTP statuses in exactly one table (common/http_status.h).
 // Thread-compatible value types.
 #pragma once
 
@@ -19,6 +19,7 @@ enum class Code {
   kInvalidArgument,  // malformed input; never retried as-is
   kTooLarge,         // over a size/count limit
   kUnauthorized,     // missing or wrong write key / admin token
+  kForbidden,        // authenticated (or anonymous), but not allowed this request
   kNotFound,
   kBusy,             // backpressure: queue over its high-water mark; retry later
   kLeaseLost,        // fenced: the token no longer holds the rows
@@ -29,9 +30,6 @@ enum class Code {
 
 std::string_view CodeName(Code c);
 
-// The one mapping from Code to HTTP status (ingest, ops and the formats use it).
-int HttpStatusFor(Code code);
-
 class [[nodiscard]] Status {
  public:
   Status() = default;
@@ -41,6 +39,7 @@ class [[nodiscard]] Status {
   static Status InvalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
   static Status TooLarge(std::string m) { return {Code::kTooLarge, std::move(m)}; }
   static Status Unauthorized(std::string m) { return {Code::kUnauthorized, std::move(m)}; }
+  static Status Forbidden(std::string m) { return {Code::kForbidden, std::move(m)}; }
   static Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
   static Status Busy(std::string m) { return {Code::kBusy, std::move(m)}; }
   static Status LeaseLost(std::string m) { return {Code::kLeaseLost, std::move(m)}; }

@@ -277,6 +277,43 @@ Status ParseWatcher(const toml::table& t, WatcherOptions* o) {
   return Status::Ok();
 }
 
+Status ParseConsole(const toml::table& t, ConsoleOptions* o) {
+  for (const auto& [k, v] : t) {
+    const std::string key = KeyName("console", k.str());
+    const std::string_view dk = DurationKey(k.str());
+    if (k == "enabled") {
+      SLUICE_RETURN_IF_ERROR(GetBool(v, key, &o->enabled));
+    } else if (dk == "refresh") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 500, &o->refresh_ms));
+    } else if (dk == "cache") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 0, &o->cache_ms));
+    } else if (dk == "delay_warning") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1000, &o->delay_warning_ms));
+    } else if (k == "backlog_scan_events") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 100, 10000000, &o->backlog_scan_events));
+    } else if (k == "backlog_samples") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 1000000, &o->backlog_samples));
+    } else if (k == "dead_scan_events") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 100, 10000000, &o->dead_scan_events));
+    } else if (dk == "session_ttl") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 60000, &o->session_ttl_ms));
+    } else if (k == "tail_events") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, 100000, &o->tail.max_events));
+    } else if (k == "tail_bytes") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, int64_t{1} << 30, &o->tail.max_bytes));
+    } else if (k == "tail_body_bytes") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 256, 1 << 20, &o->tail.max_body_bytes));
+    } else if (k == "tail_streams") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, 1024, &o->tail.max_streams));
+    } else if (k == "tail_rate") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 10000, &o->tail.max_events_per_s));
+    } else {
+      return UnknownKey(key);
+    }
+  }
+  return Status::Ok();
+}
+
 Status ParseAuth(const toml::table& t, AuthOptions* o) {
   for (const auto& [k, v] : t) {
     const std::string key = KeyName("auth", k.str());
@@ -407,7 +444,7 @@ Status ParseToml(const toml::table& root, Config* c) {
     const std::string key(k.str());
     Status st;
     if (k == "server" || k == "store" || k == "ingest" || k == "watcher" || k == "auth" ||
-        k == "log") {
+        k == "log" || k == "console") {
       const toml::table* t = AsTable(v, key, &st);
       if (t == nullptr) return st;
       if (k == "server") st = ParseServer(*t, &c->server);
@@ -415,6 +452,7 @@ Status ParseToml(const toml::table& root, Config* c) {
       if (k == "ingest") st = ParseIngest(*t, &c->ingest, &c->test_only);
       if (k == "watcher") st = ParseWatcher(*t, &c->watcher);
       if (k == "auth") st = ParseAuth(*t, &c->auth);
+      if (k == "console") st = ParseConsole(*t, &c->console);
       if (k == "log") st = ParseLog(*t, c);
       SLUICE_RETURN_IF_ERROR(st);
     } else if (k == "consumer") {

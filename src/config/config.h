@@ -20,6 +20,11 @@
 //              idle_poll_min = "10ms"; idle_poll_max = "1s"; consumer_timeout = 0;
 //              drain_timeout = "20s"; replica_heartbeat = "2s"; dedup_prune_interval = "1m"
 //   [auth]     admin_token = "..."; [auth.write_keys] KEY = "project"
+//   [console]  enabled = true; refresh = "2s"; cache = "1s"; delay_warning = "1m";
+//              backlog_scan_events = 20000; backlog_samples = 1000; dead_scan_events = 20000;
+//              session_ttl = "12h";
+//              tail_events = 1000; tail_bytes = 4194304; tail_body_bytes = 8192;
+//              tail_streams = 8; tail_rate = 50 (events/s per stream)
 //   [log]      level = "info"; format = "json" | "text"
 //   [[consumer]] type = "users" | "counters" | ...; name = "..."; bit = N;
 //              projects = [..]; events = [..]; any other key (nested tables
@@ -42,6 +47,7 @@
 #include "http/http_server.h"
 #include "http/http_util.h"
 #include "ingest/ingest_options.h"
+#include "ops/console.h"
 #include "queue/store.h"
 #include "queue/store_wrapper.h"
 #include "watcher/watcher.h"
@@ -59,6 +65,7 @@ struct Config {
   IngestOptions ingest;
   WatcherOptions watcher;
   AuthOptions auth;
+  ConsoleOptions console;
   std::vector<ConsumerConfig> consumers;  // default: users + counters
   std::string replica_id;                 // "" = host-pid-random
   std::string log_level = "info";

@@ -12,7 +12,10 @@
 #include <thread>
 #include <unordered_map>
 
-#include "common/event.h"
+#include "common/clock.h"
+#include "common/http_status.h"
+#include "common/strings.h"
+#include "http/http_util.h"
 
 namespace sluice {
 
@@ -23,95 +26,12 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decodes `in`; '+' becomes a space when `plus_is_space`. nullopt on a
-// malformed escape or an encoded NUL (never useful, often an attack).
-std::optional<std::string> PercentDecode(std::string_view in, bool plus_is_space) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    if (c == '%') {
-      if (i + 2 >= in.size()) return std::nullopt;
-      const int hi = HexValue(in[i + 1]);
-      const int lo = HexValue(in[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      const char decoded = static_cast<char>(hi * 16 + lo);
-      if (decoded == '\0') return std::nullopt;
-      out.push_back(decoded);
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-std::string ErrorBody(std::string_view message) {
-  std::string body = "{\"error\":";
-  AppendJsonString(message, &body);
-  body.push_back('}');
-  return body;
-}
-
-// Splits "HOST:PORT" / "[V6]:PORT".
-bool SplitHostPort(const std::string& listen, std::string* host, std::string* port) {
-  if (!listen.empty() && listen.front() == '[') {
-    const auto close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
-      return false;
-    }
-    *host = listen.substr(1, close - 1);
-    *port = listen.substr(close + 2);
-  } else {
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos) return false;
-    *host = listen.substr(0, colon);
-    *port = listen.substr(colon + 1);
-  }
-  if (host->empty()) *host = "0.0.0.0";
-  return !port->empty();
-}
-
 // Bytes an error reply is allowed to drain from a client still sending, so the
 // client reads our status instead of a reset (bounded in bytes and time).
 constexpr size_t kMaxDrainBytes = 1 << 20;
 constexpr int64_t kDrainTimeoutMs = 1000;
 
 }  // namespace
-
-std::string_view HttpRequest::Header(std::string_view lower_name) const {
-  for (const auto& [k, v] : headers) {
-    if (k == lower_name) return v;
-  }
-  return {};
-}
-
-std::optional<std::string> HttpRequest::QueryParam(std::string_view key) const {
-  std::string_view q = query;
-  while (!q.empty()) {
-    const auto amp = q.find('&');
-    const std::string_view pair = q.substr(0, amp);
-    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    auto k = PercentDecode(pair.substr(0, eq), true);
-    if (!k || *k != key) continue;
-    if (eq == std::string_view::npos) return std::string();
-    auto v = PercentDecode(pair.substr(eq + 1), true);
-    if (!v) return std::nullopt;
-    return v;
-  }
-  return std::nullopt;
-}
 
 class Session;
 
@@ -121,6 +41,50 @@ class Session;
 struct Gate {
   std::mutex mu;
   bool alive = true;  // GUARDED_BY(mu)
+};
+
+// The ResponseStream a streamed response hands out. Its state lives here,
+// under its own mutex, so Write can answer from any thread; the bytes go to
+// the session's strand.
+class StreamSink final : public ResponseStream {
+ public:
+  StreamSink(std::weak_ptr<Session> session, std::shared_ptr<Gate> gate)
+      : session_(std::move(session)), gate_(std::move(gate)) {}
+
+  WriteResult Write(std::string chunk) override;
+  void End() override;
+  bool closed() const override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return true;
+    }
+    std::lock_guard<std::mutex> gate_lock(gate_->mu);
+    return !gate_->alive;  // the server stopped
+  }
+
+  // Called on the session's strand.
+  void MarkIdle() {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = false;
+  }
+  void MarkBusy() {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = true;
+  }
+  void MarkClosed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+
+ private:
+  // Posts `fn(session)` to the session's strand; false when it is gone.
+  bool Post(std::function<void(const std::shared_ptr<Session>&)> fn);
+
+  const std::weak_ptr<Session> session_;
+  const std::shared_ptr<Gate> gate_;
+  mutable std::mutex mu_;
+  bool busy_ = false;    // GUARDED_BY(mu_): a chunk is being written
+  bool closed_ = false;  // GUARDED_BY(mu_)
 };
 
 struct ServerCore {
@@ -177,7 +141,7 @@ struct ServerCore {
 
   void CountStatus(int code) {
     if (metrics == nullptr) return;
-    if (code < 100 || code >= 600) code = 500;
+    if (code < 100 || code >= 600) code = HttpStatusFor(Code::kInternal);
     Counter* c = by_code[code].load(std::memory_order_acquire);
     if (c == nullptr) {
       c = &metrics->GetCounter("sluice_http_requests_total", "HTTP responses by status code.",
@@ -251,7 +215,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Closes the connection when it is between requests (server stopping).
   void CloseIfIdle() {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->state_ == State::kIdle) {
+      if (self->state_ == State::kIdle || self->state_ == State::kStreaming) {
         beast::error_code ec;
         self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
         self->stream_.cancel();
@@ -261,6 +225,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Closes the socket at once. REQUIRES: the I/O threads are stopped.
   void ForceCloseStopped() {
+    if (sink_) sink_->MarkClosed();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
@@ -271,7 +236,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<Session> hold;
 
  private:
-  enum class State { kIdle, kReading, kHandling, kWriting, kClosing };
+  enum class State { kIdle, kReading, kHandling, kWriting, kStreaming, kClosing };
 
   // Between requests: wait up to idle_timeout for the first byte, then the
   // whole request must arrive within read_timeout (slowloris is closed).
@@ -304,10 +269,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!ec) return false;
     if (ec == http::error::header_limit) {
       server_->CountRejected("header_too_large");
-      Reject(431, "request header fields too large");
+      Reject(kHttpHeaderFieldsTooLarge, "request header fields too large");
     } else if (ec == http::error::body_limit) {
       server_->CountRejected("body_too_large");
-      Reject(413, "request body over " + std::to_string(server_->max_body_bytes) + " bytes");
+      Reject(HttpStatusFor(Code::kTooLarge),
+             "request body over " + std::to_string(server_->max_body_bytes) + " bytes");
     } else if (ec == beast::error::timeout) {
       server_->CountRejected("read_timeout");
       Close();
@@ -317,7 +283,7 @@ class Session : public std::enable_shared_from_this<Session> {
       Close();
     } else {
       server_->CountRejected("bad_request");
-      Reject(400, "malformed HTTP request");
+      Reject(HttpStatusFor(Code::kInvalidArgument), "malformed HTTP request");
     }
     return true;
   }
@@ -328,7 +294,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (req.method() == http::verb::head || req.method() == http::verb::unknown ||
         req.method() == http::verb::connect || req.method() == http::verb::trace) {
       server_->CountRejected("method_not_allowed");
-      return Reject(405, "method not allowed");
+      return Reject(kHttpMethodNotAllowed, "method not allowed");
     }
     if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -364,16 +330,16 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto qpos = req.target.find('?');
     const std::string_view raw_path = std::string_view(req.target).substr(0, qpos);
     if (qpos != std::string::npos) req.query = req.target.substr(qpos + 1);
-    auto path = PercentDecode(raw_path, false);
+    auto path = PercentDecode(raw_path, {.plus_is_space = false, .strict = true});
     if (!path || raw_path.empty() || raw_path.front() != '/') {
       server_->CountRejected("bad_request");
-      return Reject(400, "malformed request target");
+      return Reject(HttpStatusFor(Code::kInvalidArgument), "malformed request target");
     }
     req.path = std::move(*path);
     req.headers.reserve(16);
     for (const auto& f : msg) {
       std::string name(f.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      ToLowerInPlace(&name);
       req.headers.emplace_back(std::move(name), std::string(f.value()));
     }
     req.body = std::move(msg.body());
@@ -384,8 +350,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const Handler* handler = server_->FindRoute(req.method, req.path, &path_known);
     if (handler == nullptr && server_->fallback) handler = &server_->fallback;
     if (handler == nullptr) {
-      return Reject(path_known ? 405 : 404, path_known ? "method not allowed" : "not found",
-                    /*close=*/false);
+      return Reject(path_known ? kHttpMethodNotAllowed : HttpStatusFor(Code::kNotFound),
+                    path_known ? "method not allowed" : "not found", /*close=*/false);
     }
 
     server_->in_flight.fetch_add(1);
@@ -394,16 +360,11 @@ class Session : public std::enable_shared_from_this<Session> {
     Responder respond = MakeResponder();
     try {
       (*handler)(req, respond);
-    } catch (const std::exception& e) {
+    } catch (...) {
       // A handler bug must not take the server down; answer if it did not.
       HttpResponse r;
-      r.status = 500;
-      r.body = ErrorBody("internal error");
-      respond(std::move(r));
-    } catch (...) {
-      HttpResponse r;
-      r.status = 500;
-      r.body = ErrorBody("internal error");
+      r.status = HttpStatusFor(Code::kInternal);
+      r.body = JsonErrorBody("internal error");
       respond(std::move(r));
     }
   }
@@ -424,8 +385,107 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void WriteResponse(HttpResponse r) {
+    if (r.stream && version_ != 10) return StartStream(std::move(r));
+    if (r.stream) {  // chunked coding needs HTTP/1.1
+      r.stream = nullptr;
+      r.status = kHttpVersionNotSupported;
+      r.content_type = "application/json";
+      r.body = JsonErrorBody("a streamed response needs HTTP/1.1");
+    }
     Send(std::move(r), keep_alive_ && !server_->stopping.load(), /*drain=*/false,
          /*release_in_flight=*/true);
+  }
+
+ public:
+  // Streamed responses (on the strand). The head goes out with chunked
+  // transfer coding and Connection: close; each Write is one chunk. A read
+  // stays posted meanwhile, so a client that goes away is noticed at once.
+  void StartStream(HttpResponse r) {
+    state_ = State::kStreaming;
+    server_->CountStatus(r.status);
+    auto res = std::make_shared<http::response<http::empty_body>>();
+    res->version(version_ == 10 ? 10 : 11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(http::field::server, "sluice");
+    res->set(http::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res->insert(k, v);
+    res->keep_alive(false);
+    res->chunked(true);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    sink_ = std::make_shared<StreamSink>(weak_from_this(), server_->gate);
+    auto first = std::make_shared<std::string>(std::move(r.body));
+    auto on_open = std::move(r.stream);
+    stream_.expires_after(std::chrono::milliseconds(server_->options.read_timeout_ms));
+    http::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), res, sr, first, on_open = std::move(on_open)](
+            beast::error_code ec, size_t) mutable {
+          self->server_->in_flight.fetch_sub(1);
+          self->stream_.expires_never();
+          if (ec) return self->Close();
+          self->WatchStreamPeer();
+          if (!first->empty()) {
+            self->sink_->MarkBusy();
+            self->WriteChunk(first, /*last=*/false);
+          }
+          try {
+            on_open(self->sink_);
+          } catch (...) {
+            // A stream that could not start ends here; nothing else to answer.
+            self->EndStream();
+          }
+        });
+  }
+
+  // Writes one chunk (`last`: the terminating chunk, then close). One write
+  // at a time: the sink stays busy until this one is done.
+  void WriteChunk(std::shared_ptr<std::string> data, bool last) {
+    if (state_ != State::kStreaming) {
+      if (sink_) sink_->MarkClosed();
+      return;
+    }
+    chunk_writing_ = true;
+    stream_.expires_after(std::chrono::milliseconds(server_->options.read_timeout_ms));
+    auto done = [self = shared_from_this(), data, last](beast::error_code ec, size_t) {
+      self->chunk_writing_ = false;
+      self->stream_.expires_never();
+      if (ec || last) return self->Close();
+      if (self->end_after_write_) {
+        self->end_after_write_ = false;
+        return self->WriteChunk(std::make_shared<std::string>(), /*last=*/true);
+      }
+      if (self->sink_) self->sink_->MarkIdle();
+    };
+    if (last) {
+      net::async_write(stream_, http::make_chunk_last(), std::move(done));
+    } else {
+      net::async_write(stream_, http::make_chunk(net::buffer(*data)), std::move(done));
+    }
+  }
+
+  void EndStream() {
+    if (state_ != State::kStreaming) return;
+    if (chunk_writing_) {
+      end_after_write_ = true;
+      return;
+    }
+    WriteChunk(std::make_shared<std::string>(), /*last=*/true);
+  }
+
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+ private:
+  // The client of a stream sends nothing more; any read completing with an
+  // error (EOF, reset, cancelled by Stop) ends the stream. Bytes it does send
+  // are discarded.
+  void WatchStreamPeer() {
+    stream_.socket().async_read_some(net::buffer(scratch_),
+                                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                                       if (ec) return self->Close();
+                                       if (self->state_ == State::kStreaming) {
+                                         self->WatchStreamPeer();
+                                       }
+                                     });
   }
 
   // Answers with a JSON error; `close` (the default) ends the connection after
@@ -433,7 +493,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Reject(int status, const std::string& message, bool close = true) {
     HttpResponse r;
     r.status = status;
-    r.body = ErrorBody(message);
+    r.body = JsonErrorBody(message);
     if (parser_) version_ = parser_->get().version() ? parser_->get().version() : 11;
     parser_.reset();
     Send(std::move(r), !close && keep_alive_ && !server_->stopping.load(), close);
@@ -487,6 +547,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Close() {
     state_ = State::kClosing;
+    if (sink_) sink_->MarkClosed();
     hold.reset();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -505,7 +566,48 @@ class Session : public std::enable_shared_from_this<Session> {
   bool loopback_ = false;
   size_t drained_ = 0;
   std::array<char, 16384> scratch_;
+  std::shared_ptr<StreamSink> sink_;  // a streamed response's sink, once started
+  bool chunk_writing_ = false;        // a chunk write is pending
+  bool end_after_write_ = false;      // End() came while a chunk was being written
 };
+
+bool StreamSink::Post(std::function<void(const std::shared_ptr<Session>&)> fn) {
+  std::lock_guard<std::mutex> gate_lock(gate_->mu);
+  if (!gate_->alive) return false;
+  std::shared_ptr<Session> self = session_.lock();
+  if (!self) return false;
+  net::post(self->executor(), [self, fn = std::move(fn)] { fn(self); });
+  return true;
+}
+
+ResponseStream::WriteResult StreamSink::Write(std::string chunk) {
+  if (closed()) return WriteResult::kClosed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return WriteResult::kClosed;
+    if (busy_) return WriteResult::kBusy;
+    busy_ = true;
+  }
+  if (chunk.empty()) {  // an empty chunk would end the response
+    MarkIdle();
+    return WriteResult::kQueued;
+  }
+  auto data = std::make_shared<std::string>(std::move(chunk));
+  if (!Post([data](const std::shared_ptr<Session>& s) { s->WriteChunk(data, /*last=*/false); })) {
+    MarkClosed();
+    return WriteResult::kClosed;
+  }
+  return WriteResult::kQueued;
+}
+
+void StreamSink::End() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+  }
+  (void)Post([](const std::shared_ptr<Session>& s) { s->EndStream(); });
+}
 
 void ServerCore::DoAccept() {
   acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
@@ -563,15 +665,13 @@ void HttpServer::Fallback(Handler handler) { impl_->fallback = std::move(handler
 
 Result<int> HttpServer::Start() {
   if (impl_->started) return Status::Internal("server already started");
-  std::string host, port;
-  if (!SplitHostPort(impl_->options.listen, &host, &port)) {
-    return Status::InvalidArgument("listen: expected HOST:PORT, got '" + impl_->options.listen +
-                                   "'");
-  }
+  std::string host;
+  int port = 0;
+  SLUICE_RETURN_IF_ERROR(SplitHostPort(impl_->options.listen, &host, &port));
   beast::error_code ec;
   tcp::resolver resolver(impl_->ioc);
-  auto results =
-      resolver.resolve(host, port, tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  auto results = resolver.resolve(host, std::to_string(port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || results.empty()) {
     return Status::InvalidArgument("listen: cannot resolve '" + impl_->options.listen +
                                    "': " + ec.message());
@@ -624,10 +724,9 @@ void HttpServer::Stop(int64_t grace_ms) {
   }
   for (auto& sp : live) sp->CloseIfIdle();
   live.clear();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
-  while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  Clock& clock = Clock::Real();
+  const int64_t deadline = clock.MonoMs() + grace_ms;
+  while (s.in_flight.load() > 0 && clock.MonoMs() < deadline) clock.SleepMs(5);
   s.work.reset();
   s.ioc.stop();
   for (auto& t : s.threads) t.join();

@@ -11,7 +11,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,17 +42,47 @@ struct HttpRequest {
   std::string remote_addr;
   bool remote_is_loopback = false;
 
-  // First header with this lower-case name, "" when absent.
-  std::string_view Header(std::string_view lower_name) const;
-  // Value of query parameter `key` (percent-decoded, '+' as space), nullopt when absent.
-  std::optional<std::string> QueryParam(std::string_view key) const;
+  // First header with this lower-case name, "" when absent. (Inline: the
+  // fuzz targets link http_util.cc without the server.)
+  std::string_view Header(std::string_view lower_name) const {
+    for (const auto& [k, v] : headers) {
+      if (k == lower_name) return v;
+    }
+    return {};
+  }
 };
+
+// The sink of a streamed response (HttpResponse::stream), e.g. Server-Sent
+// Events. At most one chunk is in flight per stream, so a slow client costs
+// one chunk of memory. Thread-safe; may outlive the connection and the server
+// (then every call is a no-op answering kClosed).
+class ResponseStream {
+ public:
+  enum class WriteResult {
+    kQueued,  // handed to the connection
+    kBusy,    // the previous chunk is still being written; nothing queued, try later
+    kClosed,  // the client went away, the server is stopping, or End() was called
+  };
+  virtual ~ResponseStream() = default;
+  virtual WriteResult Write(std::string chunk) = 0;
+  // Ends the response after the chunk in flight; the connection then closes.
+  virtual void End() = 0;
+  virtual bool closed() const = 0;
+};
+using ResponseStreamPtr = std::shared_ptr<ResponseStream>;
 
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // When set, the response is streamed: the server sends the status and
+  // headers (chunked transfer coding, then the connection closes) and `body`
+  // as the first chunk, then calls `stream` once, on an I/O thread, with the
+  // sink to write the rest to. It must not block. A streamed response stops
+  // counting as in flight once its head is written: HttpServer::Stop closes
+  // it rather than waiting for it.
+  std::function<void(ResponseStreamPtr)> stream{};
 };
 
 using Responder = std::function<void(HttpResponse)>;

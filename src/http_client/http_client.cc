@@ -8,8 +8,8 @@
 #include <charconv>
 #include <ctime>
 
-#include "common/clock.h"
 #include "common/metrics.h"
+#include "common/strings.h"
 
 namespace sluice {
 namespace {
@@ -53,25 +53,14 @@ size_t OnHeader(char* data, size_t size, size_t n, void* ud) {
       t->resp->headers.size() >= static_cast<size_t>(t->max_headers)) {
     return len;
   }
-  std::string name(line.substr(0, colon));
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  std::string_view value = line.substr(colon + 1);
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
-    value.remove_suffix(1);
-  }
-  t->resp->headers.emplace_back(std::move(name), std::string(value));
+  t->resp->headers.emplace_back(ToLower(line.substr(0, colon)),
+                                std::string(HeaderValue(line.substr(colon + 1))));
   return len;
 }
 
 bool HasHeader(const ClientRequest& r, std::string_view name) {
   for (const auto& [k, v] : r.headers) {
-    if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-          return std::tolower(static_cast<unsigned char>(a)) ==
-                 std::tolower(static_cast<unsigned char>(b));
-        })) {
-      return true;
-    }
+    if (EqualsNoCase(k, name)) return true;
   }
   return false;
 }
@@ -112,8 +101,9 @@ const std::string* ClientResponse::Header(std::string_view name) const {
   return found;
 }
 
-HttpClient::HttpClient(HttpClientOptions options, Metrics* metrics, const std::string& name)
-    : options_(std::move(options)) {
+HttpClient::HttpClient(HttpClientOptions options, Metrics* metrics, const std::string& name,
+                       Clock* clock)
+    : options_(std::move(options)), clock_(clock) {
   GlobalInitOnce();
   if (metrics != nullptr) {
     const std::string l = Labels({{"consumer", name}});
@@ -155,7 +145,7 @@ Result<ClientResponse> HttpClient::Send(const ClientRequest& req) {
   }
   int64_t timeout = req.timeout_ms > 0 ? req.timeout_ms : options_.timeout_ms;
   if (req.deadline_mono_ms > 0) {
-    const int64_t left = req.deadline_mono_ms - Clock::Real().MonoMs();
+    const int64_t left = req.deadline_mono_ms - clock_->MonoMs();
     if (left <= 0) return Status::Unavailable("deadline passed before " + req.method);
     timeout = std::min(timeout, left);
   }
@@ -252,6 +242,11 @@ Result<ClientResponse> HttpClient::Send(const ClientRequest& req) {
   return resp;
 }
 
+std::string_view HeaderValue(std::string_view raw) {
+  while (!raw.empty() && (raw.back() == '\r' || raw.back() == '\n')) raw.remove_suffix(1);
+  return Trim(raw);
+}
+
 std::string Sha256Hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -267,8 +262,7 @@ std::string Sha256Hex(std::string_view data) {
 }
 
 std::optional<int64_t> ParseRetryAfterMs(std::string_view value, int64_t now_epoch_ms) {
-  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+  value = Trim(value);
   if (value.empty()) return std::nullopt;
   if (std::isdigit(static_cast<unsigned char>(value.front()))) {
     int64_t s = 0;

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace sluice {
@@ -48,7 +49,7 @@ struct ClientRequest {
   std::string password;
   std::optional<SigV4> sigv4;    // sign with AWS SigV4 (sets x-amz-content-sha256 itself)
   int64_t timeout_ms = 0;        // 0 = options.timeout_ms
-  int64_t deadline_mono_ms = 0;  // Clock::Real().MonoMs() deadline; 0 = none
+  int64_t deadline_mono_ms = 0;  // deadline on the client's clock (MonoMs); 0 = none
 };
 
 struct ClientResponse {
@@ -64,13 +65,17 @@ struct ClientResponse {
 class HttpClient {
  public:
   // `metrics` may be null; `name` labels the metrics (consumer name).
-  HttpClient(HttpClientOptions options, Metrics* metrics, const std::string& name);
+  // `clock` (REQUIRES: outlives the client) is what request deadlines
+  // (ClientRequest::deadline_mono_ms) are read against.
+  HttpClient(HttpClientOptions options, Metrics* metrics, const std::string& name,
+             Clock* clock = &Clock::Real());
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // Performs one request. Transport failures (connect, timeout, reset) are
-  // kUnavailable; any HTTP status, even 500, is a Result with that status.
+  // Performs one request. Transport failures (connect, timeout, reset) and a
+  // deadline already passed are kUnavailable; any HTTP status, even 500, is a
+  // Result with that status. The total timeout is cut to the deadline.
   Result<ClientResponse> Send(const ClientRequest& request);
 
   const HttpClientOptions& options() const { return options_; }
@@ -82,6 +87,7 @@ class HttpClient {
 
   // Constant after construction.
   const HttpClientOptions options_;
+  Clock* const clock_;
   Counter* requests_ = nullptr;
   Counter* transport_errors_ = nullptr;
   Counter* truncated_ = nullptr;
@@ -89,6 +95,10 @@ class HttpClient {
   std::mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_;  // GUARDED_BY(mu_)
 };
+
+// A received header line's value (after the ':'): without the line break and
+// the spaces/tabs around it.
+std::string_view HeaderValue(std::string_view raw);
 
 // Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(std::string_view data);

@@ -3,8 +3,10 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <cctype>
 #include <mutex>
+
+#include "common/strings.h"
+#include "http_client/http_client.h"
 
 namespace sluice {
 namespace {
@@ -29,18 +31,12 @@ size_t OnBody(char* ptr, size_t size, size_t nmemb, void* user) {
 size_t OnHeader(char* ptr, size_t size, size_t nmemb, void* user) {
   auto* headers = static_cast<std::vector<std::pair<std::string, std::string>>*>(user);
   const size_t n = size * nmemb;
-  std::string line(ptr, n);
+  const std::string_view line(ptr, n);
   const size_t colon = line.find(':');
-  if (colon != std::string::npos && headers->size() < 200) {
-    std::string name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    std::string value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
-      value.pop_back();
-    headers->emplace_back(std::move(name), std::move(value));
-  } else if (line.rfind("HTTP/", 0) == 0) {
+  if (colon != std::string_view::npos && headers->size() < 200) {
+    headers->emplace_back(ToLower(line.substr(0, colon)),
+                          std::string(HeaderValue(line.substr(colon + 1))));
+  } else if (line.starts_with("HTTP/")) {
     headers->clear();  // a new response (after 100-continue or a redirect)
   }
   return n;

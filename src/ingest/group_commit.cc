@@ -5,10 +5,13 @@
 namespace sluice {
 
 GroupCommitter::GroupCommitter(Store* store, GroupCommitOptions options, Metrics* metrics,
-                               std::function<void()> on_commit)
+                               std::function<void()> on_commit, Committed on_committed,
+                               Clock* clock)
     : store_(store),
       options_(options),
+      clock_(clock),
       on_commit_(std::move(on_commit)),
+      on_committed_(std::move(on_committed)),
       group_size_(&metrics->GetHistogram(
           "sluice_group_commit_size", "Events per group-commit transaction.", "",
           {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000})),
@@ -74,7 +77,10 @@ void GroupCommitter::Run() {
       if (queue_.empty()) return;  // stopping and drained
       if (slow_down_ && !stopping_) {
         // Queue is deep: trade a few ms of latency for bigger transactions.
-        cv_.wait_for(lock, std::chrono::milliseconds(options_.slow_down_wait_ms));
+        // No point waiting once a full group is there.
+        clock_->WaitFor(lock, cv_, options_.slow_down_wait_ms, [this] {
+          return stopping_ || queued_events_ >= options_.max_group_events;
+        });
       }
       // The group: the head always, then followers while they fit.
       int64_t events = 0;
@@ -95,6 +101,8 @@ void GroupCommitter::Run() {
       batches.push_back(EnqueueBatch{std::span<const NewEvent>(r.events)});
       total += static_cast<int64_t>(r.events.size());
     }
+    // steady_clock, not clock_: the histogram wants sub-millisecond resolution
+    // and measures, never waits.
     const auto start = std::chrono::steady_clock::now();
     Result<std::vector<EnqueueResult>> result = Status::Internal("not committed");
     try {
@@ -120,6 +128,10 @@ void GroupCommitter::Run() {
       } else {
         group[i].done(result.status());
       }
+    }
+    if (result.ok() && on_committed_) {
+      // `batches` still points into the group's events.
+      on_committed_(batches, *result);
     }
     group.clear();
   }

@@ -11,9 +11,11 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "queue/store.h"
@@ -24,7 +26,10 @@ struct GroupCommitOptions {
   int32_t max_group_events = 20000;      // events per transaction (a request is never split)
   int64_t max_queued_events = 200000;    // waiting events above which Submit refuses (Busy)
   int64_t max_queued_bytes = 256 << 20;  // waiting body bytes above which Submit refuses (Busy)
-  int64_t slow_down_wait_ms = 5;         // extra gathering wait per group while slowed down
+  // While slowed down (SetSlowDown), the committer waits this long before
+  // each group so more requests share it; the wait ends early once a full
+  // group (max_group_events) is queued or on Stop. ms; default 5.
+  int64_t slow_down_wait_ms = 5;
 };
 
 class GroupCommitter {
@@ -32,12 +37,19 @@ class GroupCommitter {
   // Called once per request on the committer thread, after its group's
   // transaction committed (Ok) or failed (the shared error).
   using Done = std::function<void(Result<EnqueueResult>)>;
+  // The batches of a committed group and their results (same order).
+  using Committed =
+      std::function<void(std::span<const EnqueueBatch>, std::span<const EnqueueResult>)>;
 
-  // REQUIRES: store and metrics outlive the committer. `on_commit` runs on the
-  // committer thread after each successful commit, before the group's
-  // requests are answered (may be empty).
+  // REQUIRES: store, metrics and clock outlive the committer. `on_commit`
+  // runs on the committer thread after each successful commit, before the
+  // group's requests are answered (may be empty). `on_committed` (may be
+  // empty) runs there too, after they were answered, so its cost adds no
+  // latency to them (the live tail: ops/event_tail.h). `clock` times the
+  // slow-down wait.
   GroupCommitter(Store* store, GroupCommitOptions options, Metrics* metrics,
-                 std::function<void()> on_commit);
+                 std::function<void()> on_commit, Committed on_committed = {},
+                 Clock* clock = &Clock::Real());
   ~GroupCommitter();  // Stop()
 
   // Queues `events` for the next group. Returns Busy (and never calls `done`)
@@ -64,7 +76,9 @@ class GroupCommitter {
   // Constant after construction.
   Store* const store_;
   const GroupCommitOptions options_;
+  Clock* const clock_;
   const std::function<void()> on_commit_;
+  const Committed on_committed_;
   Histogram* const group_size_;
   Histogram* const commit_seconds_;
   Counter* const commit_failures_;

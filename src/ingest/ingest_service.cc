@@ -3,14 +3,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
-#include "common/time.h"
-#include "ingest/group_commit.h"
+#include "common/http_status.h"
+#include "common/strings.h"
+#include "http/http_util.h"
 #include "ingest/formats/gzip.h"
+#include "ingest/group_commit.h"
 
 namespace sluice {
 namespace {
@@ -20,68 +22,30 @@ constexpr int64_t kDepthRefreshMs = 200;
 // Longest Origin / Access-Control-Request-Headers value echoed back.
 constexpr size_t kMaxCorsValue = 1024;
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+// A refused request: the status to answer and the `reason` label of
+// sluice_ingest_rejected_total.
+struct Refusal {
+  Status status;
+  const char* reason;
+};
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// Standard base64 (padding optional); nullopt on anything else.
-std::optional<std::string> Base64Decode(std::string_view in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    const int v = value(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
-// Compares without an early exit, so response time does not reveal how much
-// of a guessed key was right.
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
-  const size_t n = std::max(a.size(), b.size());
-  unsigned diff = a.size() == b.size() ? 0u : 1u;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned>(x ^ y);
-  }
-  return diff == 0;
+HttpResponse NotFound() {
+  HttpResponse r;
+  r.status = HttpStatusFor(Code::kNotFound);
+  r.body = JsonErrorBody("not found");
+  return r;
 }
 
 }  // namespace
 
 struct IngestService::Impl {
   Impl(Store* s, IngestOptions l, AuthOptions a, Metrics* m, std::vector<FormatPtr> f,
-       std::function<void()> on_commit)
+       std::function<void()> on_commit, GroupCommitter::Committed on_committed, Clock* c)
       : store(s),
         limits(std::move(l)),
         auth(std::move(a)),
         metrics(m),
+        clock(c),
         formats(std::move(f)),
         committer(s,
                   GroupCommitOptions{
@@ -90,7 +54,7 @@ struct IngestService::Impl {
                                                              10 * limits.max_events),
                       .max_queued_bytes = std::max<int64_t>(256 << 20, 8 * limits.max_body_bytes),
                   },
-                  m, std::move(on_commit)),
+                  m, std::move(on_commit), std::move(on_committed), c),
         accepted(&m->GetCounter("sluice_ingest_events_total", "Ingested events by result.",
                                 Labels({{"result", "accepted"}}))),
         duplicates(&m->GetCounter("sluice_ingest_events_total", "Ingested events by result.",
@@ -105,6 +69,7 @@ struct IngestService::Impl {
   const IngestOptions limits;
   const AuthOptions auth;
   Metrics* const metrics;
+  Clock* const clock;
   const std::vector<FormatPtr> formats;
   GroupCommitter committer;
   Counter* const accepted;
@@ -138,7 +103,7 @@ struct IngestService::Impl {
         committer.SetSlowDown(d > limits.slow_down);
       }
       lock.lock();
-      cv.wait_for(lock, std::chrono::milliseconds(kDepthRefreshMs), [this] { return stopping; });
+      clock->WaitFor(lock, cv, kDepthRefreshMs, [this] { return stopping; });
     }
   }
 
@@ -152,28 +117,7 @@ struct IngestService::Impl {
     committer.Stop();
   }
 
-  // Write key -> project. Every configured key is compared (constant time).
-  std::optional<std::string> ProjectFor(std::string_view key) const {
-    if (key.empty()) return std::nullopt;
-    const std::string* found = nullptr;
-    for (const auto& [k, project] : auth.write_keys) {
-      if (ConstantTimeEquals(k, key) && found == nullptr) found = &project;
-    }
-    if (found == nullptr) return std::nullopt;
-    return *found;
-  }
-
-  static void Answer(const Format& format, const IngestOutcome& outcome, const Responder& respond) {
-    IngestReply reply = format.Reply(outcome);
-    HttpResponse r;
-    r.status = reply.status;
-    r.content_type = std::move(reply.content_type);
-    r.body = std::move(reply.body);
-    if (reply.retry_after_s > 0) {
-      r.headers.emplace_back("Retry-After", std::to_string(reply.retry_after_s));
-    }
-    respond(std::move(r));
-  }
+  // ---- the request, step by step (Handle at the end) ----
 
   // Browser SDKs (posthog-js, the Amplitude and Segment browser libraries)
   // post cross-origin. The write key, not the origin, admits events, so every
@@ -189,19 +133,14 @@ struct IngestService::Impl {
   }
 
   // The preflight of a cross-origin POST: 204 on any path a format serves.
-  void Preflight(const HttpRequest& http, const Responder& respond) {
+  void Preflight(const HttpRequest& http, const Responder& respond) const {
     bool served = false;
     for (const auto& f : formats) {
       served = served || f->Matches("POST", http.path) || f->Matches("GET", http.path);
     }
+    if (!served) return respond(NotFound());
     HttpResponse r;
-    if (!served) {
-      r.status = 404;
-      r.body = "{\"error\":\"not found\"}";
-      respond(std::move(r));
-      return;
-    }
-    r.status = 204;
+    r.status = kHttpNoContent;
     r.content_type = "text/plain";
     r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     // Echo the headers asked for when they look like a header-name list;
@@ -220,131 +159,121 @@ struct IngestService::Impl {
     respond(std::move(r));
   }
 
-  void Handle(const HttpRequest& http, const Responder& respond_plain) {
-    const Responder respond = WithCors(http, respond_plain);
-    if (http.method == "OPTIONS") return Preflight(http, respond);
-    const Format* format = nullptr;
+  // The format that owns the route, nullptr for none.
+  const Format* Route(const HttpRequest& http) const {
     for (const auto& f : formats) {
-      if (f->Matches(http.method, http.path)) {
-        format = f.get();
-        break;
-      }
+      if (f->Matches(http.method, http.path)) return f.get();
     }
-    if (format == nullptr) {
-      HttpResponse r;
-      r.status = 404;
-      r.body = "{\"error\":\"not found\"}";
-      respond(std::move(r));
-      return;
+    return nullptr;
+  }
+
+  // The body as the format reads it: gunzipped or inflated per
+  // Content-Encoding into `*storage`, the decompressed size bounded as well
+  // as the wire size.
+  std::optional<Refusal> Inflate(const HttpRequest& http, std::string* storage,
+                                 std::string_view* body) const {
+    *body = http.body;
+    const std::string encoding = ToLower(Trim(http.Header("content-encoding")));
+    if (encoding.empty() || encoding == "identity") return std::nullopt;
+    Compression kind;
+    if (encoding == "gzip" || encoding == "x-gzip") {
+      kind = Compression::kGzip;
+    } else if (encoding == "deflate") {
+      kind = Compression::kDeflate;
+    } else {
+      return Refusal{Status::InvalidArgument("unsupported Content-Encoding '" + encoding + "'"),
+                     "encoding"};
     }
-
-    IngestOutcome outcome;
-    outcome.now_ms = WallNowMs();
-    outcome.body_bytes = static_cast<int64_t>(http.body.size());
-    auto fail = [&](Status st, const char* reason) {
-      outcome.status = std::move(st);
-      if (outcome.status.code() == Code::kBusy || outcome.status.code() == Code::kUnavailable) {
-        outcome.retry_after_s = std::max(1, limits.retry_after_s);
-      }
-      CountRejected(reason, outcome.events);
-      Answer(*format, outcome, respond);
-    };
-
-    // Bounded gunzip: the decompressed size is limited as well as the wire size.
-    std::string inflated;
-    std::string_view body = http.body;
-    const std::string encoding = Lower(Trim(http.Header("content-encoding")));
-    if (!encoding.empty() && encoding != "identity") {
-      Compression kind;
-      if (encoding == "gzip" || encoding == "x-gzip") {
-        kind = Compression::kGzip;
-      } else if (encoding == "deflate") {
-        kind = Compression::kDeflate;
-      } else {
-        return fail(Status::InvalidArgument("unsupported Content-Encoding '" + encoding + "'"),
-                    "encoding");
-      }
-      auto out = Decompress(http.body, kind, limits.max_decompressed_bytes);
-      if (!out.ok()) {
-        return fail(out.status(),
-                    out.status().code() == Code::kTooLarge ? "too_large" : "encoding");
-      }
-      inflated = std::move(out).value();
-      body = inflated;
+    auto out = Decompress(http.body, kind, limits.max_decompressed_bytes);
+    if (!out.ok()) {
+      return Refusal{out.status(),
+                     out.status().code() == Code::kTooLarge ? "too_large" : "encoding"};
     }
+    *storage = std::move(out).value();
+    *body = *storage;
+    return std::nullopt;
+  }
 
-    // Credentials: Basic user (the SDK convention: key as user, empty password) or Bearer.
-    std::string basic_user;
-    std::string_view bearer;
-    const std::string_view authz = Trim(http.Header("authorization"));
-    if (authz.size() > 6 && Lower(authz.substr(0, 6)) == "basic ") {
-      if (auto decoded = Base64Decode(Trim(authz.substr(6)))) {
-        basic_user = decoded->substr(0, decoded->find(':'));
-      }
-    } else if (authz.size() > 7 && Lower(authz.substr(0, 7)) == "bearer ") {
-      bearer = Trim(authz.substr(7));
+  // The project of the first key the request carries — the one the format
+  // found in the body, else the Basic user, else the Bearer token; "default"
+  // without auth. Every configured key is compared (constant time).
+  Result<std::string> Authenticate(std::string_view format_key,
+                                   const HttpCredentials& creds) const {
+    if (!auth.enabled()) return std::string("default");
+    std::string_view key = format_key;
+    if (key.empty()) key = creds.basic_user;
+    if (key.empty()) key = creds.bearer;
+    if (key.empty()) return Status::Unauthorized("a write key is required");
+    const std::string* found = nullptr;
+    for (const auto& [k, project] : auth.write_keys) {
+      if (ConstantTimeEquals(k, key) && found == nullptr) found = &project;
     }
+    if (found == nullptr) return Status::Unauthorized("unknown write key");
+    return *found;
+  }
 
-    IngestRequest req;
-    req.method = http.method;
-    req.path = http.path;
-    req.query = http.query;
-    req.content_type = http.Header("content-type");
-    req.body = body;
-    req.basic_user = basic_user;
-    req.bearer = bearer;
-    req.now_ms = outcome.now_ms;
-    DecodeResult decoded = format->Decode(req, limits);
-    outcome.events = static_cast<int64_t>(decoded.events.size());
-    outcome.reply_context = std::move(decoded.reply_context);
-    if (!decoded.status.ok()) {
-      outcome.index = decoded.index;
-      outcome.field = decoded.field;
-      return fail(std::move(decoded.status),
-                  decoded.status.code() == Code::kTooLarge ? "too_large" : "invalid");
-    }
+  std::optional<Refusal> CheckBackpressure() const {
+    if (depth.load() <= limits.high_water) return std::nullopt;
+    return Refusal{Status::Busy("queue above its high-water mark (" +
+                                std::to_string(limits.high_water) + " events); retry later"),
+                   "high_water"};
+  }
 
-    std::string project = "default";
-    if (auth.enabled()) {
-      std::string_view key = decoded.write_key;
-      if (key.empty()) key = basic_user;
-      if (key.empty()) key = bearer;
-      auto p = ProjectFor(key);
-      if (!p) {
-        return fail(
-            Status::Unauthorized(key.empty() ? "a write key is required" : "unknown write key"),
-            "unauthorized");
-      }
-      project = std::move(*p);
-    }
-
-    const int64_t d = depth.load();
-    if (d > limits.high_water) {
-      return fail(Status::Busy("queue above its high-water mark (" +
-                               std::to_string(limits.high_water) + " events); retry later"),
-                  "high_water");
-    }
-
-    std::vector<NewEvent> rows;
-    rows.reserve(decoded.events.size());
-    for (size_t i = 0; i < decoded.events.size(); ++i) {
-      Event& ev = decoded.events[i];
+  // The queue rows of the decoded events, stamped with project and receive
+  // time; TooLarge (with the index in `outcome`) for a stored body over
+  // max_event_bytes.
+  std::optional<Refusal> ToRows(std::vector<Event>* events, const std::string& project,
+                                IngestOutcome* outcome, std::vector<NewEvent>* rows) const {
+    rows->reserve(events->size());
+    for (size_t i = 0; i < events->size(); ++i) {
+      Event& ev = (*events)[i];
       ev.project = project;
-      ev.received_ms = outcome.now_ms;
+      ev.received_ms = outcome->now_ms;
       NewEvent row{project, std::move(ev.insert_id), ToBody(ev)};
       if (static_cast<int64_t>(row.body.size()) > limits.max_event_bytes) {
-        outcome.index = static_cast<int32_t>(i);
-        return fail(
+        outcome->index = static_cast<int32_t>(i);
+        return Refusal{
             Status::TooLarge("event over " + std::to_string(limits.max_event_bytes) + " bytes"),
-            "too_large");
+            "too_large"};
       }
-      rows.push_back(std::move(row));
+      rows->push_back(std::move(row));
     }
+    return std::nullopt;
+  }
 
-    if (rows.empty()) {
-      Answer(*format, outcome, respond);
-      return;
+  static void Answer(const Format& format, const IngestOutcome& outcome, const Responder& respond) {
+    IngestReply reply = format.Reply(outcome);
+    HttpResponse r;
+    r.status = reply.status;
+    r.content_type = std::move(reply.content_type);
+    r.body = std::move(reply.body);
+    if (reply.retry_after_s > 0) {
+      r.headers.emplace_back("Retry-After", std::to_string(reply.retry_after_s));
     }
+    respond(std::move(r));
+  }
+
+  // Answers `outcome` failed with `status`; Retry-After when the code asks to
+  // come back later.
+  void AnswerFailure(const Format& format, Status status, IngestOutcome* outcome,
+                     const Responder& respond) const {
+    outcome->status = std::move(status);
+    if (HttpRetryLater(outcome->status.code())) {
+      outcome->retry_after_s = std::max(1, limits.retry_after_s);
+    }
+    Answer(format, *outcome, respond);
+  }
+
+  void Refuse(const Format& format, Refusal refusal, IngestOutcome* outcome,
+              const Responder& respond) {
+    CountRejected(refusal.reason, outcome->events);
+    AnswerFailure(format, std::move(refusal.status), outcome, respond);
+  }
+
+  // Queues `rows` for the group commit; the answer is written after the
+  // group's transaction, on the committer thread.
+  void Commit(const Format* format, IngestOutcome outcome, std::vector<NewEvent> rows,
+              const Responder& respond) {
     Status st = committer.Submit(std::move(rows), [this, format, outcome,
                                                    respond](Result<EnqueueResult> r) mutable {
       if (r.ok()) {
@@ -355,28 +284,82 @@ struct IngestService::Impl {
         Answer(*format, outcome, respond);
         return;
       }
-      // Nothing of the group is stored: the client must retry, so answer
-      // 503 + Retry-After whatever the store said.
-      outcome.status = r.status().code() == Code::kBusy || r.status().code() == Code::kUnavailable
-                           ? r.status()
-                           : Status::Unavailable("store commit failed: " + r.status().message());
-      outcome.retry_after_s = std::max(1, limits.retry_after_s);
+      // Nothing of the group is stored: the client must retry, so the answer
+      // asks it to come back later (Busy or Unavailable, + Retry-After)
+      // whatever the store said.
       CountRejected("commit_failed", outcome.events);
-      Answer(*format, outcome, respond);
+      AnswerFailure(*format,
+                    HttpRetryLater(r.status().code())
+                        ? r.status()
+                        : Status::Unavailable("store commit failed: " + r.status().message()),
+                    &outcome, respond);
     });
     if (!st.ok()) {
-      outcome.status = std::move(st);
-      outcome.retry_after_s = std::max(1, limits.retry_after_s);
+      // Busy (commit queue full: counted by the committer) or Unavailable (stopping).
       rejected->Inc(std::max<int64_t>(1, outcome.events));
-      Answer(*format, outcome, respond);
+      AnswerFailure(*format, std::move(st), &outcome, respond);
     }
+  }
+
+  // routing/CORS -> decompress -> credentials -> decode -> auth ->
+  // backpressure -> rows -> group commit -> answer.
+  void Handle(const HttpRequest& http, const Responder& respond_plain) {
+    const Responder respond = WithCors(http, respond_plain);
+    if (http.method == "OPTIONS") return Preflight(http, respond);
+    const Format* format = Route(http);
+    if (format == nullptr) return respond(NotFound());
+
+    IngestOutcome outcome;
+    outcome.now_ms = clock->WallMs();
+    outcome.body_bytes = static_cast<int64_t>(http.body.size());
+    std::string inflated;
+    std::string_view body;
+    if (auto refused = Inflate(http, &inflated, &body)) {
+      return Refuse(*format, std::move(*refused), &outcome, respond);
+    }
+    const HttpCredentials creds = ParseAuthorization(http.Header("authorization"));
+
+    IngestRequest req;
+    req.method = http.method;
+    req.path = http.path;
+    req.query = http.query;
+    req.content_type = http.Header("content-type");
+    req.body = body;
+    req.basic_user = creds.basic_user;
+    req.bearer = creds.bearer;
+    req.now_ms = outcome.now_ms;
+    DecodeResult decoded = format->Decode(req, limits);
+    outcome.events = static_cast<int64_t>(decoded.events.size());
+    outcome.reply_context = std::move(decoded.reply_context);
+    if (!decoded.status.ok()) {
+      outcome.index = decoded.index;
+      outcome.field = decoded.field;
+      const char* reason = decoded.status.code() == Code::kTooLarge ? "too_large" : "invalid";
+      return Refuse(*format, {std::move(decoded.status), reason}, &outcome, respond);
+    }
+
+    Result<std::string> project = Authenticate(decoded.write_key, creds);
+    if (!project.ok()) {
+      return Refuse(*format, {project.status(), "unauthorized"}, &outcome, respond);
+    }
+    if (auto refused = CheckBackpressure()) {
+      return Refuse(*format, std::move(*refused), &outcome, respond);
+    }
+    std::vector<NewEvent> rows;
+    if (auto refused = ToRows(&decoded.events, *project, &outcome, &rows)) {
+      return Refuse(*format, std::move(*refused), &outcome, respond);
+    }
+    if (rows.empty()) return Answer(*format, outcome, respond);
+    Commit(format, std::move(outcome), std::move(rows), respond);
   }
 };
 
 IngestService::IngestService(Store* store, IngestOptions limits, AuthOptions auth, Metrics* metrics,
-                             std::vector<FormatPtr> formats, std::function<void()> on_commit)
+                             std::vector<FormatPtr> formats, std::function<void()> on_commit,
+                             GroupCommitter::Committed on_committed, Clock* clock)
     : impl_(std::make_unique<Impl>(store, std::move(limits), std::move(auth), metrics,
-                                   std::move(formats), std::move(on_commit))) {}
+                                   std::move(formats), std::move(on_commit),
+                                   std::move(on_committed), clock)) {}
 
 IngestService::~IngestService() { impl_->Stop(); }
 

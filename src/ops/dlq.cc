@@ -68,12 +68,13 @@ Status ParseBody(std::string_view body, DeadFilter* f, bool* all) {
         f->seqs.push_back(seq);
         if (f->seqs.size() > kMaxDeadSeqs) return Status::TooLarge("seqs: too many");
       }
-    } else if (key == "project" || key == "consumer") {
+    } else if (key == "project" || key == "consumer" || key == "error") {
       std::string_view s;
       if (v.get_string().get(s) != simdjson::SUCCESS) {
         return Status::InvalidArgument(std::string(key) + ": expected a string");
       }
-      (key == "project" ? f->project : f->consumer) = std::string(s);
+      (key == "project" ? f->project : key == "consumer" ? f->consumer : f->error) =
+          std::string(s);
     } else if (key == "all") {
       bool b = false;
       if (v.get_bool().get(b) != simdjson::SUCCESS) {
@@ -96,7 +97,7 @@ Status ParseBody(std::string_view body, DeadFilter* f, bool* all) {
 }  // namespace
 
 bool DeadFilterIsEmpty(const DeadFilter& f) {
-  return f.seqs.empty() && f.project.empty() && f.consumer.empty();
+  return f.seqs.empty() && f.project.empty() && f.consumer.empty() && f.error.empty();
 }
 
 Status ParseDeadFilter(const HttpRequest& req, DeadFilter* f, bool* all) {
@@ -121,6 +122,11 @@ Status ParseDeadFilter(const HttpRequest& req, DeadFilter* f, bool* all) {
   }
   if (auto p = QueryValue(req.query, "project")) f->project = *p;
   if (auto c = QueryValue(req.query, "consumer")) f->consumer = *c;
+  if (auto e = QueryValue(req.query, "error")) f->error = *e;
+  if (f->error.size() > kMaxDeadErrorFilterBytes) {
+    return Status::InvalidArgument("error: at most " + std::to_string(kMaxDeadErrorFilterBytes) +
+                                   " bytes");
+  }
   if (auto a = QueryValue(req.query, "all")) *all = (*a == "true" || *a == "1");
   if (auto l = QueryValue(req.query, "limit")) {
     int64_t n = 0;

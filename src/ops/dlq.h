@@ -15,6 +15,8 @@ namespace sluice {
 inline constexpr int32_t kMaxDeadList = 1000;
 // At most this many seqs in one requeue/purge request.
 inline constexpr size_t kMaxDeadSeqs = 100000;
+// The error-text filter is at most this long.
+inline constexpr size_t kMaxDeadErrorFilterBytes = 1024;
 
 // {"dead":[{"seq","project","insert_id","attempts","done_mask","last_error",
 //           "died_at","body":{...}}],"count":n}
@@ -22,8 +24,8 @@ std::string RenderDeadJson(const std::vector<DeadEvent>& dead);
 std::string RenderDeadText(const std::vector<DeadEvent>& dead);
 
 // Reads the filter from a JSON body {"seqs":[..],"project":..,"consumer":..,
-// "all":true} or, when the body is empty, from query params (seqs=1,2 or
-// seq=1&seq=2, project=, consumer=, all=true, limit=). `all` is set when the
+// "error":..,"all":true} or, when the body is empty, from query params
+// (seqs=1,2 or seq=1&seq=2, project=, consumer=, error=, all=true, limit=). `all` is set when the
 // caller explicitly asked for every dead event.
 Status ParseDeadFilter(const HttpRequest& req, DeadFilter* filter, bool* all);
 

@@ -3,6 +3,8 @@
 #include <charconv>
 
 #include "common/event.h"
+#include "common/http_status.h"
+#include "common/strings.h"
 #include "common/time.h"
 #include "ops/dlq.h"
 #include "http/http_util.h"
@@ -29,7 +31,11 @@ int64_t BucketSizeMs(Granularity g) {
 
 OpsService::OpsService(Store* store, sluice::Metrics* metrics, OpsOptions options,
                        const std::atomic<bool>* draining)
-    : store_(store), metrics_(metrics), options_(std::move(options)), draining_(draining) {
+    : store_(store),
+      metrics_(metrics),
+      options_(std::move(options)),
+      draining_(draining),
+      auth_(options_.auth, options_.session_ttl_ms, metrics) {
   const char* depth_help = "Events in the queue by state (refreshed from the store at scrape)";
   pending_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "pending"}}));
   leased_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "leased"}}));
@@ -80,43 +86,43 @@ std::vector<OpsRoute> OpsService::Routes() {
 
 HttpResponse OpsService::Prometheus(const HttpRequest& /*req*/) {
   HttpResponse r;
-  r.status = 200;
+  r.status = kHttpOk;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   r.body = metrics_->RenderPrometheus();
   return r;
 }
 
 HttpResponse OpsService::Healthz(const HttpRequest& /*req*/) {
-  return JsonResponse(200, "{\"status\":\"ok\"}");
+  return JsonResponse(kHttpOk, "{\"status\":\"ok\"}");
 }
 
 HttpResponse OpsService::Readyz(const HttpRequest& /*req*/) {
   if (draining_ != nullptr && draining_->load()) {
-    return JsonResponse(503, "{\"status\":\"draining\"}");
+    return JsonResponse(HttpStatusFor(Code::kUnavailable), "{\"status\":\"draining\"}");
   }
   Result<int64_t> now = store_->NowMs();
   if (!now.ok()) {
     std::string body = "{\"status\":\"store unavailable\",\"error\":";
     AppendJsonString(now.status().ToString(), &body);
     body += "}";
-    return JsonResponse(503, std::move(body));
+    return JsonResponse(HttpStatusFor(Code::kUnavailable), std::move(body));
   }
-  return JsonResponse(200, "{\"status\":\"ready\"}");
+  if (options_.store_write_status) {
+    // Reads answer but writes fail (a full disk): ingest answers 503 to every
+    // request, so a load balancer should send clients elsewhere.
+    Status writes = options_.store_write_status();
+    if (!writes.ok()) {
+      std::string body = "{\"status\":\"store writes failing\",\"error\":";
+      AppendJsonString(writes.ToString(), &body);
+      body += "}";
+      return JsonResponse(HttpStatusFor(Code::kUnavailable), std::move(body));
+    }
+  }
+  return JsonResponse(kHttpOk, "{\"status\":\"ready\"}");
 }
 
 std::optional<HttpResponse> OpsService::CheckAdmin(const HttpRequest& req) {
-  if (options_.auth.admin_token.empty()) {
-    if (req.remote_is_loopback) return std::nullopt;
-    unauthorized_->Inc();
-    return JsonError(403,
-                     "admin endpoints are open to loopback clients only while no "
-                     "auth.admin_token is configured");
-  }
-  if (ConstantTimeEquals(RequestCredential(req), options_.auth.admin_token)) return std::nullopt;
-  unauthorized_->Inc();
-  HttpResponse r = JsonError(401, "admin endpoints need Authorization: Bearer <admin token>");
-  r.headers.emplace_back("WWW-Authenticate", "Bearer");
-  return r;
+  return auth_.Check(req, /*write=*/req.method != "GET");
 }
 
 std::optional<HttpResponse> OpsService::CheckRead(const HttpRequest& req, std::string* project) {
@@ -130,17 +136,18 @@ std::optional<HttpResponse> OpsService::CheckRead(const HttpRequest& req, std::s
   // Compare against every key so timing does not reveal which key matched.
   const std::string* key_project = nullptr;
   for (const auto& [key, proj] : options_.auth.write_keys) {
-    if (ConstantTimeEquals(cred, key)) key_project = &proj;
+    if (!cred.empty() && ConstantTimeEquals(cred, key)) key_project = &proj;
   }
   if (key_project == nullptr) {
     unauthorized_->Inc();
-    HttpResponse r = JsonError(401, "reads need Authorization: Bearer <write key or admin token>");
+    HttpResponse r = JsonError(Code::kUnauthorized,
+                               "reads need Authorization: Bearer <write key or admin token>");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }
   if (asked && !asked->empty() && *asked != *key_project) {
     unauthorized_->Inc();
-    return JsonError(403, "this write key may read only its own project");
+    return JsonError(Code::kForbidden, "this write key may read only its own project");
   }
   *project = *key_project;
   return std::nullopt;
@@ -153,7 +160,7 @@ HttpResponse OpsService::AdminStatus(const HttpRequest& req) {
     store_errors_->Inc();
     return StatusError(report.status());
   }
-  return JsonResponse(200, RenderStatusJson(*report));
+  return JsonResponse(kHttpOk, RenderStatusJson(*report));
 }
 
 HttpResponse OpsService::AdminDlqList(const HttpRequest& req) {
@@ -172,7 +179,7 @@ HttpResponse OpsService::AdminDlqList(const HttpRequest& req) {
     store_errors_->Inc();
     return StatusError(dead.status());
   }
-  return JsonResponse(200, RenderDeadJson(*dead));
+  return JsonResponse(kHttpOk, RenderDeadJson(*dead));
 }
 
 HttpResponse OpsService::AdminDlqRequeue(const HttpRequest& req) {
@@ -190,7 +197,7 @@ HttpResponse OpsService::AdminDlqRequeue(const HttpRequest& req) {
     store_errors_->Inc();
     return StatusError(n.status());
   }
-  return JsonResponse(200, "{\"requeued\":" + std::to_string(*n) + "}");
+  return JsonResponse(kHttpOk, "{\"requeued\":" + std::to_string(*n) + "}");
 }
 
 HttpResponse OpsService::AdminDlqPurge(const HttpRequest& req) {
@@ -205,14 +212,15 @@ HttpResponse OpsService::AdminDlqPurge(const HttpRequest& req) {
   // Purging loses events for good: an empty filter must be explicit.
   if (DeadFilterIsEmpty(filter) && !all) {
     bad_request_->Inc();
-    return JsonError(400, "purge needs seqs, project or consumer, or \"all\":true");
+    return JsonError(Code::kInvalidArgument,
+                     "purge needs seqs, project or consumer, or \"all\":true");
   }
   Result<int64_t> n = store_->PurgeDead(filter);
   if (!n.ok()) {
     store_errors_->Inc();
     return StatusError(n.status());
   }
-  return JsonResponse(200, "{\"purged\":" + std::to_string(*n) + "}");
+  return JsonResponse(kHttpOk, "{\"purged\":" + std::to_string(*n) + "}");
 }
 
 HttpResponse OpsService::GetUser(const HttpRequest& req) {
@@ -223,7 +231,8 @@ HttpResponse OpsService::GetUser(const HttpRequest& req) {
       req.path.size() > kPrefix.size() ? req.path.substr(kPrefix.size()) : std::string();
   if (user_id.empty() || user_id.size() > kMaxUserIdBytes) {
     bad_request_->Inc();
-    return JsonError(400, "expected /v1/users/{user_id} with a user id of 1..1024 bytes");
+    return JsonError(Code::kInvalidArgument,
+                     "expected /v1/users/{user_id} with a user id of 1..1024 bytes");
   }
   Result<UserProfile> user = store_->GetUser(project, user_id);
   if (!user.ok()) {
@@ -231,7 +240,7 @@ HttpResponse OpsService::GetUser(const HttpRequest& req) {
       std::string body = "{\"error\":\"unknown user\",\"user_id\":";
       AppendJsonString(user_id, &body);
       body += "}";
-      return JsonResponse(404, std::move(body));
+      return JsonResponse(HttpStatusFor(Code::kNotFound), std::move(body));
     }
     store_errors_->Inc();
     return StatusError(user.status());
@@ -256,7 +265,7 @@ HttpResponse OpsService::GetUser(const HttpRequest& req) {
   out += "},\"properties\":";
   out += u.properties.empty() ? "{}" : u.properties;
   out += "}";
-  return JsonResponse(200, std::move(out));
+  return JsonResponse(kHttpOk, std::move(out));
 }
 
 HttpResponse OpsService::GetCounters(const HttpRequest& req) {
@@ -264,7 +273,7 @@ HttpResponse OpsService::GetCounters(const HttpRequest& req) {
   if (auto refused = CheckRead(req, &project)) return *refused;
   auto bad = [this](std::string_view msg) {
     bad_request_->Inc();
-    return JsonError(400, msg);
+    return JsonError(Code::kInvalidArgument, msg);
   };
   CounterQuery q;
   q.project = project;
@@ -320,7 +329,7 @@ HttpResponse OpsService::GetCounters(const HttpRequest& req) {
            ",\"users\":" + std::to_string(p.users) + "}";
   }
   out += "]}";
-  return JsonResponse(200, std::move(out));
+  return JsonResponse(kHttpOk, std::move(out));
 }
 
 }  // namespace sluice

@@ -2,7 +2,8 @@
 //
 //   GET  /metrics              Prometheus text 0.0.4 (queue depth refreshed from the store)
 //   GET  /healthz              200 while the process runs
-//   GET  /readyz               200 when the store answers and the replica is not draining
+//   GET  /readyz               200 when the store answers, its writes do not fail and the
+//                              replica is not draining; else 503 naming why
 //   GET  /admin/status         queue depth + live replicas (ops/status_report.h)
 //   GET  /admin/dlq            dead events (?project=&consumer=&limit=)
 //   POST /admin/dlq/requeue    dead events back to pending (JSON body or query filter)
@@ -10,11 +11,13 @@
 //   GET  /v1/users/{user_id}   per-user profile (?project=)
 //   GET  /v1/counters          time series (?event=&bucket=&from=&to=&project=)
 //
-// Access: admin endpoints need `Authorization: Bearer <admin_token>` when an
-// admin token is configured, and are open to loopback clients only when it is
-// not. Reads (/v1/users, /v1/counters) are open when no write keys are
-// configured (the server then listens on loopback only); with write keys they
-// need the admin token (any project) or a write key (that key's project only).
+// Access (ops/admin_auth.h): admin endpoints need `Authorization: Bearer
+// <admin_token>` or a console login when an admin token is configured, and
+// are open to loopback clients only when it is not; POSTs from a browser also
+// pass the console's CSRF check. Reads (/v1/users, /v1/counters) are open when
+// no write keys are configured (the server then listens on loopback only);
+// with write keys they need the admin token (any project) or a write key
+// (that key's project only).
 //
 // ops never sees Beast: it hands (method, path, handler) routes to whoever
 // owns the HttpServer. Thread-safe.
@@ -29,6 +32,7 @@
 #include "common/metrics.h"
 #include "http/auth.h"
 #include "http/http_server.h"
+#include "ops/admin_auth.h"
 #include "queue/store.h"
 
 namespace sluice {
@@ -38,6 +42,10 @@ struct OpsOptions {
   int64_t replica_alive_within_ms = 10000;  // /admin/status liveness window; default 10 s
   int64_t max_counter_buckets = 100000;     // /v1/counters refuses wider ranges (400)
   int64_t default_counter_range_ms = 24LL * 3600 * 1000;  // from = to - this; default 24 h
+  int64_t session_ttl_ms = 12LL * 3600 * 1000;  // console login lifetime; default 12 h
+  // Ok while the replica's store writes succeed, else the last failing write's
+  // error (app/write_health.h); /readyz answers 503 with it. Null: not checked.
+  std::function<Status()> store_write_status;
 };
 
 struct OpsRoute {
@@ -57,6 +65,8 @@ class OpsService {
   OpsService& operator=(const OpsService&) = delete;
 
   std::vector<OpsRoute> Routes();
+  // The admin check of every admin endpoint (shared with the console).
+  const AdminAuth* admin_auth() const { return &auth_; }
 
   // The handlers, synchronous (each answers before returning).
   HttpResponse Prometheus(const HttpRequest& req);
@@ -81,6 +91,7 @@ class OpsService {
   Metrics* const metrics_;
   const OpsOptions options_;
   const std::atomic<bool>* const draining_;
+  const AdminAuth auth_;
   Gauge* pending_;
   Gauge* leased_;
   Gauge* dead_;

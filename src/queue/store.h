@@ -153,6 +153,7 @@ struct DeadFilter {
   std::string project;
   std::string consumer;  // matches last_error "consumer NAME:" prefix
   int32_t limit = 0;     // list only; 0 = default (100)
+  std::string error{};   // last_error contains this text (ASCII case-insensitive); "" = any
 };
 
 struct ReplicaInfo {
@@ -163,6 +164,7 @@ struct ReplicaInfo {
   int64_t started_ms = 0;
   int64_t heartbeat_ms = 0;   // store clock
   int64_t leases_held = 0;    // events this replica holds leased now (filled by ListReplicas)
+  std::string stats{};        // JSON the replica last published (PublishReplicaStats); "" = none
 };
 
 struct UserProfile {
@@ -188,6 +190,52 @@ struct CounterPoint {
   int64_t count = 0;
   int64_t users = 0;
 };
+
+// ---- console reads (Store::ScanBacklog) ----
+
+// Live or dead rows that share one done_mask, within a bounded scan.
+struct MaskGroup {
+  uint64_t done_mask = 0;
+  int64_t events = 0;
+  int64_t leased = 0;              // of which state = leased
+  int64_t waiting = 0;             // of which pending with visible_at > now (retry backoff)
+  int64_t oldest_ms = 0;           // live: min enqueued_at; dead: min died_at (store clock)
+  int64_t oldest_pending_ms = 0;   // live: min enqueued_at of the pending ones; 0 = none
+  int64_t next_visible_ms = 0;     // live: min visible_at of the waiting ones; 0 = none
+};
+
+struct BacklogScanRequest {
+  int64_t max_live = 20000;   // live rows scanned from the head of the queue; REQUIRES: > 0
+  int64_t max_dead = 20000;   // dead rows scanned, oldest first; REQUIRES: > 0
+  int64_t samples = 1000;     // probes of the seq range beyond the head scan; REQUIRES: > 0
+};
+
+// What a bounded read of the queue saw. The scan reads the `max_live`
+// lowest-seq live rows and the `max_dead` oldest dead rows; when live rows
+// remain beyond the head scan, it probes `samples` seqs spread evenly over
+// (last_scanned_seq, max_seq] by primary key (a hit is a live row with that
+// seq). Its cost does not grow with the queue.
+struct BacklogScan {
+  int64_t now_ms = 0;          // store clock
+  int64_t live_scanned = 0;    // live rows read (<= max_live)
+  bool live_complete = false;  // every live row was read: the live groups are exact
+  int64_t first_live_seq = 0;  // lowest live seq; 0 when none
+  int64_t last_scanned_seq = 0;  // highest seq the live scan read; 0 when none
+  int64_t max_seq = 0;         // highest seq in the queue, any state; 0 when empty
+  int64_t leased_total = 0;    // every leased row (exact: the leased rows' index)
+  std::vector<MaskGroup> live;
+  // The probes beyond the head scan: their hits grouped like `live`. When
+  // sample_span <= samples every seq of the span was probed (exact).
+  int64_t sample_span = 0;   // max_seq - last_scanned_seq when probed, else 0
+  int64_t samples_taken = 0;
+  std::vector<MaskGroup> sampled;
+  int64_t dead_scanned = 0;
+  bool dead_complete = false;  // every dead row was read: the dead groups are exact
+  std::vector<MaskGroup> dead;
+};
+
+// PublishReplicaStats refuses larger documents.
+inline constexpr size_t kMaxReplicaStatsBytes = 64 * 1024;
 
 struct StoreOptions {
   // "sqlite:PATH" | "postgres://..." | "postgresql://...".
@@ -259,6 +307,16 @@ class Store {
 
   // Kind of store, "sqlite" or "postgres", for logs and metrics only.
   virtual const char* kind() const = 0;
+
+  // ---- the console (ops/overview.h) ----
+  // Heartbeat plus the replica's own figures (a small JSON object: loops,
+  // rates, per-consumer counts), so every replica and `sluice status` can show
+  // them. kNotFound when the replica is not registered; kTooLarge above
+  // kMaxReplicaStatsBytes.
+  virtual Status PublishReplicaStats(const std::string& id, const std::string& stats_json) = 0;
+  // The queue's head rows grouped by done_mask, and the dead rows likewise,
+  // each bounded by `req` (BacklogScan). Read-only.
+  virtual Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) = 0;
 
   // ---- cross-replica wake-ups ----
   // Registers `cb`, called (from a store thread, possibly often; keep it

@@ -78,6 +78,12 @@ class StoreWrapper : public Store {
     return inner_->QueryCounters(q);
   }
   const char* kind() const override { return inner_->kind(); }
+  Status PublishReplicaStats(const std::string& id, const std::string& stats_json) override {
+    return inner_->PublishReplicaStats(id, stats_json);
+  }
+  Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) override {
+    return inner_->ScanBacklog(req);
+  }
   void SetWakeCallback(std::function<void()> cb) override {
     inner_->SetWakeCallback(std::move(cb));
   }

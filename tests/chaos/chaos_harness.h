@@ -8,14 +8,19 @@
 //             users; unique and deliberately re-sent insert_ids; a few poison
 //             events; requests cut mid-body or abandoned before the answer
 //   faults    kill -9 + restart; SIGSTOP past the lease TTL + SIGCONT (zombie);
-//             PostgreSQL fast restart; a test consumer failing a fraction of
+//             PostgreSQL fast restart, immediate stop and kill -9 of the
+//             postmaster (crashes); a test consumer failing a fraction of
 //             batches; consumer calls hanging past the lease in a live replica
 //   checker   stored set S = distinct (project, insert_id) in the archive;
 //             acknowledged ⊆ S (nothing lost), S ⊆ acknowledged ∪ unknown
 //             (nothing refused was stored); users and counters equal the
 //             aggregates of S exactly (each stored event counted once); dead =
 //             the poison events, with their error; duplicate dispatches
-//             explained by expired leases; every zombie fenced.
+//             explained by expired leases; every zombie fenced; every event
+//             received by a webhook receiver in this process (an independent
+//             count of dispatches, testing/dispatch_receiver.h), each repeat
+//             there explained by a fault between the two deliveries; and every
+//             fault the round names exercised (else "fault not exercised").
 // Thread-compatible: one RunChaos at a time per ChaosOptions.
 #pragma once
 
@@ -35,6 +40,8 @@ struct ChaosOptions {
   bool kill = true;                  // kill -9 a random replica, restart it 1 s later
   bool pause = true;                 // SIGSTOP a replica for lease_ttl + 1.5 s
   bool pg_restart = false;           // pg_ctl stop -m fast + start (postgres only)
+  bool pg_immediate = false;         // pg_ctl stop -m immediate + start: a crash (postgres only)
+  bool pg_kill9 = false;             // kill -9 of the postmaster + start: a crash (postgres only)
   bool flaky = true;                 // test consumer: fail_rate 5 %, one hang cut at the timeout
   // Consumer calls hanging past the lease TTL in a healthy replica (heartbeat
   // running): [watcher] consumer_timeout = 3 x TTL; the flaky consumer's first
@@ -66,6 +73,10 @@ struct ChaosReport {
   int64_t refused_events = 0;  // distinct, only in 4xx or cut requests
   int64_t stored_events = 0;   // |S|
   int64_t kills = 0, pauses = 0, pg_restarts = 0, cut_requests = 0, abandoned_requests = 0;
+  int64_t pg_immediate_stops = 0, pg_kills = 0;  // PostgreSQL crashes
+  // The faults exercised: kills that caught the victim holding leases, and
+  // PostgreSQL stops (any kind) with leases held and requests coming in.
+  int64_t kills_with_leases = 0, pg_stops_in_load = 0;
   int64_t poison_events = 0;
   int64_t failed_starts = 0;  // restarts that exited at startup and were tried again
   // Checker results (must be 0).
@@ -102,6 +113,15 @@ struct ChaosReport {
   int64_t stuck_failures = 0;  // events of "stuck" calls cut at the consumer timeout (hang)
   int64_t long_batches = 0;    // batches that took > 2.5 s (longer than the 2 s lease)
   int64_t fenced = 0;
+  // The webhook receiver's count (independent of sluice): deliveries,
+  // distinct events, repeats; stored events it never received (must be 0);
+  // repeats with no fault between the two deliveries (must be 0), and the
+  // faults that explain the others; sluice's own count of those deliveries.
+  int64_t received = 0, received_distinct = 0, received_repeats = 0, receiver_missing = 0;
+  int64_t receiver_unexplained = 0;
+  std::string redelivery_causes;  // "kill -9 12, pause 3"
+  int64_t hook_deliveries = 0;    // sluice_deliveries_total{consumer="hook"} (lower bound)
+  std::vector<std::string> faults_not_exercised;  // a named fault that did not happen as named
   std::vector<std::string> violations;  // human-readable, first few of each kind
   std::vector<std::string> lease_log;   // replicas' log lines on fenced leases (first 12)
   std::vector<std::string> notes;       // lossy archive rewrites (first 10)
@@ -116,7 +136,7 @@ ChaosReport RunChaos(const ChaosOptions& options);
 int64_t ChaosSecondsFromEnv(int64_t fallback);
 
 // CHAOS_FAULTS from the environment (comma-separated: kill, pause, pg_restart,
-// hang; "none" for none) replaces the scheduled faults of `o` — for the
+// pg_immediate, pg_kill9, hang; "none" for none) replaces the scheduled faults of `o` — for the
 // per-fault figures of RELIABILITY.md. Unset: `o` is left alone. The flaky
 // consumer, cut requests and poison events stay as `o` has them.
 // CHAOS_FLAKY_SLEEP_MS sets o->flaky_sleep_ms (the first harness used 30).

@@ -8,9 +8,9 @@
 //  - a hang past the consumer timeout, consumer honouring its deadline: the
 //    call ends at the deadline as a failure and the batch is retried;
 //  - a hang past the consumer timeout, consumer ignoring deadline and cancel
-//    (a stuck syscall): the watcher gives up at timeout + 1 s, the batch is
-//    failed and retried; the late "success" of the stuck call is refused by
-//    fencing and changes nothing. Users and counters stay exact throughout.
+//    (a stuck syscall): in tests/watcher/fencing_test.cc, where the late
+//    "success" arrives while the retry holds the rows and must be refused.
+// Users and counters stay exact throughout.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -24,12 +24,12 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/event.h"
 #include "common/metrics.h"
 #include "consumers/counters/counters_consumer.h"
 #include "consumers/users/users_consumer.h"
 #include "queue/open/open_store.h"
 #include "queue/store.h"
+#include "testing/store_fixture.h"
 #include "testing/testing.h"
 #include "watcher/watcher.h"
 
@@ -100,20 +100,7 @@ class ConsumerHangTest : public ::testing::Test {
     store_ = std::move(*s);
   }
 
-  void Enqueue(int n) {
-    std::vector<NewEvent> events;
-    for (int i = 0; i < n; ++i) {
-      Event e;
-      e.event = "open";
-      e.user_id = "u" + std::to_string(i % 5);
-      e.time_ms = kT0;
-      events.push_back(NewEvent{"p", "id-" + std::to_string(i), ToBody(e)});
-    }
-    EnqueueBatch batch{events};
-    auto r = store_->Enqueue(std::span<const EnqueueBatch>(&batch, 1));
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    ASSERT_EQ((*r)[0].accepted, n);
-  }
+  void Enqueue(int n) { ASSERT_EQ(testing::EnqueueOpenEvents(*store_, n, kT0), ""); }
 
   WatcherOptions Options(int64_t ttl_ms, int64_t consumer_timeout_ms) {
     WatcherOptions o;
@@ -170,26 +157,7 @@ class ConsumerHangTest : public ::testing::Test {
   }
 
   // Users and the hourly counter count each of the `n` events exactly once.
-  void ExpectCountedOnce(int n) {
-    int64_t total = 0;
-    for (int u = 0; u < 5; ++u) {
-      auto p = store_->GetUser("p", "u" + std::to_string(u));
-      ASSERT_TRUE(p.ok()) << p.status().ToString();
-      total += p->events;
-    }
-    EXPECT_EQ(total, n);
-    CounterQuery q;
-    q.project = "p";
-    q.event = "open";
-    q.granularity = Granularity::kHour;
-    q.from_ms = kT0;
-    q.to_ms = kT0 + 3600000;
-    auto points = store_->QueryCounters(q);
-    ASSERT_TRUE(points.ok()) << points.status().ToString();
-    int64_t counted = 0;
-    for (const CounterPoint& pt : *points) counted += pt.count;
-    EXPECT_EQ(counted, n);
-  }
+  void ExpectCountedOnce(int n) { EXPECT_EQ(testing::OpenEventsCountedOnce(*store_, n, kT0), ""); }
 
   void TearDown() override {
     if (watcher_b_) watcher_b_->Drain();
@@ -255,33 +223,9 @@ TEST_F(ConsumerHangTest, HangPastTheConsumerTimeoutEndsAtTheDeadlineAndTheBatchI
   ExpectCountedOnce(kEvents);
 }
 
-TEST_F(ConsumerHangTest, StuckCallIgnoringItsDeadlineIsAbandonedAndItsLateSuccessChangesNothing) {
-  constexpr int kEvents = 40;
-  constexpr int64_t kTtl = 1000, kTimeout = 500, kHang = 4000;
-  Enqueue(kEvents);
-  const int64_t t0 = Mono();
-  StartReplicas(Options(kTtl, kTimeout),
-                std::make_unique<HangingConsumer>(kHang, /*cooperative=*/false));
-  // The other replica gets the failed batch once the watcher gave up on the
-  // stuck call (timeout + 1 s grace), long before the call returns.
-  ASSERT_TRUE(
-      WaitUntil([&] { return other_->succeeded().size() == kEvents; }, milliseconds(20000)));
-  const int64_t retried_after = Mono() - t0;
-  ASSERT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(20000)));
-  ASSERT_TRUE(WaitUntil([&] { return hanging_->first_call_ms() >= 0; }, milliseconds(20000)));
-  const int64_t returned_after = Mono() - t0;
-  std::printf(
-      "stuck call (%lld ms, ignores deadline %lld ms): batch retried elsewhere after "
-      "%lld ms; stuck call returned after %lld ms\n",
-      static_cast<long long>(kHang), static_cast<long long>(kTimeout),
-      static_cast<long long>(retried_after), static_cast<long long>(returned_after));
-  EXPECT_LT(retried_after, kHang);
-  EXPECT_EQ(Metric(metrics_a_, "sluice_failures_total", "hanging"), kEvents);
-  // The stuck call "succeeded" late, but its MarkDone was fenced: the events
-  // were completed by the retry, and counted once.
-  EXPECT_EQ(hanging_->succeeded().size(), static_cast<size_t>(kEvents));
-  ExpectCountedOnce(kEvents);
-}
+// A hang past the consumer timeout in a consumer that ignores its deadline (a
+// stuck syscall), and the refusal of its late "success" while the retry holds
+// the rows: tests/watcher/fencing_test.cc (FencingTest.StuckCall...).
 
 }  // namespace
 }  // namespace sluice

@@ -259,3 +259,39 @@ TEST(LoadConfig, ReadsFileAndReportsMissingFile) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(ParseConfig, ConsoleTableSetsTheConsoleOptions) {
+  auto c = ParseConfig(R"(
+[console]
+refresh = "5s"
+delay_warning = "2m"
+backlog_scan_events = 20000
+tail_rate = 10
+tail_streams = 2
+session_ttl = "1h"
+)",
+                       Env());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->console.enabled);
+  EXPECT_EQ(c->console.refresh_ms, 5000);
+  EXPECT_EQ(c->console.delay_warning_ms, 120000);
+  EXPECT_EQ(c->console.backlog_scan_events, 20000);
+  EXPECT_EQ(c->console.tail.max_events_per_s, 10);
+  EXPECT_EQ(c->console.tail.max_streams, 2);
+  EXPECT_EQ(c->console.session_ttl_ms, 3600000);
+  EXPECT_EQ(ParseConfig("", Env())->console.backlog_scan_events, 20000);
+}
+
+TEST(ParseConfig, ConsoleBoundsAreChecked) {
+  auto small = ParseConfig("[console]\nbacklog_scan_events = 5\n", Env());
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.status().message().find("console.backlog_scan_events"), std::string::npos);
+  EXPECT_FALSE(ParseConfig("[console]\nrefresh = \"10ms\"\n", Env()).ok());
+  EXPECT_FALSE(ParseConfig("[console]\nnope = 1\n", Env()).ok());
+}
+
+}  // namespace
+}  // namespace sluice

@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "consumers/api/option_reader.h"
+#include "testing/fake_clock.h"
 #include "testing/sink_servers.h"
 
 namespace sluice {
@@ -104,6 +105,26 @@ TEST(HttpClient, SlowServerTimesOutAsUnavailable) {
   // A deadline in the past fails at once.
   req.deadline_mono_ms = Clock::Real().MonoMs() - 1;
   EXPECT_EQ(http.Send(req).status().code(), Code::kUnavailable);
+}
+
+// Deadlines are read on the client's clock: a deadline still ahead on it is
+// sent, one it has passed fails without contacting the receiver.
+TEST(HttpClient, DeadlineIsCheckedAgainstTheInjectedClock) {
+  HttpReceiver rx([](const ReceivedRequest&) { return Reply{}; });
+  testing::FakeClock clock;
+  HttpClient http(HttpClientOptions{}, nullptr, "t", &clock);
+  ClientRequest req;
+  req.url = rx.url();
+  req.deadline_mono_ms = clock.MonoMs() + 100;
+  auto resp = http.Send(req);
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->status, 200);
+  EXPECT_EQ(rx.count(), 1u);
+  clock.Advance(100);
+  resp = http.Send(req);
+  EXPECT_EQ(resp.status().code(), Code::kUnavailable);
+  EXPECT_NE(resp.status().message().find("deadline passed"), std::string::npos);
+  EXPECT_EQ(rx.count(), 1u);
 }
 
 TEST(HttpClient, ConcurrentSendsFromManyThreads) {

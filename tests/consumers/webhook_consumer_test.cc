@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "consumers/registry/registry.h"
+#include "testing/fake_clock.h"
 #include "testing/sink_servers.h"
 
 namespace sluice {
@@ -151,6 +152,60 @@ TEST(Webhook, RetryAfterKeepsFurtherDeliveriesAwayFromTheReceiver) {
   EXPECT_EQ(st.code(), Code::kUnavailable);
   EXPECT_NE(st.message().find("Retry-After"), std::string::npos) << st.message();
   EXPECT_EQ(rx.count(), 1u);
+}
+
+// A webhook consumer on a FakeClock, posting one event to `rx`.
+struct FakeClockHook {
+  explicit FakeClockHook(const HttpReceiver& rx)
+      : events(MakeEvents(1, 1, "p", kBase)), ptrs(Pointers(events)), consumer([&] {
+          WebhookOptions o;
+          o.url = rx.url();
+          return WebhookConsumer("hook", 1 << 9, o, nullptr, &clock);
+        }()) {}
+
+  Status Deliver() {
+    Delivery d;
+    d.events = ptrs;
+    d.deadline_mono_ms = clock.MonoMs() + 5000;
+    return consumer.Deliver(d);
+  }
+
+  testing::FakeClock clock;
+  std::vector<ClaimedEvent> events;
+  std::vector<const ClaimedEvent*> ptrs;
+  WebhookConsumer consumer;
+};
+
+// The Retry-After window is on the injected clock: it opens only when that
+// clock has moved past it, whatever the real time does.
+TEST(Webhook, RetryAfterWindowOpensOnlyWhenTheClockPassesIt) {
+  std::atomic<int> calls{0};
+  HttpReceiver rx([&](const ReceivedRequest&) {
+    return calls.fetch_add(1) == 0 ? Reply{429, {{"Retry-After", "2"}}, ""} : Reply{};
+  });
+  FakeClockHook hook(rx);
+  EXPECT_EQ(hook.Deliver().code(), Code::kUnavailable);
+  EXPECT_EQ(rx.count(), 1u);
+  EXPECT_EQ(hook.consumer.RetryAfterMs(), 2000);
+  hook.clock.Advance(1999);
+  EXPECT_EQ(hook.consumer.RetryAfterMs(), 1);
+  EXPECT_EQ(hook.Deliver().code(), Code::kUnavailable);
+  EXPECT_EQ(rx.count(), 1u);  // still inside the window: the receiver was left alone
+  hook.clock.Advance(1);
+  EXPECT_EQ(hook.consumer.RetryAfterMs(), 0);
+  EXPECT_TRUE(hook.Deliver().ok());
+  EXPECT_EQ(rx.count(), 2u);
+}
+
+// An HTTP-date Retry-After is read against the clock's wall time.
+TEST(Webhook, RetryAfterDateIsMeasuredFromTheClocksWallTime) {
+  // FakeClock's default wall time is 2024-05-01T10:00:00Z.
+  HttpReceiver rx([](const ReceivedRequest&) {
+    return Reply{503, {{"Retry-After", "Wed, 01 May 2024 10:00:42 GMT"}}, ""};
+  });
+  FakeClockHook hook(rx);
+  EXPECT_EQ(hook.Deliver().code(), Code::kUnavailable);
+  EXPECT_EQ(hook.consumer.RetryAfterMs(), 42000);
 }
 
 TEST(Webhook, TemplateValuesAreJsonEscapedAndJsonIsRaw) {

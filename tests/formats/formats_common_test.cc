@@ -14,23 +14,24 @@ std::optional<int64_t> TimeOf(std::string_view json, NumericTime numeric) {
   return TimeFromElement(e, numeric);
 }
 
-TEST(FormatsCommon, Base64DecodesStandardUrlSafeUnpaddedAndSpacedInput) {
-  EXPECT_EQ(Base64Decode("aGVsbG8="), "hello");
-  EXPECT_EQ(Base64Decode("aGVsbG8"), "hello");
-  EXPECT_EQ(Base64Decode("Pj4+Pz8/"), ">>>???");
-  EXPECT_EQ(Base64Decode("Pj4-Pz8_"), ">>>???");
-  EXPECT_EQ(Base64Decode("Pj4 Pz8/"), ">>>???");  // '+' turned into ' ' upstream
-  EXPECT_EQ(Base64Decode("aGVs\nbG8="), "hello");
-  EXPECT_EQ(Base64Decode(""), "");
-  EXPECT_FALSE(Base64Decode("a"));       // a lone 6-bit group
-  EXPECT_FALSE(Base64Decode("aGVs*G8"));  // not in the alphabet
-  EXPECT_FALSE(Base64Decode("aG==VsbG8"));  // data after padding
+// The decoders' dialect of the shared helpers (common/strings.h).
+TEST(FormatsCommon, FormBase64DecodesStandardUrlSafeUnpaddedAndSpacedInput) {
+  EXPECT_EQ(Base64Decode("aGVsbG8=", kFormBase64), "hello");
+  EXPECT_EQ(Base64Decode("aGVsbG8", kFormBase64), "hello");
+  EXPECT_EQ(Base64Decode("Pj4+Pz8/", kFormBase64), ">>>???");
+  EXPECT_EQ(Base64Decode("Pj4-Pz8_", kFormBase64), ">>>???");
+  EXPECT_EQ(Base64Decode("Pj4 Pz8/", kFormBase64), ">>>???");  // '+' turned into ' ' upstream
+  EXPECT_EQ(Base64Decode("aGVs\nbG8=", kFormBase64), "hello");
+  EXPECT_EQ(Base64Decode("", kFormBase64), "");
+  EXPECT_FALSE(Base64Decode("a", kFormBase64));          // a lone 6-bit group
+  EXPECT_FALSE(Base64Decode("aGVs*G8", kFormBase64));    // not in the alphabet
+  EXPECT_FALSE(Base64Decode("aG==VsbG8", kFormBase64));  // data after padding
 }
 
-TEST(FormatsCommon, PercentDecodeKeepsPlusAndBadEscapes) {
-  EXPECT_EQ(PercentDecode("a%2Bb+c%3D%3d"), "a+b+c==");
-  EXPECT_EQ(PercentDecode("100%"), "100%");
-  EXPECT_EQ(PercentDecode("%zz%4"), "%zz%4");
+TEST(FormatsCommon, FormValueDecodingKeepsPlusAndBadEscapes) {
+  EXPECT_EQ(PercentDecode("a%2Bb+c%3D%3d", kFormValueDecoding), "a+b+c==");
+  EXPECT_EQ(PercentDecode("100%", kFormValueDecoding), "100%");
+  EXPECT_EQ(PercentDecode("%zz%4", kFormValueDecoding), "%zz%4");
 }
 
 TEST(FormatsCommon, FormValueFindsRawValues) {

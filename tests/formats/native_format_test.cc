@@ -238,17 +238,101 @@ TEST(NativeFormat, ReplyShapesSuccessAndErrors) {
   EXPECT_EQ(r.body, R"({"error":"full"})");
 }
 
-TEST(NativeFormat, HttpStatusForMapsEveryCode) {
-  EXPECT_EQ(HttpStatusFor(Code::kOk), 200);
-  EXPECT_EQ(HttpStatusFor(Code::kInvalidArgument), 400);
-  EXPECT_EQ(HttpStatusFor(Code::kTooLarge), 413);
-  EXPECT_EQ(HttpStatusFor(Code::kUnauthorized), 401);
-  EXPECT_EQ(HttpStatusFor(Code::kNotFound), 404);
-  EXPECT_EQ(HttpStatusFor(Code::kBusy), 503);
-  EXPECT_EQ(HttpStatusFor(Code::kUnavailable), 503);
-  EXPECT_EQ(HttpStatusFor(Code::kLeaseLost), 409);
-  EXPECT_EQ(HttpStatusFor(Code::kIoError), 500);
-  EXPECT_EQ(HttpStatusFor(Code::kInternal), 500);
+TEST(NativeFormat, NativeReplyTakesTheDialectsStatusFromTheTable) {
+  IngestOutcome busy;
+  busy.status = Status::Busy("full");
+  EXPECT_EQ(NativeReply(busy, HttpDialect::kSegment).status, 429);
+  EXPECT_EQ(NativeReply(busy, HttpDialect::kSegment).retry_after_s, 1);
+  IngestOutcome denied;
+  denied.status = Status::Unauthorized("no key");
+  EXPECT_EQ(NativeReply(denied).status, 401);
+  EXPECT_EQ(NativeReply(denied).retry_after_s, 0);
+}
+
+// Every field the encoder writes, in every shape, decodes back to itself.
+TEST(NativeEncoder, RoundTripsThroughTheDecoder) {
+  std::vector<Event> in(4);
+  in[0].insert_id = "id-0";
+  in[0].event = "signup";
+  in[0].user_id = "u\"1\\\n\xc3\xa9";  // escapes and UTF-8
+  in[0].time_ms = 1700000000123;
+  in[0].properties = R"({"plan":"pro","n":[1,2,{"x":null}]})";
+  in[1].insert_id = "id-1";
+  in[1].event = "$identify";
+  in[1].anonymous_id = "anon-1";
+  in[1].type = "identify";
+  in[1].time_ms = 1;
+  in[1].set = R"({"email":"a@b.c"})";
+  in[1].set_once = R"({"first":"2024"})";
+  in[2].insert_id = "id-2";
+  in[2].event = "alias";
+  in[2].user_id = "u2";
+  in[2].anonymous_id = "anon-2";
+  in[2].type = "alias";
+  in[2].time_ms = 253402300799999;  // the latest time the decoder accepts
+  in[2].set_once = R"({"only":"once"})";
+  in[3].insert_id = "id-3";
+  in[3].event = "page_view";
+  in[3].user_id = "u3";
+  in[3].type = "page";
+  in[3].time_ms = 1714557600000;
+  in[3].set = R"({"k":1})";
+
+  const std::string body = EncodeNativeBody(in, "wk-1");
+  DecodeResult r = Decode(body);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString() << "\n" << body;
+  EXPECT_EQ(r.write_key, "wk-1");
+  ASSERT_EQ(r.events.size(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE(i);
+    const Event& a = in[i];
+    const Event& b = r.events[i];
+    EXPECT_EQ(b.insert_id, a.insert_id);
+    EXPECT_EQ(b.event, a.event);
+    EXPECT_EQ(b.user_id, a.user_id);
+    EXPECT_EQ(b.anonymous_id, a.anonymous_id);
+    EXPECT_EQ(b.type, a.type);
+    EXPECT_EQ(b.time_ms, a.time_ms);
+    EXPECT_EQ(b.properties, a.properties);
+    EXPECT_EQ(b.set, a.set);
+    EXPECT_EQ(b.set_once, a.set_once);
+    // What the queue stores is the same, too.
+    Event stored_a = a, stored_b = b;
+    stored_a.received_ms = stored_b.received_ms = kNow;
+    EXPECT_EQ(ToBody(stored_b), ToBody(stored_a));
+  }
+}
+
+TEST(NativeEncoder, LeavesOutDefaultsSoTheServerFillsThem) {
+  Event e;
+  e.event = "e";
+  e.user_id = "u";
+  std::string out;
+  EncodeNativeEvent(e, &out);
+  EXPECT_EQ(out, R"({"event":"e","user_id":"u"})");
+  DecodeResult r = Decode(EncodeNativeBody(std::span<const Event>(&e, 1)));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.events[0].time_ms, kNow);         // receive time
+  EXPECT_EQ(r.events[0].type, "track");         // the default type
+  EXPECT_FALSE(r.events[0].insert_id.empty());  // generated
+}
+
+TEST(NativeEncoder, BuilderReportsOffsetsAndMixesRawEvents) {
+  NativeBodyBuilder b;
+  Event e;
+  e.event = "a";
+  e.user_id = "u";
+  EXPECT_EQ(b.Add(e), std::string_view(R"({"events":[)").size());
+  const size_t raw_at = b.AddRaw(R"({"event":"raw","user_id":"v","time":"2024-05-01T11:00:00Z"})");
+  EXPECT_EQ(b.events(), 2);
+  const std::string body = b.Finish();
+  EXPECT_EQ(body.substr(raw_at, 12), R"({"event":"ra)");
+  EXPECT_EQ(body, R"({"events":[{"event":"a","user_id":"u"},)"
+                  R"({"event":"raw","user_id":"v","time":"2024-05-01T11:00:00Z"}]})");
+  EXPECT_EQ(b.Finish(), R"({"events":[]})");  // the builder started over
+  DecodeResult r = Decode(body);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.events[1].time_ms, kNow + 3600 * 1000);
 }
 
 }  // namespace

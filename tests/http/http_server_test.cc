@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "http/http_util.h"
 #include "testing/raw_http.h"
 #include "testing/testing.h"
 
@@ -35,7 +36,7 @@ class HttpServerTest : public ::testing::Test {
     server_->Route("*", "/items/*", [](const HttpRequest& req, Responder respond) {
       HttpResponse r;
       r.content_type = "text/plain";
-      r.body = req.method + " " + req.path + " q=" + req.QueryParam("q").value_or("<none>") +
+      r.body = req.method + " " + req.path + " q=" + QueryValue(req.query, "q").value_or("<none>") +
                " loopback=" + (req.remote_is_loopback ? "1" : "0");
       respond(std::move(r));
     });

@@ -8,6 +8,7 @@
 
 #include "queue/open/open_store.h"
 #include "queue/store_wrapper.h"
+#include "testing/fake_clock.h"
 #include "testing/store_fixture.h"
 #include "testing/testing.h"
 
@@ -169,6 +170,47 @@ TEST_F(GroupCommitTest, FailedCommitFailsEveryMemberAndStoresNothing) {
   EXPECT_EQ(stats->pending, 1);  // only the first group's row
 }
 
+// While slowed down, the committer gathers for slow_down_wait_ms on its
+// clock: requests arriving meanwhile join the group, which commits only once
+// that clock has moved on.
+TEST_F(GroupCommitTest, SlowDownGathersOnTheClockThenCommitsOneGroup) {
+  testing::FakeClock clock;
+  GroupCommitOptions o;
+  o.slow_down_wait_ms = 50;
+  GroupCommitter gc(store_.get(), o, &metrics_, nullptr, {}, &clock);
+  gc.SetSlowDown(true);
+  std::atomic<int> done{0};
+  auto count = [&](Result<EnqueueResult> r) {
+    EXPECT_TRUE(r.ok());
+    done++;
+  };
+  ASSERT_TRUE(gc.Submit(Rows("a", 1), count).ok());
+  ASSERT_TRUE(WaitUntil([&] { return clock.waiters() == 1; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(gc.Submit(Rows("b", 2), count).ok());
+  clock.Advance(49);
+  EXPECT_EQ(store_->enqueue_calls(), 0);
+  EXPECT_EQ(done.load(), 0);
+  clock.Advance(1);
+  ASSERT_TRUE(WaitUntil([&] { return done.load() == 2; }, std::chrono::seconds(5)));
+  EXPECT_EQ(store_->enqueue_calls(), 1);  // both requests in one transaction
+}
+
+TEST_F(GroupCommitTest, SlowDownWaitEndsOnceAFullGroupIsQueued) {
+  testing::FakeClock clock;
+  GroupCommitOptions o;
+  o.max_group_events = 10;
+  o.slow_down_wait_ms = 3600 * 1000;  // never reached: the clock does not move
+  GroupCommitter gc(store_.get(), o, &metrics_, nullptr, {}, &clock);
+  gc.SetSlowDown(true);
+  std::atomic<int> done{0};
+  auto count = [&](Result<EnqueueResult>) { done++; };
+  ASSERT_TRUE(gc.Submit(Rows("a", 4), count).ok());
+  ASSERT_TRUE(WaitUntil([&] { return clock.waiters() == 1; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(gc.Submit(Rows("b", 6), count).ok());  // 10 events: a full group
+  ASSERT_TRUE(WaitUntil([&] { return done.load() == 2; }, std::chrono::seconds(5)));
+  EXPECT_EQ(store_->enqueue_calls(), 1);
+}
+
 TEST_F(GroupCommitTest, StopCommitsWhatIsQueuedThenRefuses) {
   auto gc =
       std::make_unique<GroupCommitter>(store_.get(), GroupCommitOptions{}, &metrics_, nullptr);
@@ -184,6 +226,39 @@ TEST_F(GroupCommitTest, StopCommitsWhatIsQueuedThenRefuses) {
   auto stats = store_->Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->pending, 60);
+}
+
+TEST_F(GroupCommitTest, CommittedHookSeesTheGroupsEventsAfterTheyWereAnswered) {
+  std::mutex mu;
+  std::vector<std::string> seen;  // insert ids, in hook order
+  std::vector<int64_t> accepted;
+  std::atomic<int> answered{0};
+  std::atomic<int> answered_before_hook{-1};
+  GroupCommitter gc(store_.get(), {}, &metrics_, nullptr,
+                    [&](std::span<const EnqueueBatch> batches,
+                        std::span<const EnqueueResult> results) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      answered_before_hook = answered.load();
+                      for (const EnqueueBatch& b : batches) {
+                        for (const NewEvent& e : b.events) seen.push_back(e.insert_id);
+                      }
+                      for (const EnqueueResult& r : results) accepted.push_back(r.accepted);
+                    });
+  ASSERT_TRUE(gc.Submit(Rows("h", 3), [&](Result<EnqueueResult> r) {
+                  ASSERT_TRUE(r.ok());
+                  answered++;
+                }).ok());
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return seen.size() == 3;
+      },
+      std::chrono::seconds(5)));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(answered_before_hook.load(), 1);  // the request was answered first
+  EXPECT_EQ(seen.front(), "h0");
+  ASSERT_EQ(accepted.size(), 1u);
+  EXPECT_EQ(accepted[0], 3);
 }
 
 }  // namespace

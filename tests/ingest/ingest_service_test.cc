@@ -3,15 +3,16 @@
 #include "ingest/ingest_service.h"
 
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <atomic>
 #include <thread>
 
+#include "ingest/formats/gzip.h"
 #include "ingest/formats/native.h"
 #include "ingest/formats/registry.h"
-#include "testing/raw_http.h"
 #include "queue/open/open_store.h"
+#include "testing/fake_clock.h"
+#include "testing/raw_http.h"
 #include "testing/store_fixture.h"
 #include "testing/testing.h"
 #include "testkit/broken_stores.h"
@@ -25,30 +26,21 @@ using testing::RawRequest;
 using testing::RawResponse;
 using testing::WaitUntil;
 
-std::string Gzip(std::string_view in) {
-  z_stream zs{};
-  deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&zs, in.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+std::string Gzip(std::string_view in) { return Compress(in, Compression::kGzip, 1).value(); }
 
 // A native body with events prefix0..prefix{n-1} as insert_ids.
-std::string Batch(const std::string& prefix, int n, const std::string& extra = "") {
-  std::string body = "{" + extra + "\"events\":[";
+std::string Batch(const std::string& prefix, int n, const std::string& write_key = "") {
+  NativeBodyBuilder body;
   for (int i = 0; i < n; ++i) {
-    if (i) body += ",";
-    body += R"({"event":"signup","user_id":"u)" + std::to_string(i % 7) + R"(","insert_id":")" +
-            prefix + std::to_string(i) + R"(","time":1714557600000,"properties":{"i":)" +
-            std::to_string(i) + "}}";
+    Event e;
+    e.event = "signup";
+    e.user_id = "u" + std::to_string(i % 7);
+    e.insert_id = prefix + std::to_string(i);
+    e.time_ms = 1714557600000;
+    e.properties = "{\"i\":" + std::to_string(i) + "}";
+    body.Add(e);
   }
-  return body + "]}";
+  return body.Finish(write_key);
 }
 
 class IngestServiceTest : public ::testing::Test {
@@ -67,8 +59,9 @@ class IngestServiceTest : public ::testing::Test {
     server_ = std::make_unique<HttpServer>(so, limits_.max_body_bytes, &metrics_);
     std::vector<FormatPtr> formats;
     formats.push_back(NewNativeFormat());
-    service_ = std::make_unique<IngestService>(store_.get(), limits_, auth_, &metrics_,
-                                               std::move(formats), [this] { commits_++; });
+    service_ = std::make_unique<IngestService>(
+        store_.get(), limits_, auth_, &metrics_, std::move(formats), [this] { commits_++; },
+        GroupCommitter::Committed{}, clock_);
     service_->RegisterRoutes(server_.get());
     auto port = server_->Start();
     ASSERT_TRUE(port.ok()) << port.status().ToString();
@@ -100,6 +93,8 @@ class IngestServiceTest : public ::testing::Test {
   IngestOptions limits_;
   IngestFaultOptions faults_;  // the test kit's failing store, when set
   AuthOptions auth_;
+  testing::FakeClock fake_clock_;  // for the tests that set clock_ to it
+  Clock* clock_ = &Clock::Real();
   Metrics metrics_;
   StorePtr store_;
   std::unique_ptr<HttpServer> server_;
@@ -117,13 +112,15 @@ TEST_F(IngestServiceTest, AcceptedThenDuplicatesAreCounted) {
   EXPECT_GE(commits_.load(), 1);
 
   // Half old, half new.
-  std::string mixed = "{\"events\":[";
+  NativeBodyBuilder mixed;
   for (int i = 5; i < 15; ++i) {
-    if (i > 5) mixed += ",";
-    mixed += R"({"event":"signup","user_id":"u","insert_id":"a)" + std::to_string(i) + "\"}";
+    Event e;
+    e.event = "signup";
+    e.user_id = "u";
+    e.insert_id = "a" + std::to_string(i);
+    mixed.Add(e);
   }
-  mixed += "]}";
-  r = Post(mixed);
+  r = Post(mixed.Finish());
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body, R"({"accepted":5,"duplicates":5})");
   EXPECT_EQ(Pending(), 15);
@@ -152,6 +149,19 @@ TEST_F(IngestServiceTest, StoredBodyIsTheNormalizedEvent) {
   EXPECT_EQ(e.properties, R"({"sku":"A"})");
   EXPECT_EQ(e.set, R"({"plan":"pro"})");
   EXPECT_GT(e.received_ms, 0);
+}
+
+TEST_F(IngestServiceTest, ReceiveTimeComesFromTheInjectedClock) {
+  clock_ = &fake_clock_;
+  Start();
+  ASSERT_EQ(Post(R"({"events":[{"event":"e","user_id":"u","insert_id":"t1"}]})").status, 200);
+  auto lease = store_->Claim({.owner = "t", .max_events = 10, .lease_ttl_ms = 30000});
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->events.size(), 1u);
+  Event e;
+  ASSERT_TRUE(ParseBody(lease->events[0].body, &e).ok());
+  EXPECT_EQ(e.received_ms, fake_clock_.WallMs());
+  EXPECT_EQ(e.time_ms, fake_clock_.WallMs());  // no time given: the receive time
 }
 
 TEST_F(IngestServiceTest, BadEventRejectsTheWholeBatchAndStoresNothing) {
@@ -230,10 +240,10 @@ TEST_F(IngestServiceTest, AuthRequiresAKnownWriteKey) {
   EXPECT_EQ(r.status, 401);
   EXPECT_NE(r.body.find("write key"), std::string::npos);
   EXPECT_EQ(Post(Batch("w", 1), {"Authorization: Bearer key-wrong"}).status, 401);
-  EXPECT_EQ(Post(Batch("w", 1, "\"write_key\":\"key-on\",")).status, 401);
+  EXPECT_EQ(Post(Batch("w", 1, "key-on")).status, 401);
   EXPECT_EQ(Pending(), 0);
 
-  EXPECT_EQ(Post(Batch("body", 1, "\"write_key\":\"key-one\",")).status, 200);
+  EXPECT_EQ(Post(Batch("body", 1, "key-one")).status, 200);
   // Basic auth: the key as user name, empty password ("key-two:" base64).
   EXPECT_EQ(Post(Batch("basic", 1), {"Authorization: Basic a2V5LXR3bzo="}).status, 200);
   EXPECT_EQ(Post(Batch("bearer", 1), {"Authorization: Bearer key-one"}).status, 200);

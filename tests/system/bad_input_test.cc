@@ -8,6 +8,7 @@
 
 #include <fstream>
 
+#include "ingest/formats/native.h"
 #include "system/system_util.h"
 #include "testing/process.h"
 #include "testing/testing.h"
@@ -78,14 +79,15 @@ TEST_F(BadInput, TenMebibyteBodyReturns413) {
 }
 
 TEST_F(BadInput, ThousandAndOneEventsReturn413) {
-  std::string body = "{\"events\":[";
+  NativeBodyBuilder body;
   for (int i = 0; i < 1001; ++i) {
-    if (i) body.push_back(',');
-    body.append("{\"event\":\"e\",\"user_id\":\"u\",\"insert_id\":\"id" + std::to_string(i) +
-                "\"}");
+    Event e;
+    e.event = "e";
+    e.user_id = "u";
+    e.insert_id = "id" + std::to_string(i);
+    body.Add(e);
   }
-  body.append("]}");
-  HttpResult r = Post(body);
+  HttpResult r = Post(body.Finish());
   EXPECT_EQ(r.status, 413);
 }
 

@@ -6,7 +6,6 @@
 // server still serves and stored nothing it refused.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
@@ -14,9 +13,10 @@
 #include <memory>
 #include <thread>
 
-#include "testing/raw_http.h"
+#include "ingest/formats/gzip.h"
 #include "system/system_util.h"
 #include "testing/process.h"
+#include "testing/raw_http.h"
 #include "testing/testing.h"
 
 namespace sluice::testing {
@@ -30,17 +30,9 @@ constexpr char kKeyA[] = "hostile-write-key-a-51d2";
 constexpr char kKeyB[] = "hostile-write-key-b-9e40";
 
 std::string Gzip(const std::string& in) {
-  z_stream z{};
-  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 31, 9, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&z, in.size()), '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
+  Result<std::string> out = Compress(in, Compression::kGzip, 9);
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  return out.ok() ? std::move(out).value() : std::string();
 }
 
 // Sends `data`, shuts the write side, and returns everything the server sent

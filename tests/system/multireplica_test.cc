@@ -1,12 +1,16 @@
 // Several `sluice serve` replicas on one SQLite file: exact aggregates, zero
 // duplicate dispatch, crash recovery through lease expiry — and the same
-// checker failing against the naive two-step claim.
+// checker failing against the naive two-step claim. Dispatches are counted
+// twice: independently, by a webhook receiver in this process that records
+// every insert_id a replica posts (testing/dispatch_receiver.h), and by
+// sluice's own sluice_deliveries_total; the two must agree.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <memory>
 
 #include "system/system_util.h"
+#include "testing/dispatch_receiver.h"
 #include "testing/process.h"
 #include "testing/testing.h"
 
@@ -15,6 +19,14 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+
+constexpr char kInStore[] = "[[consumer]]\ntype = \"users\"\n[[consumer]]\ntype = \"counters\"\n";
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += " " + s;
+  return out;
+}
 
 class Cluster {
  public:
@@ -70,7 +82,10 @@ class Cluster {
 
 TEST(MultiReplica, FourReplicasCountEveryEventExactlyOnceWithZeroDuplicateDispatch) {
   TempDir dir;
-  Cluster cluster(dir, 4, "[watcher]\nloops = 2\nbatch = 500\n");
+  DispatchReceiver receiver;
+  Cluster cluster(dir, 4,
+                  std::string("[watcher]\nloops = 2\nbatch = 500\n") + kInStore +
+                      receiver.ConsumerToml("hook", 2));
   ASSERT_TRUE(cluster.StartAll());
 
   const Workload w = MakeWorkload(200000, 2000, 12, 0.05, 42);
@@ -81,7 +96,15 @@ TEST(MultiReplica, FourReplicasCountEveryEventExactlyOnceWithZeroDuplicateDispat
 
   ASSERT_TRUE(cluster.WaitDrained(cluster.at(0).url(), seconds(300)));
   EXPECT_EQ(CheckAggregates(w, cluster.at(1).url()), "");
-  // Zero duplicate dispatch: each consumer was handed each event once in all.
+  // Zero duplicate dispatch, counted at the receiver: every accepted event
+  // arrived, and none twice.
+  const DispatchReceiver::Counts got = receiver.counts();
+  EXPECT_EQ(got.distinct, sent.accepted);
+  EXPECT_EQ(got.deliveries, sent.accepted) << "received twice:" << Join(receiver.Duplicated(10));
+  EXPECT_EQ(got.malformed, 0);
+  // sluice's own count agrees with the receiver's, and each consumer was handed
+  // each event once in all.
+  EXPECT_EQ(cluster.Sum("sluice_deliveries_total", "consumer=\"hook\""), got.deliveries);
   EXPECT_EQ(cluster.Sum("sluice_deliveries_total", "consumer=\"users\""), sent.accepted);
   EXPECT_EQ(cluster.Sum("sluice_deliveries_total", "consumer=\"counters\""), sent.accepted);
   EXPECT_EQ(cluster.Sum("sluice_ingest_events_total", "result=\"accepted\""), sent.accepted);
@@ -94,14 +117,15 @@ TEST(MultiReplica, FourReplicasCountEveryEventExactlyOnceWithZeroDuplicateDispat
 }
 
 // The control experiment: the same harness with the two-step claim that
-// sluice exists to replace must report duplicate dispatch. Proof that the
-// checker above can fail.
-TEST(MultiReplica, NaiveTwoStepClaimIsCaughtDispatchingTwice) {
+// sluice exists to replace (the test binary's NaiveClaimStore) must show
+// duplicate dispatch at the receiver. Proof that the checker above can fail.
+TEST(MultiReplica, NaiveTwoStepClaimIsCaughtDispatchingTwiceAtTheReceiver) {
   TempDir dir;
+  DispatchReceiver receiver;
   Cluster cluster(dir, 4,
-                  "[watcher]\nloops = 2\nbatch = 100\n"
-                  "[[consumer]]\ntype = \"users\"\n[[consumer]]\ntype = \"counters\"\n"
-                  "[[consumer]]\ntype = \"test\"\nname = \"sink\"\nbit = 2\nsleep_ms = 5\n",
+                  std::string("[watcher]\nloops = 2\nbatch = 100\n") + kInStore +
+                      "[[consumer]]\ntype = \"test\"\nname = \"sink\"\nbit = 2\nsleep_ms = 5\n" +
+                      receiver.ConsumerToml("hook", 3),
                   "claim_strategy = \"naive\"\n");
   ASSERT_TRUE(cluster.StartAll());
 
@@ -110,11 +134,18 @@ TEST(MultiReplica, NaiveTwoStepClaimIsCaughtDispatchingTwice) {
   EXPECT_EQ(sent.accepted, static_cast<int64_t>(w.unique.size()));
   ASSERT_TRUE(cluster.WaitDrained(cluster.at(0).url(), seconds(300)));
 
-  const int64_t delivered = cluster.Sum("sluice_deliveries_total", "consumer=\"sink\"");
-  EXPECT_GT(delivered, sent.accepted) << "the naive claim must show duplicate dispatch";
-  std::printf("naive two-step claim: %lld deliveries for %lld accepted events (%lld duplicates)\n",
-              static_cast<long long>(delivered), static_cast<long long>(sent.accepted),
-              static_cast<long long>(delivered - sent.accepted));
+  const DispatchReceiver::Counts got = receiver.counts();
+  EXPECT_EQ(got.distinct, sent.accepted);
+  EXPECT_GT(got.duplicated, 0) << "the naive claim must show duplicates at the receiver";
+  const int64_t metric = cluster.Sum("sluice_deliveries_total", "consumer=\"hook\"");
+  const int64_t sink = cluster.Sum("sluice_deliveries_total", "consumer=\"sink\"");
+  std::printf(
+      "naive two-step claim: the receiver got %lld deliveries for %lld accepted events "
+      "(%lld events more than once, %lld repeats); sluice_deliveries_total: hook %lld, "
+      "sink %lld\n",
+      static_cast<long long>(got.deliveries), static_cast<long long>(sent.accepted),
+      static_cast<long long>(got.duplicated), static_cast<long long>(got.repeats),
+      static_cast<long long>(metric), static_cast<long long>(sink));
   for (size_t i = 0; i < cluster.size(); ++i) cluster.at(i).Kill();
 }
 
@@ -122,10 +153,12 @@ TEST(MultiReplica, KilledReplicaBatchIsRedeliveredAfterLeaseExpiryAndCountedOnce
   TempDir dir;
   // A slow external sink keeps batches in flight long enough to kill a replica
   // while it holds leases; the lease is short so the test need not wait long.
+  DispatchReceiver receiver;
   Cluster cluster(dir, 2,
-                  "[watcher]\nloops = 2\nbatch = 200\nlease_ttl = \"2s\"\n"
-                  "[[consumer]]\ntype = \"users\"\n[[consumer]]\ntype = \"counters\"\n"
-                  "[[consumer]]\ntype = \"test\"\nname = \"slow\"\nbit = 2\nsleep_ms = 300\n");
+                  std::string("[watcher]\nloops = 2\nbatch = 200\nlease_ttl = \"2s\"\n") +
+                      kInStore +
+                      "[[consumer]]\ntype = \"test\"\nname = \"slow\"\nbit = 2\nsleep_ms = 300\n" +
+                      receiver.ConsumerToml("hook", 3));
   ASSERT_TRUE(cluster.StartAll());
 
   const Workload w = MakeWorkload(6000, 100, 5, 0.02, 9);
@@ -140,10 +173,18 @@ TEST(MultiReplica, KilledReplicaBatchIsRedeliveredAfterLeaseExpiryAndCountedOnce
                r.body.find("\"leases_held\":0") == std::string::npos;
       },
       seconds(30), milliseconds(20)));
+  const int64_t killed_at = SteadyNowMs();
   EXPECT_EQ(cluster.at(0).Kill(), -9);
 
   ASSERT_TRUE(cluster.WaitDrained(cluster.at(1).url(), seconds(120)));
   EXPECT_EQ(CheckAggregates(w, cluster.at(1).url()), "");
+  // Every event reached the receiver; any event it got twice was in flight in
+  // the killed replica (the only fault of this test).
+  EXPECT_EQ(receiver.counts().distinct, sent.accepted);
+  const RedeliveryExplanation why = ExplainRedeliveries(
+      receiver.deliveries(), {FaultWindow{"kill -9", killed_at, killed_at}}, 4000);
+  EXPECT_EQ(why.unexplained, 0) << Join(why.examples);
+  std::printf("kill -9 mid-batch: redeliveries at the receiver %s\n", why.Summary().c_str());
   // The survivor took the dead replica's expired leases with the ordinary claim.
   HttpResult m = HttpGet(cluster.at(1).Url("/metrics"));
   EXPECT_GT(MetricSum(m.body, "sluice_lease_reclaims_total"), 0);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "ingest/formats/native.h"
 #include "testing/process.h"
 #include "testing/testing.h"
 
@@ -159,8 +160,14 @@ TEST_F(ServeSmokeTest, SendPostsArgumentEventsAndNdjsonFilesInBatches) {
   {
     std::ofstream out(file);
     for (int i = 0; i < 1200; ++i) {  // three POSTs of <= 500
-      out << "{\"insert_id\":\"f" << i << "\",\"event\":\"view\",\"user_id\":\"u" << i % 10
-          << "\",\"time\":" << kT0 + i << "}\n";
+      Event e;
+      e.insert_id = "f" + std::to_string(i);
+      e.event = "view";
+      e.user_id = "u" + std::to_string(i % 10);
+      e.time_ms = kT0 + i;
+      std::string line;
+      EncodeNativeEvent(e, &line);
+      out << line << "\n";
     }
     out << "\n";
   }
@@ -276,14 +283,17 @@ TEST_F(ServeSmokeTest, SigtermUnderIngestLosesNoAcknowledgedEvent) {
   for (int t = 0; t < kThreads; ++t) {
     posters.emplace_back([&, t] {
       for (int batch = 0; go.load(); ++batch) {
-        std::string body = "{\"events\":[";
+        NativeBodyBuilder builder;
         for (int i = 0; i < 50; ++i) {
-          if (i > 0) body += ",";
-          body += "{\"insert_id\":\"t" + std::to_string(t) + "-" + std::to_string(batch) + "-" +
-                  std::to_string(i) + "\",\"event\":\"load\",\"user_id\":\"poster" +
-                  std::to_string(t) + "\",\"time\":" + std::to_string(kT0) + "}";
+          Event e;
+          e.insert_id =
+              "t" + std::to_string(t) + "-" + std::to_string(batch) + "-" + std::to_string(i);
+          e.event = "load";
+          e.user_id = "poster" + std::to_string(t);
+          e.time_ms = kT0;
+          builder.Add(e);
         }
-        body += "]}";
+        const std::string body = builder.Finish();
         attempted[t] += 50;
         auto r = HttpPost(url, body, {}, seconds(10));
         if (r.status != 200) return;  // the server went away: stop

@@ -6,10 +6,11 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "common/event.h"
+#include "http_client/http_client.h"
+#include "ingest/formats/native.h"
 
 namespace sluice::testing {
 namespace {
@@ -17,20 +18,6 @@ namespace {
 constexpr int64_t kHourMs = 3600 * 1000;
 // 2026-11-01T00:00:00Z: a fixed base so buckets are deterministic.
 constexpr int64_t kBaseMs = 1793491200000;
-
-std::string UrlEncode(const std::string& s) {
-  std::string out;
-  char buf[4];
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out.append(buf);
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -61,25 +48,24 @@ Workload MakeWorkload(int64_t n, int users, int names, double dup_frac, uint64_t
 }
 
 std::string EventsBody(const std::vector<const WorkloadEvent*>& events) {
-  std::string body = "{\"events\":[";
-  for (size_t i = 0; i < events.size(); ++i) {
-    const WorkloadEvent& e = *events[i];
-    if (i) body.push_back(',');
-    body.append("{\"insert_id\":");
-    AppendJsonString(e.insert_id, &body);
-    body.append(",\"event\":");
-    AppendJsonString(e.event, &body);
-    body.append(",\"user_id\":");
-    AppendJsonString(e.user, &body);
-    body.append(",\"time\":" + std::to_string(e.time_ms));
-    body.append(",\"properties\":{\"i\":\"" + e.insert_id + "\"}}");
+  NativeBodyBuilder body;
+  for (const WorkloadEvent* w : events) {
+    Event e;
+    e.insert_id = w->insert_id;
+    e.event = w->event;
+    e.user_id = w->user;
+    e.time_ms = w->time_ms;
+    e.properties = "{\"i\":";
+    AppendJsonString(w->insert_id, &e.properties);
+    e.properties += "}";
+    body.Add(e);
   }
-  body.append("]}");
-  return body;
+  return body.Finish();
 }
 
 SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, int batch,
-                       int threads) {
+                       int threads, int64_t retry_for_ms, std::atomic<int64_t>* acked,
+                       int64_t events_per_second) {
   // The send order: all uniques, with each duplicate re-sent a little later
   // than its original (so most duplicates race with processing).
   std::vector<const WorkloadEvent*> order;
@@ -107,7 +93,10 @@ SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, 
         std::vector<const WorkloadEvent*> chunk(order.begin() + start, order.begin() + end);
         const std::string body = EventsBody(chunk);
         bool ok = false;
-        for (int attempt = 0; attempt < 50 && !ok; ++attempt) {
+        const auto give_up = std::chrono::steady_clock::now() +
+                             std::chrono::milliseconds(retry_for_ms);
+        for (int attempt = 0; !ok && (attempt == 0 || std::chrono::steady_clock::now() < give_up);
+             ++attempt) {
           const std::string& url = urls[(req++) % urls.size()];
           HttpResult r = HttpPost(url + "/v1/events", body,
                                   {{"Content-Type", "application/json"}});
@@ -120,6 +109,7 @@ SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, 
               if (el["duplicates"].get_int64().get(du)) {}
               accepted += a;
               duplicates += du;
+              if (acked != nullptr) *acked += static_cast<int64_t>(chunk.size());
               ok = true;
             }
           } else {
@@ -127,28 +117,15 @@ SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, 
           }
         }
         if (!ok) ++failed;
+        if (events_per_second > 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(
+              static_cast<int64_t>(chunk.size()) * 1000 * threads / events_per_second));
+        }
       }
     });
   }
   for (auto& th : pool) th.join();
   return {accepted.load(), duplicates.load(), failed.load()};
-}
-
-int64_t MetricSum(const std::string& text, const std::string& name,
-                  const std::string& label_filter) {
-  int64_t sum = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line.compare(0, name.size(), name) != 0) continue;
-    const char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != '{' && next != ' ') continue;
-    if (!label_filter.empty() && line.find(label_filter) == std::string::npos) continue;
-    const auto sp = line.rfind(' ');
-    sum += std::llround(std::stod(line.substr(sp + 1)));
-  }
-  return sum;
 }
 
 int64_t QueueBacklog(const std::string& base_url) {
@@ -166,7 +143,7 @@ int64_t QueueBacklog(const std::string& base_url) {
 std::string CheckAggregates(const Workload& w, const std::string& base_url) {
   simdjson::dom::parser p;
   for (const auto& [user, n] : w.user_events) {
-    HttpResult r = HttpGet(base_url + "/v1/users/" + UrlEncode(user));
+    HttpResult r = HttpGet(base_url + "/v1/users/" + UriEncode(user));
     if (r.status != 200) return "GET user " + user + ": " + std::to_string(r.status);
     simdjson::dom::element el;
     if (p.parse(r.body).get(el) != simdjson::SUCCESS) return "bad JSON for " + user;

@@ -1,8 +1,10 @@
 // Helpers shared by the system tests: a workload with an exact expected
-// outcome, a parallel sender, and readers of /metrics and /admin/status.
+// outcome, a parallel sender, and a reader of /admin/status (MetricSum, for
+// /metrics, is in testing/testing.h).
 // Thread-compatible.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "testing/process.h"
+#include "testing/testing.h"
 
 namespace sluice::testing {
 
@@ -49,14 +52,14 @@ struct SendStats {
 
 // Sends every event of `w` (uniques, then the duplicates interleaved) in
 // batches of `batch` over `threads` threads, round-robin over `urls`
-// (base URLs). Retries 503s. Each batch is acknowledged before counting.
+// (base URLs). A batch not acknowledged (503, no answer) is sent again, the
+// same insert_ids, for up to `retry_for_ms`; each batch is acknowledged before
+// counting. `acked` (may be null) counts acknowledged events as they come.
+// `events_per_second` > 0 paces the senders: after each acknowledged batch a
+// thread waits its share, so a stall is not followed by a burst.
 SendStats SendWorkload(const Workload& w, const std::vector<std::string>& urls, int batch,
-                       int threads);
-
-// Sum of a metric's samples whose label set contains `label_filter`
-// (e.g. "consumer=\"users\""; "" = all samples of that name).
-int64_t MetricSum(const std::string& metrics_text, const std::string& name,
-                  const std::string& label_filter = "");
+                       int threads, int64_t retry_for_ms = 10000,
+                       std::atomic<int64_t>* acked = nullptr, int64_t events_per_second = 0);
 
 // pending + leased from GET /admin/status; -1 on error.
 int64_t QueueBacklog(const std::string& base_url);

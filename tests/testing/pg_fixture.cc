@@ -194,6 +194,24 @@ std::string PgCluster::StopFast() {
   return "";
 }
 
+std::string PgCluster::StopImmediate() {
+  bool ok = false;
+  std::string out =
+      RunCommand(fmt::format("{} '{}' immediate 2>&1", Script("pg-crash.sh"), dir_), &ok);
+  if (!ok) return "pg-crash.sh immediate failed: " + out;
+  running_ = false;
+  return "";
+}
+
+std::string PgCluster::KillPostmaster() {
+  bool ok = false;
+  std::string out =
+      RunCommand(fmt::format("{} '{}' kill9 2>&1", Script("pg-crash.sh"), dir_), &ok);
+  if (!ok) return "pg-crash.sh kill9 failed: " + out;
+  running_ = false;
+  return "";
+}
+
 std::string PgCluster::StartAgain() {
   bool ok = false;
   std::string out =

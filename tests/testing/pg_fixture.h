@@ -48,6 +48,12 @@ class PgCluster {
   // Fast shutdown (pg_ctl stop -m fast: clients are disconnected, in-flight
   // transactions roll back); data kept. "" on success.
   std::string StopFast();
+  // Crashes (scripts/pg-crash.sh): `pg_ctl stop -m immediate` (every server
+  // process quits at once: no checkpoint, commits whose WAL was not flushed
+  // are gone) or kill -9 of the postmaster (its backends exit when they see it
+  // gone). StartAgain() then runs crash recovery. "" on success.
+  std::string StopImmediate();
+  std::string KillPostmaster();
   // Starts the stopped cluster again on the same port. "" on success.
   std::string StartAgain();
   // Server URL (database "postgres").

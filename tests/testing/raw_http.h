@@ -102,6 +102,23 @@ class RawConn {
     }
   }
 
+  // Reads raw bytes (a streamed body with its chunk framing) until `needle`
+  // has arrived; returns everything read so far, consumed. "" when the
+  // connection ended or the socket timeout passed first.
+  std::string ReadUntil(std::string_view needle) {
+    while (buf_.find(needle) == std::string::npos) {
+      if (!Fill()) return std::string();
+    }
+    std::string out;
+    out.swap(buf_);
+    return out;
+  }
+
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
   // True when the server closed the connection within `timeout_ms` (data
   // still arriving before the close is discarded).
   bool ClosedWithin(int timeout_ms) {

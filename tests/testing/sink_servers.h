@@ -104,12 +104,15 @@ struct Reply {
 };
 
 // A minimal HTTP/1.1 server on 127.0.0.1:port(), one thread per connection,
-// keep-alive. The handler runs for every request (any thread). Thread-safe.
+// keep-alive. The handler runs for every request (any thread); requests() keeps
+// every request unless `keep_requests` is false (a receiver counting a long
+// run's dispatches keeps only what its handler records). Thread-safe.
 class HttpReceiver {
  public:
   using Handler = std::function<Reply(const ReceivedRequest&)>;
 
-  explicit HttpReceiver(Handler handler) : handler_(std::move(handler)) {
+  explicit HttpReceiver(Handler handler, bool keep_requests = true)
+      : handler_(std::move(handler)), keep_requests_(keep_requests) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -151,9 +154,10 @@ class HttpReceiver {
     std::lock_guard<std::mutex> lock(mu_);
     return connections_;
   }
+  // Requests answered so far (kept or not).
   size_t count() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return requests_.size();
+    return count_;
   }
 
  private:
@@ -210,7 +214,8 @@ class HttpReceiver {
       const Reply reply = handler_(req);
       {
         std::lock_guard<std::mutex> lock(mu_);
-        requests_.push_back(req);
+        ++count_;
+        if (keep_requests_) requests_.push_back(req);
       }
       std::string out = "HTTP/1.1 " + std::to_string(reply.status) +
                         " X\r\nContent-Length: " + std::to_string(reply.body.size()) + "\r\n";
@@ -227,6 +232,7 @@ class HttpReceiver {
   }
 
   const Handler handler_;
+  const bool keep_requests_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
@@ -235,6 +241,7 @@ class HttpReceiver {
   std::vector<std::thread> threads_;       // GUARDED_BY(mu_)
   std::vector<int> conn_fds_;              // GUARDED_BY(mu_)
   int connections_ = 0;                    // GUARDED_BY(mu_)
+  size_t count_ = 0;                       // GUARDED_BY(mu_)
   std::vector<ReceivedRequest> requests_;  // GUARDED_BY(mu_)
 };
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "common/event.h"
 #include "queue/open/open_store.h"
 #include "testing/pg_fixture.h"
 
@@ -74,6 +75,44 @@ std::string InjectEnqueueFailure(const std::string& kind, const std::string& url
             insert_id + "') EXECUTE FUNCTION inject_enqueue_failure();");
   }
   return "unknown store kind " + kind;
+}
+
+std::string EnqueueOpenEvents(Store& store, int n, int64_t time_ms) {
+  std::vector<NewEvent> events;
+  for (int i = 0; i < n; ++i) {
+    Event e;
+    e.event = "open";
+    e.user_id = "u" + std::to_string(i % 5);
+    e.time_ms = time_ms;
+    events.push_back(NewEvent{"p", "id-" + std::to_string(i), ToBody(e)});
+  }
+  EnqueueBatch batch{events};
+  auto r = store.Enqueue(std::span<const EnqueueBatch>(&batch, 1));
+  if (!r.ok()) return r.status().ToString();
+  if ((*r)[0].accepted != n) return "accepted " + std::to_string((*r)[0].accepted);
+  return "";
+}
+
+std::string OpenEventsCountedOnce(Store& store, int n, int64_t time_ms) {
+  int64_t total = 0;
+  for (int u = 0; u < 5; ++u) {
+    auto p = store.GetUser("p", "u" + std::to_string(u));
+    if (!p.ok()) return "user u" + std::to_string(u) + ": " + p.status().ToString();
+    total += p->events;
+  }
+  if (total != n) return "users count " + std::to_string(total) + " events of " + std::to_string(n);
+  CounterQuery q;
+  q.project = "p";
+  q.event = "open";
+  q.granularity = Granularity::kHour;
+  q.from_ms = time_ms / 3600000 * 3600000;
+  q.to_ms = q.from_ms + 3600000;
+  auto points = store.QueryCounters(q);
+  if (!points.ok()) return "counters: " + points.status().ToString();
+  int64_t counted = 0;
+  for (const CounterPoint& pt : *points) counted += pt.count;
+  if (counted != n) return "counters count " + std::to_string(counted) + " events of " + std::to_string(n);
+  return "";
 }
 
 }  // namespace sluice::testing

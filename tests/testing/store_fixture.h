@@ -2,6 +2,7 @@
 // Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "queue/store.h"
@@ -25,5 +26,13 @@ StorePtr OpenTestStore(const std::string& kind, const TempDir& dir, StoreOptions
 // "" on success, else the error.
 std::string InjectEnqueueFailure(const std::string& kind, const std::string& url,
                                  const std::string& insert_id);
+
+// `n` events named "open" of project "p" at `time_ms`, users u0..u4 in
+// turn, insert ids "id-<i>", enqueued in one batch. "" or the error.
+std::string EnqueueOpenEvents(Store& store, int n, int64_t time_ms);
+// "" when the users u0..u4 of project "p" and the hourly counter "open" at
+// `time_ms` count exactly `n` events (each event of EnqueueOpenEvents once),
+// else what differs.
+std::string OpenEventsCountedOnce(Store& store, int n, int64_t time_ms);
 
 }  // namespace sluice::testing

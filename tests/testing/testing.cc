@@ -4,8 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -47,6 +49,21 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(poll);
   }
+}
+
+int64_t MetricSum(const std::string& metrics_text, const std::string& name,
+                  const std::string& label_filter) {
+  int64_t sum = 0;
+  std::istringstream in(metrics_text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#' || line.compare(0, name.size(), name) != 0) continue;
+    const char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != '{' && next != ' ') continue;
+    if (!label_filter.empty() && line.find(label_filter) == std::string::npos) continue;
+    sum += std::llround(std::stod(line.substr(line.rfind(' ') + 1)));
+  }
+  return sum;
 }
 
 }  // namespace sluice::testing

@@ -1,4 +1,5 @@
-// Shared test fixtures: temp dirs, free ports, waiting for conditions.
+// Shared test fixtures: temp dirs, free ports, waiting for conditions,
+// reading Prometheus text.
 // Wait for conditions, never sleep for a fixed time.
 #pragma once
 
@@ -29,5 +30,11 @@ int FreePort();
 // Polls `pred` every `poll` until it is true (returns true) or `timeout` passes.
 bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
                std::chrono::milliseconds poll = std::chrono::milliseconds(10));
+
+// Sum of a Prometheus metric's samples in `metrics_text` whose label set
+// contains `label_filter` (e.g. "consumer=\"users\""; "" = every sample of
+// that name).
+int64_t MetricSum(const std::string& metrics_text, const std::string& name,
+                  const std::string& label_filter = "");
 
 }  // namespace sluice::testing

@@ -188,10 +188,11 @@ std::string WebhookConsumer::BatchKey(std::span<const ClaimedEvent* const> rows)
 }
 
 WebhookConsumer::WebhookConsumer(std::string name, uint64_t bit, WebhookOptions options,
-                                 Metrics* metrics)
+                                 Metrics* metrics, Clock* clock)
     : Consumer(std::move(name), bit),
       options_(std::move(options)),
-      http_(options_.http, metrics, this->name()) {
+      clock_(clock),
+      http_(options_.http, metrics, this->name(), clock) {
   if (metrics == nullptr) {
     own_metrics_ = std::make_unique<Metrics>();
     metrics = own_metrics_.get();
@@ -224,12 +225,11 @@ void WebhookConsumer::Remember(const std::string& key) {
 }
 
 int64_t WebhookConsumer::RetryAfterMs() const {
-  return std::max<int64_t>(0, not_before_mono_ms_.load() - Clock::Real().MonoMs());
+  return std::max<int64_t>(0, not_before_mono_ms_.load() - clock_->MonoMs());
 }
 
 Status WebhookConsumer::Post(const std::string& body, const std::string& key, int64_t deadline) {
-  const int64_t now = Clock::Real().MonoMs();
-  const int64_t wait = not_before_mono_ms_.load() - now;
+  const int64_t wait = not_before_mono_ms_.load() - clock_->MonoMs();
   if (wait > 0) {
     return Status::Unavailable("webhook " + name() + ": receiver asked to wait (Retry-After), " +
                                std::to_string(wait) + " ms left");
@@ -257,11 +257,11 @@ Status WebhookConsumer::Post(const std::string& body, const std::string& key, in
   if (code == 429 || (code == 503 && ra != nullptr)) {
     if (code == 429) rate_limited_->Inc();
     std::optional<int64_t> ms;
-    if (ra != nullptr) ms = ParseRetryAfterMs(*ra, WallNowMs());
+    if (ra != nullptr) ms = ParseRetryAfterMs(*ra, clock_->WallMs());
     const int64_t delay =
         std::min(ms.value_or(options_.default_retry_after_ms), options_.max_retry_after_ms);
     // Keep the later of concurrent answers' deadlines.
-    const int64_t until = Clock::Real().MonoMs() + delay;
+    const int64_t until = clock_->MonoMs() + delay;
     int64_t prev = not_before_mono_ms_.load();
     while (prev < until && !not_before_mono_ms_.compare_exchange_weak(prev, until)) {
     }

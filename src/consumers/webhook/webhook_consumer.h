@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/metrics.h"
 #include "consumers/api/consumer.h"
 #include "http_client/http_client.h"
@@ -66,7 +67,10 @@ Result<ConsumerPtr> MakeWebhookConsumer(const ConsumerConfig& config, uint64_t b
 class WebhookConsumer final : public Consumer {
  public:
   // `metrics` may be null. Templates must be valid (see ValidateTemplates).
-  WebhookConsumer(std::string name, uint64_t bit, WebhookOptions options, Metrics* metrics);
+  // `clock` (REQUIRES: outlives the consumer) times the Retry-After window and
+  // the requests' deadlines.
+  WebhookConsumer(std::string name, uint64_t bit, WebhookOptions options, Metrics* metrics,
+                  Clock* clock = &Clock::Real());
 
   bool in_store() const override { return false; }
   Status Deliver(const Delivery& delivery) override;
@@ -86,6 +90,7 @@ class WebhookConsumer final : public Consumer {
 
   // Constant after construction.
   const WebhookOptions options_;
+  Clock* const clock_;
   HttpClient http_;
   std::unique_ptr<Metrics> own_metrics_;
   Counter* posted_ = nullptr;
@@ -93,7 +98,7 @@ class WebhookConsumer final : public Consumer {
   Counter* failed_ = nullptr;
   Counter* skipped_ = nullptr;
 
-  // Retry-After: no request before this Clock::Real().MonoMs().
+  // Retry-After: no request before this clock_->MonoMs().
   std::atomic<int64_t> not_before_mono_ms_{0};
 
   std::mutex mu_;

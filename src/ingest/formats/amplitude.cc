@@ -269,18 +269,22 @@ class AmplitudeFormat final : public Format {
 
   IngestReply Reply(const IngestOutcome& outcome) const override {
     if (outcome.reply_context == kPostHogContext) return PostHogReply(outcome);
+    // The body's "code" repeats the status: the SDK reads the body, not the
+    // HTTP status line.
     IngestReply reply;
     const Status& st = outcome.status;
+    reply.status = HttpStatusFor(st.code(), HttpDialect::kAmplitude);
+    reply.retry_after_s = RetryAfterFor(outcome);
     const std::string_view ctx = outcome.reply_context;
     const std::string_view extra = ctx.size() > 1 ? ctx.substr(1) : std::string_view();
     switch (st.code()) {
       case Code::kOk:
-        reply.body = "{\"code\":200,\"events_ingested\":" + std::to_string(outcome.events) +
+        reply.body = "{\"code\":" + std::to_string(reply.status) +
+                     ",\"events_ingested\":" + std::to_string(outcome.events) +
                      ",\"payload_size_bytes\":" + std::to_string(outcome.body_bytes) +
                      ",\"server_upload_time\":" + std::to_string(outcome.now_ms) + "}";
         return reply;
       case Code::kInvalidArgument: {
-        reply.status = 400;
         std::string fields(extra);
         if (fields.empty()) {
           // A request-level problem (bad JSON, corrupt gzip): `missing_field`
@@ -288,43 +292,35 @@ class AmplitudeFormat final : public Format {
           fields = ",\"missing_field\":";
           AppendJsonString(outcome.field.empty() ? "events" : outcome.field, &fields);
         }
-        reply.body = CodeBody(400, st.message(), fields);
+        reply.body = CodeBody(reply.status, st.message(), fields);
         return reply;
       }
       case Code::kUnauthorized:
         // The SDK drops a batch whose error starts with "Invalid API key".
-        reply.status = 400;
         if (ctx.empty() || ctx.front() != 'K') {
-          reply.body = CodeBody(400, "Invalid API key: missing", ",\"missing_field\":\"api_key\"");
+          reply.body =
+              CodeBody(reply.status, "Invalid API key: missing", ",\"missing_field\":\"api_key\"");
         } else {
-          reply.body = CodeBody(400, "Invalid API key: not accepted by this server", "");
+          reply.body = CodeBody(reply.status, "Invalid API key: not accepted by this server", "");
         }
         return reply;
       case Code::kTooLarge:
-        reply.status = 413;
-        reply.body = CodeBody(413, st.message(), "");
+        // 413 makes the SDK halve its batch size and resend.
+        reply.body = CodeBody(reply.status, st.message(), "");
         return reply;
       case Code::kBusy: {
         // throttled_events makes the SDK wait 30 s per attempt (12 attempts)
         // instead of its short 5xx backoff.
-        reply.status = 429;
         std::string throttled = ",\"eps_threshold\":0,\"throttled_events\":[";
         for (int64_t i = 0; i < outcome.events; ++i) {
           if (i > 0) throttled.push_back(',');
           throttled += std::to_string(i);
         }
         throttled += "]";
-        reply.body = CodeBody(429, st.message(), throttled);
-        reply.retry_after_s = outcome.retry_after_s > 0 ? outcome.retry_after_s : 1;
+        reply.body = CodeBody(reply.status, st.message(), throttled);
         return reply;
       }
-      case Code::kUnavailable:
-        reply.status = 503;
-        reply.body = CodeBody(503, st.message(), "");
-        reply.retry_after_s = outcome.retry_after_s > 0 ? outcome.retry_after_s : 1;
-        return reply;
       default:
-        reply.status = HttpStatusFor(st.code());
         reply.body = CodeBody(reply.status, st.message(), "");
         return reply;
     }

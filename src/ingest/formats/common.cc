@@ -1,6 +1,5 @@
 #include "ingest/formats/common.h"
 
-#include <array>
 #include <cmath>
 #include <cstdio>
 
@@ -58,13 +57,6 @@ Status CheckElement(simdjson::dom::element e, int32_t depth, const DecodeLimits&
     default:
       return Status::Ok();
   }
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 std::optional<int64_t> SecondsOrMillis(double v) {
@@ -293,24 +285,6 @@ std::string JsonObjectBuilder::Build() const {
   return out;
 }
 
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = HexValue(s[i + 1]);
-      const int lo = HexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
 std::optional<std::string_view> FormValue(std::string_view form, std::string_view key) {
   while (!form.empty()) {
     const size_t amp = form.find('&');
@@ -322,45 +296,6 @@ std::optional<std::string_view> FormValue(std::string_view form, std::string_vie
     form.remove_prefix(amp + 1);
   }
   return std::nullopt;
-}
-
-std::optional<std::string> Base64Decode(std::string_view s) {
-  static const std::array<int8_t, 256> kTable = [] {
-    std::array<int8_t, 256> t{};
-    t.fill(-1);
-    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; ++i) {
-      t[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
-    }
-    t[static_cast<unsigned char>('-')] = 62;  // URL-safe alphabet
-    t[static_cast<unsigned char>('_')] = 63;
-    t[static_cast<unsigned char>(' ')] = 62;  // '+' that a form decoder turned into ' '
-    return t;
-  }();
-  std::string out;
-  out.reserve(s.size() / 4 * 3 + 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    if (c == '\n' || c == '\r' || c == '\t') continue;
-    if (padding > 0) return std::nullopt;  // data after padding
-    const int v = kTable[c];
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (padding > 2 || bits >= 6) return std::nullopt;  // a lone 6-bit group is no byte
-  return out;
 }
 
 int64_t ApproxEventBytes(const Event& e) {

@@ -1,7 +1,6 @@
 // Helpers shared by the SDK wire-format decoders (Segment, Amplitude, PostHog,
 // Mixpanel): bounded JSON parsing, id and timestamp coercion, JSON object
-// building, base64 / percent decoding, gzip sniffing. Pure functions;
-// thread-safe.
+// building, form values, gzip sniffing. Pure functions; thread-safe.
 #pragma once
 
 #include <simdjson.h>
@@ -15,6 +14,7 @@
 
 #include "common/event.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "ingest/formats/format.h"
 
 namespace sluice {
@@ -86,18 +86,16 @@ class JsonObjectBuilder {
 // True when the JSON object text `obj` (minified, "" = none) has no members.
 inline bool EmptyObject(std::string_view obj) { return obj.empty() || obj == "{}"; }
 
-// Percent-decodes `s`. '+' stays '+' (Mixpanel's form bodies carry raw
-// base64); malformed escapes are kept literally.
-std::string PercentDecode(std::string_view s);
+// How the SDKs' form values (Mixpanel and PostHog `data=`, `api_key=`) are
+// percent-decoded: '+' stays '+' (Mixpanel's form bodies carry raw base64),
+// malformed escapes are kept literally (so PercentDecode never fails).
+inline constexpr PercentDecodeOptions kFormValueDecoding{.plus_is_space = false, .strict = false};
+// How their base64 `data=` is read: line breaks skipped, ' ' read as '+'.
+inline constexpr Base64Options kFormBase64{.form_whitespace = true};
 
 // The raw (not decoded) value of `key` in "a=1&b=2" (query string or form
 // body); nullopt when absent. A key without '=' has the value "".
 std::optional<std::string_view> FormValue(std::string_view form, std::string_view key);
-
-// Decodes standard or URL-safe base64, with or without padding. Whitespace
-// is skipped and ' ' is read as '+' (a form decoder upstream may have turned
-// '+' into a space). nullopt when malformed.
-std::optional<std::string> Base64Decode(std::string_view s);
 
 // Rough size of the stored body of `e`, to enforce max_event_bytes without
 // serializing.

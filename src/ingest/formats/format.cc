@@ -5,10 +5,14 @@
 
 namespace sluice {
 
+int32_t RetryAfterFor(const IngestOutcome& outcome) {
+  if (!HttpRetryLater(outcome.status.code())) return 0;
+  return outcome.retry_after_s > 0 ? outcome.retry_after_s : 1;
+}
 
-IngestReply NativeReply(const IngestOutcome& outcome) {
+IngestReply NativeReply(const IngestOutcome& outcome, HttpDialect dialect) {
   IngestReply reply;
-  reply.status = HttpStatusFor(outcome.status.code());
+  reply.status = HttpStatusFor(outcome.status.code(), dialect);
   if (outcome.status.ok()) {
     reply.body = "{\"accepted\":" + std::to_string(outcome.accepted) +
                  ",\"duplicates\":" + std::to_string(outcome.duplicates) + "}";
@@ -24,9 +28,7 @@ IngestReply NativeReply(const IngestOutcome& outcome) {
     AppendJsonString(outcome.field, &reply.body);
   }
   reply.body.push_back('}');
-  if (outcome.status.code() == Code::kBusy || outcome.status.code() == Code::kUnavailable) {
-    reply.retry_after_s = outcome.retry_after_s > 0 ? outcome.retry_after_s : 1;
-  }
+  reply.retry_after_s = RetryAfterFor(outcome);
   return reply;
 }
 

@@ -1,8 +1,9 @@
 // Format: one ingest wire format (native, Segment, Amplitude, PostHog,
 // RudderStack, Mixpanel). A format decides which requests are its own, turns
 // a request into normalized Events, and shapes the answer the way its SDKs
-// expect (status code and body), so SDKs neither drop good events nor retry
-// bad ones forever. Formats are stateless and thread-safe.
+// expect (the body; the status from its dialect's column of the table in
+// common/http_status.h), so SDKs neither drop good events nor retry bad ones
+// forever. Formats are stateless and thread-safe.
 //
 // The ingest server does the rest, the same for every format: size limits,
 // gunzip (bounded), auth of the key the format extracted, group commit,
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "common/event.h"
+#include "common/http_status.h"
 #include "common/status.h"
 
 namespace sluice {
@@ -87,9 +89,14 @@ class Format {
 using FormatPtr = std::unique_ptr<Format>;
 
 // The generic JSON reply: 200 {"accepted":N,"duplicates":M}; errors
-// {"error":..,"index":i,"field":..} with the status of HttpStatusFor.
-IngestReply NativeReply(const IngestOutcome& outcome);
+// {"error":..,"index":i,"field":..} with the status the table
+// (common/http_status.h) gives the code in `dialect`, + Retry-After when the
+// code asks to retry later.
+IngestReply NativeReply(const IngestOutcome& outcome, HttpDialect dialect = HttpDialect::kDefault);
 
+// Seconds for the Retry-After header of a reply to `outcome`: >= 1 when its
+// code asks the client to retry later (common/http_status.h), else 0.
+int32_t RetryAfterFor(const IngestOutcome& outcome);
 
 // A random RFC 4122 version-4 UUID string ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"),
 // the insert_id of an event that came without one. Thread-safe.

@@ -78,4 +78,24 @@ Result<std::string> Decompress(std::string_view in, Compression kind, int64_t ma
   return r;
 }
 
+Result<std::string> Compress(std::string_view in, Compression kind, int level) {
+  z_stream zs{};
+  const int window_bits = kind == Compression::kGzip ? 16 + MAX_WBITS : MAX_WBITS;
+  if (deflateInit2(&zs, level, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return Status::Internal("deflateInit2 failed");
+  }
+  // deflateBound covers the whole stream, header and trailer included, so one
+  // Z_FINISH call completes it.
+  std::string out(deflateBound(&zs, in.size()), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) return Status::Internal("deflate did not finish");
+  return out;
+}
+
 }  // namespace sluice

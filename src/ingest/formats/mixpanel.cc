@@ -242,14 +242,8 @@ class MixpanelFormat final : public Format {
     IngestReply reply;
     const Status& st = outcome.status;
     const bool verbose = outcome.reply_context == kVerbose;
-    switch (st.code()) {
-      case Code::kOk: reply.status = 200; break;
-      case Code::kBusy: reply.status = 429; break;
-      default: reply.status = HttpStatusFor(st.code());
-    }
-    if (st.code() == Code::kBusy || st.code() == Code::kUnavailable) {
-      reply.retry_after_s = outcome.retry_after_s > 0 ? outcome.retry_after_s : 1;
-    }
+    reply.status = HttpStatusFor(st.code(), HttpDialect::kMixpanel);
+    reply.retry_after_s = RetryAfterFor(outcome);
     if (verbose) {
       reply.content_type = "application/json";
       if (st.ok()) {
@@ -284,13 +278,13 @@ class MixpanelFormat final : public Format {
     }
     if (data) {
       // Never '+' -> ' ': the SDK's form body carries raw base64.
-      decoded = PercentDecode(*data);
+      decoded = *PercentDecode(*data, kFormValueDecoding);
       text = decoded;
     } else if (!LooksLikeJson(text)) {
       return DecodeFailure(Status::InvalidArgument("missing data=<base64 JSON>"), -1, "data");
     }
     if (!LooksLikeJson(text)) {
-      auto raw = Base64Decode(text);
+      auto raw = Base64Decode(text, kFormBase64);
       if (!raw) return DecodeFailure(Status::InvalidArgument("data is not base64"), -1, "data");
       unbased = std::move(*raw);
       Status st = MaybeGunzip(unbased, limits, &unzipped, &text);
@@ -353,7 +347,9 @@ class MixpanelFormat final : public Format {
       result.events.push_back(std::move(e));
     }
     if (result.write_key.empty() && endpoint == Endpoint::kImport) {
-      if (auto key = FormValue(req.query, "api_key")) result.write_key = PercentDecode(*key);
+      if (auto key = FormValue(req.query, "api_key")) {
+        result.write_key = *PercentDecode(*key, kFormValueDecoding);
+      }
     }
     return CheckEventLimits(std::move(result), limits);
   }

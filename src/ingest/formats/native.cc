@@ -273,4 +273,78 @@ class NativeFormat final : public Format {
 
 FormatPtr NewNativeFormat() { return std::make_unique<NativeFormat>(); }
 
+void EncodeNativeEvent(const Event& e, std::string* out) {
+  out->push_back('{');
+  bool first = true;
+  auto key = [&](std::string_view k) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendJsonString(k, out);
+    out->push_back(':');
+  };
+  auto string_field = [&](std::string_view k, const std::string& v) {
+    if (v.empty()) return;
+    key(k);
+    AppendJsonString(v, out);
+  };
+  string_field("insert_id", e.insert_id);
+  string_field("event", e.event);
+  string_field("user_id", e.user_id);
+  string_field("anonymous_id", e.anonymous_id);
+  if (e.time_ms > 0) {
+    key("time");
+    out->append(std::to_string(e.time_ms));
+  }
+  if (e.type != "track") string_field("type", e.type);
+  if (!e.properties.empty()) {
+    key("properties");
+    out->append(e.properties);
+  }
+  if (!e.set.empty() || !e.set_once.empty()) {
+    key("user_properties");
+    out->push_back('{');
+    if (!e.set.empty()) out->append("\"$set\":").append(e.set);
+    if (!e.set.empty() && !e.set_once.empty()) out->push_back(',');
+    if (!e.set_once.empty()) out->append("\"$set_once\":").append(e.set_once);
+    out->push_back('}');
+  }
+  out->push_back('}');
+}
+
+size_t NativeBodyBuilder::Separate() {
+  if (events_++ > 0) body_.push_back(',');
+  return body_.size();
+}
+
+size_t NativeBodyBuilder::Add(const Event& e) {
+  const size_t at = Separate();
+  EncodeNativeEvent(e, &body_);
+  return at;
+}
+
+size_t NativeBodyBuilder::AddRaw(std::string_view event_json) {
+  const size_t at = Separate();
+  body_.append(event_json);
+  return at;
+}
+
+std::string NativeBodyBuilder::Finish(std::string_view write_key) {
+  std::string body = std::move(body_);
+  body.push_back(']');
+  if (!write_key.empty()) {
+    body.append(",\"write_key\":");
+    AppendJsonString(write_key, &body);
+  }
+  body.push_back('}');
+  body_ = "{\"events\":[";
+  events_ = 0;
+  return body;
+}
+
+std::string EncodeNativeBody(std::span<const Event> events, std::string_view write_key) {
+  NativeBodyBuilder b;
+  for (const Event& e : events) b.Add(e);
+  return b.Finish(write_key);
+}
+
 }  // namespace sluice

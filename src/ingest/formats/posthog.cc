@@ -224,7 +224,7 @@ DecodeResult DecodePostHog(const IngestRequest& req, const DecodeLimits& limits)
     auto data = FormValue(req.query, "data");
     if (!data) return DecodeFailure(Status::InvalidArgument("GET needs a data= parameter"), -1,
                                     "data");
-    decoded = PercentDecode(*data);
+    decoded = *PercentDecode(*data, kFormValueDecoding);
     text = decoded;
   } else {
     Status st = MaybeGunzip(req.body, limits, &storage, &text);
@@ -237,7 +237,7 @@ DecodeResult DecodePostHog(const IngestRequest& req, const DecodeLimits& limits)
         return DecodeFailure(Status::InvalidArgument("body is neither JSON nor data=<base64>"),
                              -1, "data");
       }
-      decoded = PercentDecode(*data);
+      decoded = *PercentDecode(*data, kFormValueDecoding);
       text = decoded;
     }
   }
@@ -247,7 +247,7 @@ DecodeResult DecodePostHog(const IngestRequest& req, const DecodeLimits& limits)
   }
   std::string unbased, unzipped;
   if (!LooksLikeJson(text)) {
-    auto raw = Base64Decode(text);
+    auto raw = Base64Decode(text, kFormBase64);
     if (!raw) return DecodeFailure(Status::InvalidArgument("data is not base64"), -1, "data");
     unbased = std::move(*raw);
     Status st = MaybeGunzip(unbased, limits, &unzipped, &text);
@@ -340,34 +340,30 @@ DecodeResult DecodePostHog(const IngestRequest& req, const DecodeLimits& limits)
 IngestReply PostHogReply(const IngestOutcome& outcome) {
   IngestReply reply;
   const Status& st = outcome.status;
+  reply.status = HttpStatusFor(st.code(), HttpDialect::kPostHog);
+  reply.retry_after_s = RetryAfterFor(outcome);
   switch (st.code()) {
     case Code::kOk:
       reply.body = "{\"status\":1}";
       return reply;
     case Code::kInvalidArgument:
-      reply.status = 400;
       reply.body = ReplyBody("validation_error", "invalid_payload", st.message(), outcome.field);
       return reply;
     case Code::kUnauthorized:
-      reply.status = 401;
       reply.body = ReplyBody("authentication_error", "invalid_api_key", st.message(), "");
       return reply;
     case Code::kTooLarge:
       // posthog-node halves its batch size and resends at once.
-      reply.status = 413;
       reply.body = ReplyBody("validation_error", "payload_too_large", st.message(), "");
       return reply;
     case Code::kBusy:
+      // 429 and 503 are both retried by posthog-node (3 more attempts, 3 s apart).
+      reply.body = ReplyBody("server_error", "rate_limited", st.message(), "");
+      return reply;
     case Code::kUnavailable:
-      // Both retried by posthog-node (3 more attempts, 3 s apart).
-      reply.status = st.code() == Code::kBusy ? 429 : 503;
-      reply.body = ReplyBody("server_error", st.code() == Code::kBusy ? "rate_limited"
-                                                                      : "unavailable",
-                             st.message(), "");
-      reply.retry_after_s = outcome.retry_after_s > 0 ? outcome.retry_after_s : 1;
+      reply.body = ReplyBody("server_error", "unavailable", st.message(), "");
       return reply;
     default:
-      reply.status = HttpStatusFor(st.code());
       reply.body = ReplyBody("server_error", "internal", st.message(), "");
       return reply;
   }

@@ -248,15 +248,13 @@ class SegmentFormat final : public Format {
   }
 
   IngestReply Reply(const IngestOutcome& outcome) const override {
-    IngestReply reply = NativeReply(outcome);
+    // Busy is 429 + Retry-After here: analytics-node waits it without spending
+    // one of its 10 retries (up to 30 attempts); rudder-sdk-node waits at least
+    // that long. Both give up sooner on 503.
+    IngestReply reply = NativeReply(outcome, HttpDialect::kSegment);
     if (outcome.status.ok()) {
       reply.body = "{\"success\":true,\"accepted\":" + std::to_string(outcome.accepted) +
                    ",\"duplicates\":" + std::to_string(outcome.duplicates) + "}";
-    } else if (outcome.status.code() == Code::kBusy) {
-      // 429 + Retry-After: analytics-node waits it without spending one of its
-      // 10 retries (up to 30 attempts); rudder-sdk-node waits at least that long.
-      // Both give up sooner on 503.
-      reply.status = 429;
     }
     return reply;
   }

@@ -250,9 +250,14 @@ DROP TABLE counter_users;
 ALTER TABLE counter_users_v3 RENAME TO counter_users;
 ALTER INDEX counter_users_v3_pkey RENAME TO counter_users_pkey;
 )sql",
-    // v4: per-person profiles as mergeable state (src/profile/profile.h,
+    // v4: what each replica last published about itself (loops, rates,
+    // per-consumer counts) for the console and `sluice status`.
+    R"sql(
+ALTER TABLE replicas ADD COLUMN stats text NOT NULL DEFAULT '';
+)sql",
+    // v5: per-person profiles as mergeable state (src/profile/profile.h,
     // docs/users.md). users keeps one row per distinct id; properties hold
-    // each property's registers (a plain value of v3 becomes a $set keyed at
+    // each property's registers (a plain value of v4 becomes a $set keyed at
     // the row's last_seen with an empty insert_id, so events older than the
     // stored value do not overwrite it; jsonb's key order and spacing are
     // rewritten canonically by the next write of the row); identity flags and

@@ -47,6 +47,8 @@ class PostgresStore final : public Store {
   Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override;
   Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override;
   const char* kind() const override { return "postgres"; }
+  Status PublishReplicaStats(const std::string& id, const std::string& stats_json) override;
+  Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) override;
   void SetWakeCallback(std::function<void()> cb) override;
 
  private:

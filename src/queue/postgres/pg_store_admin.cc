@@ -283,8 +283,10 @@ namespace {
   "state = 'dead' AND ($1::text = '' OR project = $1::text) "                 \
   "AND ($2::text = '' OR starts_with(coalesce(last_error, ''), $2::text) "    \
   "     OR strpos(coalesce(last_error, ''), '; ' || $2::text) > 0) "          \
-  "AND ($3::bigint[] IS NULL OR seq = ANY($3::bigint[]))"
+  "AND ($3::bigint[] IS NULL OR seq = ANY($3::bigint[])) "                   \
+  "AND ($4::text = '' OR strpos(lower(coalesce(last_error, '')), lower($4::text)) > 0)"
 
+// $1 project, $2 "consumer NAME:", $3 seqs or NULL, $4 error text ('' = any).
 PgParams DeadParams(const DeadFilter& f) {
   PgParams p;
   p.Add(f.project).Add(f.consumer.empty() ? std::string() : "consumer " + f.consumer + ":");
@@ -293,6 +295,7 @@ PgParams DeadParams(const DeadFilter& f) {
   } else {
     p.AddArray(std::span<const int64_t>(f.seqs));
   }
+  p.Add(f.error);
   return p;
 }
 
@@ -302,7 +305,7 @@ Result<std::vector<DeadEvent>> PostgresStore::ListDead(const DeadFilter& filter)
   static constexpr char kList[] =
       "SELECT seq, project, insert_id, body, attempts, done_mask, coalesce(last_error, ''), "
       "coalesce(" SLUICE_MS("died_at") ", 0) FROM queue WHERE " SLUICE_DEAD_FILTER
-      " ORDER BY seq LIMIT $4";
+      " ORDER BY seq LIMIT $5";
   PgParams params = DeadParams(filter);
   params.Add(int64_t{filter.limit > 0 ? filter.limit : 100});
   std::vector<DeadEvent> out;
@@ -506,7 +509,7 @@ Result<std::vector<ReplicaInfo>> PostgresStore::ListReplicas(int64_t alive_withi
       "SELECT r.id, r.host, r.pid, r.version, " SLUICE_MS("r.started") ", "
       SLUICE_MS("r.heartbeat") ", "
       "(SELECT count(*) FROM queue q WHERE q.state = 'leased' AND q.lease_until > now() "
-      " AND (q.lease_owner = r.id OR starts_with(q.lease_owner, r.id || '/'))) "
+      " AND (q.lease_owner = r.id OR starts_with(q.lease_owner, r.id || '/'))), r.stats "
       "FROM replicas r WHERE r.heartbeat >= now() - $1::bigint * interval '1 millisecond' "
       "ORDER BY r.id COLLATE \"C\"";
   PgParams params;
@@ -525,6 +528,7 @@ Result<std::vector<ReplicaInfo>> PostgresStore::ListReplicas(int64_t alive_withi
           info.started_ms = r.Int(i, 4);
           info.heartbeat_ms = r.Int(i, 5);
           info.leases_held = r.Int(i, 6);
+          info.stats = r.Str(i, 7);
           out.push_back(std::move(info));
         }
         return Status::Ok();
@@ -561,6 +565,130 @@ Result<QueueStats> PostgresStore::Stats() {
       /*idempotent=*/true);
   if (!st.ok()) return st;
   return stats;
+}
+
+// ---- the console ----
+
+namespace {
+
+// Seven columns from `first` of row `i`: done_mask, events, leased, waiting,
+// oldest, oldest pending, next visible.
+MaskGroup GroupOf(const PgResult& r, int i, int first) {
+  MaskGroup g;
+  g.done_mask = static_cast<uint64_t>(r.Int(i, first));
+  g.events = r.Int(i, first + 1);
+  g.leased = r.Int(i, first + 2);
+  g.waiting = r.Int(i, first + 3);
+  g.oldest_ms = r.Int(i, first + 4);
+  g.oldest_pending_ms = r.Int(i, first + 5);
+  g.next_visible_ms = r.Int(i, first + 6);
+  return g;
+}
+
+}  // namespace
+
+Status PostgresStore::PublishReplicaStats(const std::string& id, const std::string& stats_json) {
+  static constexpr char kBeat[] =
+      "UPDATE replicas SET heartbeat = now(), stats = $2 WHERE id = $1";
+  if (stats_json.size() > kMaxReplicaStatsBytes) {
+    return Status::TooLarge(fmt::format("replica stats of {} bytes (at most {})",
+                                        stats_json.size(), kMaxReplicaStatsBytes));
+  }
+  PgParams params;
+  params.Add(id).Add(stats_json);
+  return Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kBeat, params));
+        if (r.Affected() == 0) return Status::NotFound(fmt::format("replica {} not registered", id));
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+}
+
+Result<BacklogScan> PostgresStore::ScanBacklog(const BacklogScanRequest& req) {
+  // One statement, so one snapshot. kind 0: the head scan (the $1 lowest-seq
+  // live rows, read from the claim's low-water mark, grouped by done_mask);
+  // kind 1: the $2 oldest dead rows likewise; kind 2: totals (leased rows,
+  // counted in queue_token, and the highest seq) and the store clock.
+  static constexpr char kScan[] =
+      "WITH live AS (SELECT seq, done_mask, state, enqueued_at, visible_at FROM queue "
+      "  WHERE state <> 'dead' AND seq >= (SELECT low FROM queue_head) "
+      "  ORDER BY seq LIMIT $1), "
+      "dead AS (SELECT done_mask, died_at FROM queue WHERE state = 'dead' "
+      "  ORDER BY seq LIMIT $2) "
+      "SELECT 0, done_mask, count(*), count(*) FILTER (WHERE state = 'leased'), "
+      "  count(*) FILTER (WHERE state = 'pending' AND visible_at > now()), "
+      "  " SLUICE_MS("min(enqueued_at)") ", "
+      "  coalesce(" SLUICE_MS("min(enqueued_at) FILTER (WHERE state = 'pending')") ", 0), "
+      "  coalesce(" SLUICE_MS("min(visible_at) FILTER (WHERE state = 'pending' "
+                              "AND visible_at > now())") ", 0), "
+      "  min(seq), max(seq) FROM live GROUP BY done_mask "
+      "UNION ALL "
+      "SELECT 1, done_mask, count(*), 0, 0, coalesce(" SLUICE_MS("min(died_at)") ", 0), 0, 0, "
+      "  0, 0 FROM dead GROUP BY done_mask "
+      "UNION ALL "
+      "SELECT 2, 0, (SELECT count(*) FROM queue WHERE state = 'leased'), 0, 0, "
+      "  " SLUICE_MS("now()") ", 0, 0, 0, coalesce((SELECT max(seq) FROM queue), 0)";
+  // One primary-key lookup per probe: seq $1 + i * $2 / $3 for i in [0, $3).
+  static constexpr char kProbe[] =
+      "SELECT q.done_mask, count(*), count(*) FILTER (WHERE q.state = 'leased'), "
+      "  count(*) FILTER (WHERE q.state = 'pending' AND q.visible_at > now()), "
+      "  " SLUICE_MS("min(q.enqueued_at)") ", "
+      "  coalesce(" SLUICE_MS("min(q.enqueued_at) FILTER (WHERE q.state = 'pending')") ", 0), "
+      "  coalesce(" SLUICE_MS("min(q.visible_at) FILTER (WHERE q.state = 'pending' "
+                              "AND q.visible_at > now())") ", 0) "
+      "FROM generate_series(0::bigint, $3::bigint - 1) AS p(i) "
+      "JOIN queue q ON q.seq = $1::bigint + (p.i * $2::bigint) / $3::bigint "
+      "WHERE q.state <> 'dead' GROUP BY q.done_mask";
+  if (req.max_live <= 0 || req.max_dead <= 0 || req.samples <= 0) {
+    return Status::InvalidArgument("scan backlog: max_live, max_dead and samples must be > 0");
+  }
+  PgParams params;
+  params.Add(req.max_live).Add(req.max_dead);
+  BacklogScan out;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kScan, params));
+        out = BacklogScan{};
+        for (int i = 0; i < r.rows(); ++i) {
+          const int64_t kind = r.Int(i, 0);
+          if (kind == 2) {
+            out.leased_total = r.Int(i, 2);
+            out.now_ms = r.Int(i, 5);
+            out.max_seq = r.Int(i, 9);
+            continue;
+          }
+          const MaskGroup g = GroupOf(r, i, 1);
+          if (kind == 0) {
+            const int64_t lo = r.Int(i, 8);
+            const int64_t hi = r.Int(i, 9);
+            if (out.first_live_seq == 0 || lo < out.first_live_seq) out.first_live_seq = lo;
+            out.last_scanned_seq = std::max(out.last_scanned_seq, hi);
+            out.live_scanned += g.events;
+            out.live.push_back(g);
+          } else {
+            out.dead_scanned += g.events;
+            out.dead.push_back(g);
+          }
+        }
+        out.live_complete = out.live_scanned < req.max_live;
+        out.dead_complete = out.dead_scanned < req.max_dead;
+        if (out.live_complete || out.max_seq <= out.last_scanned_seq) return Status::Ok();
+        // A second statement (a later snapshot): the estimate it feeds
+        // tolerates rows that moved in between.
+        out.sample_span = out.max_seq - out.last_scanned_seq;
+        out.samples_taken = std::min(req.samples, out.sample_span);
+        PgParams probe;
+        probe.Add(out.last_scanned_seq + 1).Add(out.sample_span).Add(out.samples_taken);
+        SLUICE_ASSIGN_OR_RETURN(PgResult p, c.Exec(kProbe, probe));
+        for (int i = 0; i < p.rows(); ++i) {
+          out.sampled.push_back(GroupOf(p, i, 0));
+        }
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+  if (!st.ok()) return st;
+  return out;
 }
 
 }  // namespace sluice

@@ -125,9 +125,14 @@ INSERT OR IGNORE INTO counter_users_v2(bucket, series, user_hash)
 DROP TABLE counter_users;
 ALTER TABLE counter_users_v2 RENAME TO counter_users;
 )sql",
-    // v3: per-person profiles as mergeable state (src/profile/profile.h,
+    // v3: what each replica last published about itself (loops, rates,
+    // per-consumer counts) for the console and `sluice status`.
+    R"sql(
+ALTER TABLE replicas ADD COLUMN stats TEXT NOT NULL DEFAULT '';
+)sql",
+    // v4: per-person profiles as mergeable state (src/profile/profile.h,
     // docs/users.md). users keeps one row per distinct id; properties hold
-    // each property's registers (a plain value of v2 becomes a $set keyed at
+    // each property's registers (a plain value of v3 becomes a $set keyed at
     // the row's last_seen with an empty insert_id, so events older than the
     // stored value do not overwrite it); identity flags and the earliest link
     // are columns (link_target is indexed: the ids that join a person);
@@ -170,7 +175,7 @@ void UserHashFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   sqlite3_result_int64(ctx, CounterUserHash(ArgText(argv[0])));
 }
 
-// sluice_profile_state(plain properties, last_seen): the v3 data migration.
+// sluice_profile_state(plain properties, last_seen): the v4 data migration.
 void ProfileStateFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   PropertyMap props;
   Status st = ParseProperties(ArgText(argv[0]), OpKey{sqlite3_value_int64(argv[1]), ""}, &props);

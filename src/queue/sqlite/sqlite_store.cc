@@ -473,14 +473,16 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
 
 namespace {
 
-// ?1 project or '', ?2 "consumer NAME:" or '', ?3 JSON array of seqs or NULL.
+// ?1 project or '', ?2 "consumer NAME:" or '', ?3 JSON array of seqs or NULL,
+// ?5 error text or '' (lower() folds ASCII only, as documented for DeadFilter).
 // last_error names each consumer that failed the row, "; "-separated
 // ("consumer a: ..; consumer b: .."), so ?2 matches at the start or after "; ".
 #define SLUICE_DEAD_FILTER                                                   \
   "state = 'dead' AND (?1 = '' OR project = ?1) "                            \
   "AND (?2 = '' OR substr(coalesce(last_error, ''), 1, length(?2)) = ?2 "    \
   "     OR instr(coalesce(last_error, ''), '; ' || ?2) > 0) "                \
-  "AND (?3 IS NULL OR seq IN (SELECT value FROM json_each(?3)))"
+  "AND (?3 IS NULL OR seq IN (SELECT value FROM json_each(?3))) "            \
+  "AND (?5 = '' OR instr(lower(coalesce(last_error, '')), lower(?5)) > 0)"
 
 struct BoundFilter {
   std::string prefix;
@@ -502,7 +504,7 @@ BoundFilter MakeFilter(const DeadFilter& f) {
 }
 
 void BindFilter(Stmt& s, const DeadFilter& f, const BoundFilter& b) {
-  s.Bind(1, f.project).Bind(2, b.prefix);
+  s.Bind(1, f.project).Bind(2, b.prefix).Bind(5, f.error);
   if (b.seqs.empty()) {
     s.BindNull(3);
   } else {

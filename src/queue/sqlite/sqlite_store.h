@@ -47,6 +47,8 @@ class SqliteStore final : public Store {
   Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override;
   Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override;
   const char* kind() const override { return "sqlite"; }
+  Status PublishReplicaStats(const std::string& id, const std::string& stats_json) override;
+  Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) override;
 
  private:
   SqliteStore(const StoreOptions& options, std::unique_ptr<SqliteConn> writer,

@@ -266,8 +266,8 @@ Result<std::vector<ReplicaInfo>> SqliteStore::ListReplicas(int64_t alive_within_
   static constexpr char kList[] =
       "SELECT r.id, r.host, r.pid, r.version, r.started, r.heartbeat, "
       "(SELECT count(*) FROM queue q WHERE q.state = 'leased' AND q.lease_until > ?2 "
-      "AND (q.lease_owner = r.id OR substr(q.lease_owner, 1, length(r.id) + 1) = r.id || '/')) "
-      "FROM replicas r WHERE r.heartbeat >= ?1 ORDER BY r.id";
+      "AND (q.lease_owner = r.id OR substr(q.lease_owner, 1, length(r.id) + 1) = r.id || '/')), "
+      "r.stats FROM replicas r WHERE r.heartbeat >= ?1 ORDER BY r.id";
   std::vector<ReplicaInfo> out;
   Status st = Read([&](SqliteConn& c, int64_t now) -> Status {
     out.clear();
@@ -284,6 +284,7 @@ Result<std::vector<ReplicaInfo>> SqliteStore::ListReplicas(int64_t alive_within_
       r.started_ms = s.Int(4);
       r.heartbeat_ms = s.Int(5);
       r.leases_held = s.Int(6);
+      r.stats = s.Str(7);
       out.push_back(std::move(r));
     }
     return Status::Ok();
@@ -319,6 +320,131 @@ Result<QueueStats> SqliteStore::Stats() {
   });
   if (!st.ok()) return st;
   return stats;
+}
+
+// ---- the console ----
+
+namespace {
+
+// Columns 0..6 of the head scan and of the probes (NULLs read as 0).
+MaskGroup GroupOf(const Stmt& s) {
+  MaskGroup g;
+  g.done_mask = static_cast<uint64_t>(s.Int(0));
+  g.events = s.Int(1);
+  g.leased = s.Int(2);
+  g.waiting = s.Int(3);
+  g.oldest_ms = s.Int(4);
+  g.oldest_pending_ms = s.Int(5);
+  g.next_visible_ms = s.Int(6);
+  return g;
+}
+
+}  // namespace
+
+Status SqliteStore::PublishReplicaStats(const std::string& id, const std::string& stats_json) {
+  static constexpr char kBeat[] = "UPDATE replicas SET heartbeat = ?2, stats = ?3 WHERE id = ?1";
+  if (stats_json.size() > kMaxReplicaStatsBytes) {
+    return Status::TooLarge(fmt::format("replica stats of {} bytes (at most {})",
+                                        stats_json.size(), kMaxReplicaStatsBytes));
+  }
+  return Write([&](SqliteConn& c, int64_t now) -> Status {
+    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kBeat));
+    SLUICE_RETURN_IF_ERROR(s.Bind(1, id).Bind(2, now).Bind(3, stats_json).Run());
+    if (s.Changes() == 0) return Status::NotFound(fmt::format("replica {} not registered", id));
+    return Status::Ok();
+  });
+}
+
+Result<BacklogScan> SqliteStore::ScanBacklog(const BacklogScanRequest& req) {
+  // The head scan walks the table in seq (rowid) order and stops after ?1
+  // live rows; grouping by done_mask keeps the answer to a few rows whatever
+  // the number of consumers. The dead scan walks queue_dead likewise.
+  // "state != 'dead'" lets the planner use queue_claim's order.
+  static constexpr char kLive[] =
+      "SELECT done_mask, count(*), sum(state = 'leased'), "
+      "sum(state = 'pending' AND visible_at > ?2), min(enqueued_at), "
+      "min(CASE WHEN state = 'pending' THEN enqueued_at END), "
+      "min(CASE WHEN state = 'pending' AND visible_at > ?2 THEN visible_at END), "
+      "min(seq), max(seq) "
+      "FROM (SELECT seq, done_mask, state, enqueued_at, visible_at FROM queue "
+      "      WHERE state != 'dead' ORDER BY seq LIMIT ?1) GROUP BY done_mask";
+  static constexpr char kDead[] =
+      "SELECT done_mask, count(*), min(coalesce(died_at, 0)) "
+      "FROM (SELECT done_mask, died_at FROM queue WHERE state = 'dead' ORDER BY seq LIMIT ?1) "
+      "GROUP BY done_mask";
+  // One rowid lookup per probe: seq ?1 + i * ?2 / ?3 for i in [0, ?3).
+  static constexpr char kProbe[] =
+      "WITH RECURSIVE p(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM p WHERE i + 1 < ?3) "
+      "SELECT q.done_mask, count(*), sum(q.state = 'leased'), "
+      "sum(q.state = 'pending' AND q.visible_at > ?4), min(q.enqueued_at), "
+      "min(CASE WHEN q.state = 'pending' THEN q.enqueued_at END), "
+      "min(CASE WHEN q.state = 'pending' AND q.visible_at > ?4 THEN q.visible_at END) "
+      "FROM p JOIN queue q ON q.seq = ?1 + (p.i * ?2) / ?3 "
+      "WHERE q.state != 'dead' GROUP BY q.done_mask";
+  static constexpr char kTotals[] =
+      "SELECT (SELECT count(*) FROM queue WHERE lease_token IS NOT NULL AND state = 'leased'), "
+      "coalesce((SELECT max(seq) FROM queue), 0)";
+  if (req.max_live <= 0 || req.max_dead <= 0 || req.samples <= 0) {
+    return Status::InvalidArgument("scan backlog: max_live, max_dead and samples must be > 0");
+  }
+  BacklogScan out;
+  Status st = Read([&](SqliteConn& c, int64_t now) -> Status {
+    out = BacklogScan{};
+    out.now_ms = now;
+    {
+      SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kLive));
+      s.Bind(1, req.max_live).Bind(2, now);
+      while (true) {
+        SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        const MaskGroup g = GroupOf(s);
+        const int64_t lo = s.Int(7);
+        const int64_t hi = s.Int(8);
+        if (out.first_live_seq == 0 || lo < out.first_live_seq) out.first_live_seq = lo;
+        out.last_scanned_seq = std::max(out.last_scanned_seq, hi);
+        out.live_scanned += g.events;
+        out.live.push_back(g);
+      }
+      out.live_complete = out.live_scanned < req.max_live;
+    }
+    {
+      SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kDead));
+      s.Bind(1, req.max_dead);
+      while (true) {
+        SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        MaskGroup g;
+        g.done_mask = static_cast<uint64_t>(s.Int(0));
+        g.events = s.Int(1);
+        g.oldest_ms = s.Int(2);
+        out.dead_scanned += g.events;
+        out.dead.push_back(g);
+      }
+      out.dead_complete = out.dead_scanned < req.max_dead;
+    }
+    {
+      SLUICE_ASSIGN_OR_RETURN(Stmt t, c.Prepare(kTotals));
+      SLUICE_ASSIGN_OR_RETURN(bool row, t.Step());
+      if (row) {
+        out.leased_total = t.Int(0);
+        out.max_seq = t.Int(1);
+      }
+    }
+    if (out.live_complete || out.max_seq <= out.last_scanned_seq) return Status::Ok();
+    out.sample_span = out.max_seq - out.last_scanned_seq;
+    out.samples_taken = std::min(req.samples, out.sample_span);
+    SLUICE_ASSIGN_OR_RETURN(Stmt p, c.Prepare(kProbe));
+    p.Bind(1, out.last_scanned_seq + 1).Bind(2, out.sample_span).Bind(3, out.samples_taken);
+    p.Bind(4, now);
+    while (true) {
+      SLUICE_ASSIGN_OR_RETURN(bool row, p.Step());
+      if (!row) break;
+      out.sampled.push_back(GroupOf(p));
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return out;
 }
 
 }  // namespace sluice

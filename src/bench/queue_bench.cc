@@ -45,7 +45,7 @@ class CountingConsumer final : public Consumer {
   CountingConsumer(ConsumerPtr inner, std::atomic<int64_t>* count)
       : Consumer(inner->name(), inner->bit()), inner_(std::move(inner)), count_(count) {}
   bool in_store() const override { return inner_->in_store(); }
-  void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override {
+  void BuildEffects(std::span<const DecodedEvent> events, Effects* out) const override {
     count_->fetch_add(static_cast<int64_t>(events.size()));
     inner_->BuildEffects(events, out);
   }

@@ -1,21 +1,19 @@
 // Effects: what the in-store consumers (users, counters) want applied.
 //
 // Consumers turn a batch of events into these deltas in plain C++ (pure,
-// store-agnostic); each Store applies them with its own SQL inside the fenced
-// MarkDone/Complete transaction, and only for the rows whose done bit that
-// transaction set (DESIGN §3). Thread-compatible value types.
+// store-agnostic), outside any store transaction; the watcher hands them to
+// the store as data (InStoreEffects), and each Store applies them with its
+// own SQL inside the fenced MarkDone/Complete transaction, only for the rows
+// whose done bit that transaction sets (DESIGN §3). Thread-compatible value
+// types.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <map>
-#include <span>
 #include <string>
 #include <vector>
 
 namespace sluice {
-
-struct ClaimedEvent;
 
 // Per (project, user) increments and property merges of one batch.
 struct UserDelta {
@@ -57,11 +55,12 @@ struct Effects {
   bool empty() const { return users.empty() && counters.empty(); }
 };
 
-// An in-store consumer as the store sees it: its done bit and a pure function
-// that turns the events (those the transaction newly marked) into Effects.
-struct InStoreWork {
+// One in-store consumer's part of a MarkDone/Complete: its done bit and the
+// effects built for exactly the request's rows that lack that bit in the
+// masks the request carries (store.h, MarkDoneRequest).
+struct InStoreEffects {
   uint64_t bit = 0;  // REQUIRES: exactly one bit set
-  std::function<void(std::span<const ClaimedEvent* const>, Effects*)> build;
+  Effects effects;
 };
 
 // Merges two JSON objects (minified text). Keys of `over` replace those of

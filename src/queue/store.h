@@ -20,7 +20,10 @@
 //     taken over changes nothing and gets kLeaseLost.
 //  5. In-store effects are applied in the same transaction that sets their
 //     consumer's done bit, only for rows whose bit that transaction set:
-//     exactly-once effect, also across lease loss.
+//     exactly-once effect, also across lease loss. Effects arrive as data,
+//     built by the caller for given masks; the store checks those masks under
+//     the fence and refuses (stale) rather than apply effects built for other
+//     rows. No caller code runs inside a store transaction.
 //  6. An event is deleted only when every configured consumer bit is set.
 //  7. Enqueue stores a batch whole or not at all, deduplicated by
 //     (project, insert_id) within the dedup window.
@@ -92,29 +95,53 @@ struct BackoffPolicy {
   int64_t min_delay_ms = 0;
 };
 
+// A row a fenced write found held under its token, with its done bits as
+// they are in the store now.
+struct HeldRow {
+  int64_t seq = 0;
+  uint64_t done_mask = 0;
+  bool operator==(const HeldRow&) const = default;
+};
+
+// MarkDone and Complete take data, never code: the caller builds each in-store
+// consumer's effects beforehand (InStoreEffects) for the rows of `events` that
+// lack its bit in `events[i].done_mask` (the masks seen at claim, or in the
+// last stale answer). The store applies them only if, under the fence, every
+// row they were built for is still held and still lacks the bit (and rows that
+// had it still have it); otherwise it writes nothing and answers `stale` with
+// the rows' current masks, and the caller rebuilds and retries.
 struct MarkDoneRequest {
   int64_t token = 0;
-  std::span<const ClaimedEvent> events;  // rows of this lease to mark
+  std::span<const ClaimedEvent> events;  // rows of this lease to mark; masks as the caller saw them
   uint64_t external_bits = 0;  // bits of external consumers that succeeded for all `events`
-  std::vector<InStoreWork> in_store;  // in-store consumers to apply and mark
+  std::vector<InStoreEffects> in_store;  // in-store consumers to apply and mark; distinct bits
 };
 
 struct MarkDoneResult {
   // Rows (seq) on which this call set at least one bit.
   std::vector<int64_t> marked;
+  // True: some in_store effects were built for masks that no longer hold
+  // (a row they cover is no longer held, or already has the bit). Nothing
+  // was written; `held` gives the rows of `events` still held, ascending
+  // seq, with their current masks, to rebuild the effects from.
+  bool stale = false;
+  std::vector<HeldRow> held;  // filled only when stale
 };
 
 struct CompleteRequest {
   int64_t token = 0;
-  std::span<const ClaimedEvent> events;  // rows of this lease
+  std::span<const ClaimedEvent> events;  // rows of this lease; masks as in MarkDone
   uint64_t all_bits = 0;       // every configured consumer's bit
   uint64_t external_bits = 0;  // as in MarkDone, applied first in the same transaction
-  std::vector<InStoreWork> in_store;  // as in MarkDone, applied first
+  std::vector<InStoreEffects> in_store;  // as in MarkDone, applied first
 };
 
 struct CompleteResult {
   std::vector<int64_t> deleted;   // rows whose every bit was set, now gone
   std::vector<int64_t> remaining; // rows still held (some consumer not done)
+  // As in MarkDoneResult: nothing was written, nothing deleted.
+  bool stale = false;
+  std::vector<HeldRow> held;  // filled only when stale
 };
 
 struct FailRequest {
@@ -151,7 +178,9 @@ struct DeadEvent {
 struct DeadFilter {
   std::vector<int64_t> seqs;
   std::string project;
-  std::string consumer;  // matches last_error "consumer NAME:" prefix
+  // Matches rows whose last_error names this consumer: "consumer NAME:" at
+  // its start or after "; " (LastErrorNamesConsumer, queue/lease_logic.h).
+  std::string consumer;
   int32_t limit = 0;     // list only; 0 = default (100)
   std::string error{};   // last_error contains this text (ASCII case-insensitive); "" = any
 };
@@ -263,10 +292,13 @@ class Store {
   // Pushes the deadline of every row held under `token` to now + ttl.
   // Returns the new deadline; kLeaseLost if no row is held any more.
   virtual Result<int64_t> Extend(int64_t token, int64_t lease_ttl_ms) = 0;
-  // Fenced. kLeaseLost when no row of `events` is held under token (nothing changed).
+  // Fenced. kLeaseLost when no row of `events` is held under token (nothing
+  // changed). Sets the bits on the held rows of `events` and applies the
+  // in-store effects, in one transaction; or, when the effects are stale (see
+  // MarkDoneRequest), changes nothing and answers stale.
   virtual Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) = 0;
   // Fenced. MarkDone of the given bits/effects, then deletes the held rows
-  // whose every bit in all_bits is set; one transaction.
+  // whose every bit in all_bits is set; one transaction. Stale as MarkDone.
   virtual Result<CompleteResult> Complete(const CompleteRequest& req) = 0;
   // Fenced. Held rows go back to pending at now + backoff(attempts), or dead
   // when attempts >= max_attempts; last_error records why.

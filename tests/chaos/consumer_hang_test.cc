@@ -68,7 +68,7 @@ class HangingConsumer final : public Consumer {
       first_call_ms_.store(Mono() - t0);
     }
     std::lock_guard<std::mutex> lock(mu_);
-    for (const ClaimedEvent* e : d.events) ++succeeded_[e->seq];
+    for (const DecodedEvent& e : d.events) ++succeeded_[e.row->seq];
     return Status::Ok();
   }
 

@@ -14,13 +14,14 @@
 
 #include "common/time.h"
 #include "consumers/registry/registry.h"
+#include "testing/decoded.h"
 #include "testing/sink_servers.h"
 
 namespace sluice {
 namespace {
 
+using testing::Decoded;
 using testing::MakeEvents;
-using testing::Pointers;
 
 // 2024-05-01T10:59:50Z: a batch of 20 events received one second apart spans
 // hours 10 and 11.
@@ -114,7 +115,7 @@ std::map<std::string, std::string> Files(const std::string& dir) {
   return out;
 }
 
-Delivery Deliv(const std::vector<const ClaimedEvent*>& ptrs) {
+Delivery Deliv(const std::vector<DecodedEvent>& ptrs) {
   Delivery d;
   d.events = ptrs;
   return d;
@@ -128,8 +129,8 @@ TEST(ArchiveDir, EveryEventLandsInItsProjectHourObject) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   auto a = MakeEvents(1, 20, "shop", kBase);
   auto b = MakeEvents(21, 5, "blog/x y", kBase);
-  std::vector<const ClaimedEvent*> ptrs = Pointers(a);
-  for (const auto* p : Pointers(b)) ptrs.push_back(p);
+  std::vector<DecodedEvent> ptrs = Decoded(a);
+  for (const auto& p : Decoded(b)) ptrs.push_back(p);
   ASSERT_TRUE((*c)->Deliver(Deliv(ptrs)).ok());
 
   const auto files = Files(o.dir);
@@ -153,17 +154,17 @@ TEST(ArchiveDir, RedeliveredBatchOverwritesItsObjects) {
   auto c = ArchiveConsumer::Create("archive", 1 << 5, o, nullptr);
   ASSERT_TRUE(c.ok());
   auto events = MakeEvents(100, 30, "p", kBase);
-  ASSERT_TRUE((*c)->Deliver(Deliv(Pointers(events))).ok());
+  ASSERT_TRUE((*c)->Deliver(Deliv(Decoded(events))).ok());
   const auto first = Files(o.dir);
-  ASSERT_TRUE((*c)->Deliver(Deliv(Pointers(events))).ok());
+  ASSERT_TRUE((*c)->Deliver(Deliv(Decoded(events))).ok());
   const auto second = Files(o.dir);
   EXPECT_EQ(first, second);  // same keys, same bytes, no temp files left behind
   // A later, different batch with some of the same events adds objects: every
   // event is still present at least once.
-  const std::vector<const ClaimedEvent*> all = Pointers(events);
-  std::vector<const ClaimedEvent*> tail(all.begin() + 20, all.end());
+  const std::vector<DecodedEvent> all = Decoded(events);
+  std::vector<DecodedEvent> tail(all.begin() + 20, all.end());
   auto more = MakeEvents(130, 3, "p", kBase);
-  for (const auto* p : Pointers(more)) tail.push_back(p);
+  for (const auto& p : Decoded(more)) tail.push_back(p);
   ASSERT_TRUE((*c)->Deliver(Deliv(tail)).ok());
   std::map<std::string, int> seen;
   for (const auto& [k, v] : Files(o.dir)) Collect(k, v, &seen);
@@ -224,8 +225,8 @@ TEST(ArchiveDir, DifferentSetsWithTheSameFirstAndLastSeqKeepBothObjects) {
   auto c = ArchiveConsumer::Create("archive", 1 << 5, o, nullptr);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   auto events = MakeEvents(1, 3, "shop", kBase);  // seqs 1, 2, 3 in one hour
-  std::vector<const ClaimedEvent*> all = Pointers(events);
-  std::vector<const ClaimedEvent*> ends = {all[0], all[2]};
+  std::vector<DecodedEvent> all = Decoded(events);
+  std::vector<DecodedEvent> ends = {all[0], all[2]};
   ASSERT_TRUE((*c)->Deliver(Deliv(all)).ok());
   ASSERT_TRUE((*c)->Deliver(Deliv(ends)).ok());
   ASSERT_TRUE((*c)->Deliver(Deliv(all)).ok());  // a redelivery: same object
@@ -241,8 +242,8 @@ TEST_F(ArchiveS3, SignedPutsStoreEveryEventAndRedeliveryOverwrites) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   auto a = MakeEvents(1, 20, "shop", kBase);
   auto b = MakeEvents(21, 4, "odd name+=$", kBase);
-  std::vector<const ClaimedEvent*> ptrs = Pointers(a);
-  for (const auto* p : Pointers(b)) ptrs.push_back(p);
+  std::vector<DecodedEvent> ptrs = Decoded(a);
+  for (const auto& p : Decoded(b)) ptrs.push_back(p);
   Status st = (*c)->Deliver(Deliv(ptrs));
   ASSERT_TRUE(st.ok()) << st.ToString();
 
@@ -282,7 +283,7 @@ TEST_F(ArchiveS3, WrongSecretIsRefusedByTheServer) {
   auto c = ArchiveConsumer::Create("archive", 1 << 5, o, nullptr);
   ASSERT_TRUE(c.ok());
   auto events = MakeEvents(1, 3, "p", kBase);
-  Status st = (*c)->Deliver(Deliv(Pointers(events)));
+  Status st = (*c)->Deliver(Deliv(Decoded(events)));
   EXPECT_EQ(st.code(), Code::kIoError) << st.ToString();
   EXPECT_NE(st.message().find("SignatureDoesNotMatch"), std::string::npos) << st.message();
 }
@@ -303,7 +304,7 @@ TEST_F(ArchiveS3, CredentialsAndRegionComeFromTheAwsEnvironment) {
   ::unsetenv("AWS_REGION");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   auto events = MakeEvents(7, 2, "p", kBase);
-  Status st = (*r)[0]->Deliver(Deliv(Pointers(events)));
+  Status st = (*r)[0]->Deliver(Deliv(Decoded(events)));
   ASSERT_TRUE(st.ok()) << st.ToString();
   HttpClient http(HttpClientOptions{}, nullptr, "test");
   auto s3 = S3Client::Create(Options().s3, &http);

@@ -6,17 +6,18 @@
 
 #include "common/clock.h"
 #include "consumers/registry/registry.h"
+#include "testing/decoded.h"
 #include "testing/sink_servers.h"
 
 namespace sluice {
 namespace {
 
+using testing::Decoded;
 using testing::MakeEvents;
-using testing::Pointers;
 
 constexpr int64_t kBase = 1714557600000;  // 2024-05-01T10:00:00Z
 
-Delivery Deliv(const std::vector<const ClaimedEvent*>& ptrs) {
+Delivery Deliv(const std::vector<DecodedEvent>& ptrs) {
   Delivery d;
   d.events = ptrs;
   d.deadline_mono_ms = Clock::Real().MonoMs() + 20000;
@@ -55,7 +56,7 @@ testing::ScriptServer* ClickHouse::server_ = nullptr;
 TEST_F(ClickHouse, FinalCountEqualsDistinctEventsAfterRedelivery) {
   ClickHouseConsumer c("ch", 1 << 6, Options("events_a"), nullptr);
   auto events = MakeEvents(1, 50, "shop", kBase);
-  auto ptrs = Pointers(events);
+  auto ptrs = Decoded(events);
   Status st = c.Deliver(Deliv(ptrs));
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_FALSE(c.supports_dedup_token());  // 18.16 has no insert_deduplication_token
@@ -64,10 +65,10 @@ TEST_F(ClickHouse, FinalCountEqualsDistinctEventsAfterRedelivery) {
   // Forced redelivery of the whole batch, then of an overlapping one.
   ASSERT_TRUE(c.Deliver(Deliv(ptrs)).ok());
   auto more = MakeEvents(41, 20, "shop", kBase);  // 41..50 again, 51..60 new
-  ASSERT_TRUE(c.Deliver(Deliv(Pointers(more))).ok());
+  ASSERT_TRUE(c.Deliver(Deliv(Decoded(more))).ok());
   // The same insert_id in another project is another event.
   auto other = MakeEvents(1, 5, "blog", kBase);
-  ASSERT_TRUE(c.Deliver(Deliv(Pointers(other))).ok());
+  ASSERT_TRUE(c.Deliver(Deliv(Decoded(other))).ok());
   EXPECT_EQ(Trim(*c.Query("SELECT count() FROM events_a FINAL")), "65");
   EXPECT_EQ(Trim(*c.Query("SELECT uniqExact(project, insert_id) FROM events_a")), "65");
   EXPECT_GE(std::stoi(Trim(*c.Query("SELECT count() FROM events_a"))), 65);
@@ -76,7 +77,7 @@ TEST_F(ClickHouse, FinalCountEqualsDistinctEventsAfterRedelivery) {
 TEST_F(ClickHouse, ColumnsRoundTrip) {
   ClickHouseConsumer c("ch", 1 << 6, Options("events_b"), nullptr);
   auto events = MakeEvents(7, 1, "shop", kBase);
-  ASSERT_TRUE(c.Deliver(Deliv(Pointers(events))).ok());
+  ASSERT_TRUE(c.Deliver(Deliv(Decoded(events))).ok());
   auto row = c.Query(
       "SELECT insert_id, project, seq, event, user_id, toString(time), time_ms, properties "
       "FROM events_b FORMAT TabSeparated");
@@ -101,8 +102,8 @@ TEST_F(ClickHouse, RegistryBuildsItAndUnreachableServerIsUnavailable) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   auto shop = MakeEvents(1, 3, "shop", kBase);
   auto blog = MakeEvents(4, 3, "blog", kBase);
-  auto ptrs = Pointers(shop);
-  for (const auto* p : Pointers(blog)) ptrs.push_back(p);
+  auto ptrs = Decoded(shop);
+  for (const auto& p : Decoded(blog)) ptrs.push_back(p);
   ASSERT_TRUE((*r)[0]->Deliver(Deliv(ptrs)).ok());
   ClickHouseConsumer q("q", 1, Options("events_c"), nullptr);
   EXPECT_EQ(Trim(*q.Query("SELECT groupArray(project) FROM events_c")), "['shop','shop','shop']");
@@ -110,7 +111,7 @@ TEST_F(ClickHouse, RegistryBuildsItAndUnreachableServerIsUnavailable) {
   ClickHouseOptions down = Options("events_d");
   down.url = "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/";
   ClickHouseConsumer d("down", 1, down, nullptr);
-  EXPECT_EQ(d.Deliver(Deliv(Pointers(shop))).code(), Code::kUnavailable);
+  EXPECT_EQ(d.Deliver(Deliv(Decoded(shop))).code(), Code::kUnavailable);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "common/event.h"
 #include "consumers/api/filter.h"
+#include "testing/decoded.h"
 #include "testkit/flaky_consumer.h"
 
 namespace sluice {
@@ -115,10 +116,10 @@ class Rows {
     c.body = ToBody(e);
     rows_.push_back(std::move(c));
   }
-  std::vector<const ClaimedEvent*> ptrs() const {
+  std::vector<DecodedEvent> ptrs() const {
     std::vector<const ClaimedEvent*> out;
     for (const ClaimedEvent& c : rows_) out.push_back(&c);
-    return out;
+    return testing::Decoded(out);
   }
 
  private:
@@ -143,8 +144,8 @@ TEST(EventFilter, MatchesByProjectAndEventName) {
   rows.Add("p1", "purchase");
   auto kept = f.Apply(rows.ptrs());
   ASSERT_EQ(kept.size(), 2u);
-  EXPECT_EQ(kept[0]->seq, 1);
-  EXPECT_EQ(kept[1]->seq, 4);
+  EXPECT_EQ(kept[0].row->seq, 1);
+  EXPECT_EQ(kept[1].row->seq, 4);
 }
 
 TEST(FilteredConsumer, HandsOnlyMatchingEventsAndSkipsEmptyDeliveries) {
@@ -169,7 +170,7 @@ TEST(FilteredConsumer, HandsOnlyMatchingEventsAndSkipsEmptyDeliveries) {
   ASSERT_TRUE(filtered->Deliver(d).ok());
   EXPECT_EQ(inner->seen_seqs(), std::vector<int64_t>{2});
 
-  std::vector<const ClaimedEvent*> none_match = {ptrs[0], ptrs[2]};
+  std::vector<DecodedEvent> none_match = {ptrs[0], ptrs[2]};
   d.events = none_match;
   ASSERT_TRUE(filtered->Deliver(d).ok());
   EXPECT_EQ(inner->calls(), 1);  // nothing matched: the inner consumer was not called

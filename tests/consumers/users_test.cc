@@ -1,6 +1,4 @@
 // UsersConsumer::BuildEffects: pure grouping and merging of one batch.
-#include "consumers/users/users_consumer.h"
-
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -8,6 +6,8 @@
 
 #include "common/event.h"
 #include "common/metrics.h"
+#include "consumers/users/users_consumer.h"
+#include "testing/decoded.h"
 
 namespace sluice {
 namespace {
@@ -40,10 +40,10 @@ class Batch {
     rows_.push_back(std::move(c));
     return *this;
   }
-  std::vector<const ClaimedEvent*> ptrs() const {
+  std::vector<DecodedEvent> ptrs() const {
     std::vector<const ClaimedEvent*> out;
     for (const ClaimedEvent& c : rows_) out.push_back(&c);
-    return out;
+    return testing::Decoded(out);
   }
 
  private:
@@ -134,13 +134,14 @@ TEST(UsersConsumer, AnonymousIdIsTheUserWhenNoUserId) {
   EXPECT_EQ(out.users[0].user_id, "anon-1");
 }
 
-TEST(UsersConsumer, UnparsableBodiesAreSkippedAndCounted) {
+TEST(UsersConsumer, UnparsableBodiesAndEventsWithoutAUserAreSkipped) {
   Batch b;
   b.AddRaw(1, "not json").AddRaw(2, R"({"event":"x"})");  // second lacks time
   b.Add(3, "p", "u", "a", 1);
-  Counter bad;
-  Effects out = Build(b, &bad);
-  EXPECT_EQ(bad.value(), 2);
+  b.AddRaw(4, R"({"event":"x","time":5})");  // parses, names no user
+  Counter unattributed;
+  Effects out = Build(b, &unattributed);
+  EXPECT_EQ(unattributed.value(), 1);  // only the one without a user: the watcher counts the rest
   ASSERT_EQ(out.users.size(), 1u);
   EXPECT_EQ(out.users[0].events, 1);
 }

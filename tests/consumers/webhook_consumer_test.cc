@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "consumers/registry/registry.h"
+#include "testing/decoded.h"
 #include "testing/fake_clock.h"
 #include "testing/sink_servers.h"
 
@@ -18,15 +19,15 @@ namespace sluice {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::Decoded;
 using testing::HttpReceiver;
 using testing::MakeEvents;
-using testing::Pointers;
 using testing::ReceivedRequest;
 using testing::Reply;
 
 constexpr int64_t kBase = 1714557600000;  // 2024-05-01T10:00:00Z
 
-Delivery Deliv(const std::vector<const ClaimedEvent*>& ptrs) {
+Delivery Deliv(const std::vector<DecodedEvent>& ptrs) {
   Delivery d;
   d.events = ptrs;
   d.deadline_mono_ms = Clock::Real().MonoMs() + 5000;
@@ -34,7 +35,7 @@ Delivery Deliv(const std::vector<const ClaimedEvent*>& ptrs) {
 }
 
 // Calls Deliver until it succeeds (or 15 s pass); returns the statuses seen.
-std::vector<Status> DeliverUntilOk(Consumer* c, const std::vector<const ClaimedEvent*>& ptrs) {
+std::vector<Status> DeliverUntilOk(Consumer* c, const std::vector<DecodedEvent>& ptrs) {
   std::vector<Status> seen;
   testing::WaitUntil(
       [&] {
@@ -74,7 +75,7 @@ TEST(Webhook, PerEventDeliversAfterFailuresAnd429WithStableKeys) {
   o.url = rx.server.url();
   WebhookConsumer c("hook", 1 << 9, o, nullptr);
   auto events = MakeEvents(1, 5, "shop", kBase);
-  const auto seen = DeliverUntilOk(&c, Pointers(events));
+  const auto seen = DeliverUntilOk(&c, Decoded(events));
   ASSERT_TRUE(!seen.empty() && seen.back().ok()) << (seen.empty() ? "" : seen.back().ToString());
   // 3 x 500, one 429, then each event once: acknowledged events are not re-sent.
   const auto reqs = rx.server.requests();
@@ -118,14 +119,14 @@ TEST(Webhook, PerBatchSendsOnePostWithTheSameKeyOnEveryRetry) {
   o.max_lines = 3;
   WebhookConsumer c("hook", 1 << 9, o, nullptr);
   auto events = MakeEvents(10, 5, "shop", kBase);
-  const auto seen = DeliverUntilOk(&c, Pointers(events));
+  const auto seen = DeliverUntilOk(&c, Decoded(events));
   ASSERT_TRUE(!seen.empty() && seen.back().ok());
   const auto reqs = rx.server.requests();
   ASSERT_EQ(reqs.size(), 4u);  // 500, 500, 429, 200
-  const std::string key = WebhookConsumer::BatchKey(Pointers(events));
+  const std::string key = WebhookConsumer::BatchKey(Decoded(events));
   for (const auto& r : reqs) EXPECT_EQ(r.headers.at("idempotency-key"), key);
   // The key does not depend on the order of the events.
-  auto ptrs = Pointers(events);
+  auto ptrs = Decoded(events);
   std::reverse(ptrs.begin(), ptrs.end());
   EXPECT_EQ(WebhookConsumer::BatchKey(ptrs), key);
   simdjson::dom::parser p;
@@ -143,12 +144,12 @@ TEST(Webhook, RetryAfterKeepsFurtherDeliveriesAwayFromTheReceiver) {
   WebhookConsumer c("hook", 1 << 9, o, nullptr);
   EXPECT_EQ(c.RetryAfterMs(), 0);
   auto events = MakeEvents(1, 2, "p", kBase);
-  Status st = c.Deliver(Deliv(Pointers(events)));
+  Status st = c.Deliver(Deliv(Decoded(events)));
   EXPECT_EQ(st.code(), Code::kUnavailable);
   EXPECT_NE(st.message().find("retry after 30000 ms"), std::string::npos) << st.message();
   EXPECT_GT(c.RetryAfterMs(), 29000);
   EXPECT_LE(c.RetryAfterMs(), 30000);
-  st = c.Deliver(Deliv(Pointers(events)));
+  st = c.Deliver(Deliv(Decoded(events)));
   EXPECT_EQ(st.code(), Code::kUnavailable);
   EXPECT_NE(st.message().find("Retry-After"), std::string::npos) << st.message();
   EXPECT_EQ(rx.count(), 1u);
@@ -157,7 +158,7 @@ TEST(Webhook, RetryAfterKeepsFurtherDeliveriesAwayFromTheReceiver) {
 // A webhook consumer on a FakeClock, posting one event to `rx`.
 struct FakeClockHook {
   explicit FakeClockHook(const HttpReceiver& rx)
-      : events(MakeEvents(1, 1, "p", kBase)), ptrs(Pointers(events)), consumer([&] {
+      : events(MakeEvents(1, 1, "p", kBase)), ptrs(Decoded(events)), consumer([&] {
           WebhookOptions o;
           o.url = rx.url();
           return WebhookConsumer("hook", 1 << 9, o, nullptr, &clock);
@@ -172,7 +173,7 @@ struct FakeClockHook {
 
   testing::FakeClock clock;
   std::vector<ClaimedEvent> events;
-  std::vector<const ClaimedEvent*> ptrs;
+  std::vector<DecodedEvent> ptrs;
   WebhookConsumer consumer;
 };
 
@@ -224,7 +225,8 @@ TEST(Webhook, TemplateValuesAreJsonEscapedAndJsonIsRaw) {
   e.time_ms = kBase;
   e.properties = R"({"k":"v\"w"})";
   row.body = ToBody(e);
-  std::vector<const ClaimedEvent*> ptrs{&row};
+  const ClaimedEvent* rows[] = {&row};
+  std::vector<DecodedEvent> ptrs = Decoded(rows);
   ASSERT_TRUE(c.Deliver(Deliv(ptrs)).ok());
   ASSERT_EQ(rx.count(), 1u);
   simdjson::dom::parser p;
@@ -248,13 +250,13 @@ TEST(Webhook, PermanentClientErrorIsIoErrorAndTransportErrorIsUnavailable) {
   o.url = rx.url();
   WebhookConsumer c("hook", 1 << 9, o, nullptr);
   auto events = MakeEvents(1, 1, "p", kBase);
-  Status st = c.Deliver(Deliv(Pointers(events)));
+  Status st = c.Deliver(Deliv(Decoded(events)));
   EXPECT_EQ(st.code(), Code::kIoError);
   EXPECT_NE(st.message().find("404"), std::string::npos);
 
   o.url = "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/hook";
   WebhookConsumer down("down", 1 << 9, o, nullptr);
-  EXPECT_EQ(down.Deliver(Deliv(Pointers(events))).code(), Code::kUnavailable);
+  EXPECT_EQ(down.Deliver(Deliv(Decoded(events))).code(), Code::kUnavailable);
 }
 
 TEST(Webhook, ConfigIsValidatedAndExtraHeadersAreSent) {
@@ -278,7 +280,7 @@ TEST(Webhook, ConfigIsValidatedAndExtraHeadersAreSent) {
   auto r = MakeConsumers({cfg}, &m);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   auto events = MakeEvents(1, 6, "p", kBase);  // ev1 twice (seq 1, 4)
-  ASSERT_TRUE((*r)[0]->Deliver(Deliv(Pointers(events))).ok());
+  ASSERT_TRUE((*r)[0]->Deliver(Deliv(Decoded(events))).ok());
   const auto reqs = rx.requests();
   ASSERT_EQ(reqs.size(), 2u);
   for (const auto& req : reqs) {

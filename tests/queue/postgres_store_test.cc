@@ -470,16 +470,15 @@ TEST(PostgresStoreTest, V2CounterUsersMigrateAndKeepCountingDistinctUsers) {
   auto lease = s->Claim(ClaimRequest{"t/0", 10, 60000});
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   ASSERT_EQ(lease->events.size(), 2u);
-  InStoreWork work{1, [&](std::span<const ClaimedEvent* const> rows, Effects* out) {
-                     out->counters.push_back(CounterDelta{"default",
-                                                          "page_view",
-                                                          Granularity::kHour,
-                                                          kHour,
-                                                          static_cast<int64_t>(rows.size()),
-                                                          {"u1", "u3"}});
-                     out->counters.push_back(
-                         CounterDelta{"default", "signup", Granularity::kHour, kHour, 1, {"u1"}});
-                   }};
+  InStoreEffects work{.bit = 1, .effects = {}};
+  work.effects.counters.push_back(CounterDelta{"default",
+                                               "page_view",
+                                               Granularity::kHour,
+                                               kHour,
+                                               static_cast<int64_t>(lease->events.size()),
+                                               {"u1", "u3"}});
+  work.effects.counters.push_back(
+      CounterDelta{"default", "signup", Granularity::kHour, kHour, 1, {"u1"}});
   auto done = s->Complete(CompleteRequest{lease->token, lease->events, 1, 0, {work}});
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   EXPECT_EQ(Query(url, "SELECT count || '|' || users FROM counters WHERE event = 'page_view'"),

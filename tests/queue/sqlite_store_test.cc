@@ -108,7 +108,7 @@ TEST(SqliteStoreTest, V1CounterUsersMigrateAndKeepCountingDistinctUsers) {
   const std::string path = dir.File("sluice.db");
   constexpr int64_t kHour = 1700000000000 / 3600000 * 3600000;
   {
-    auto conn = SqliteConn::Open(path, /*sync=*/false, /*busy_timeout_ms=*/1000);
+    auto conn = SqliteConn::Open(path, /*sync=*/false, /*busy_timeout_ms=*/1000, &Clock::Real());
     ASSERT_TRUE(conn.ok()) << conn.status().ToString();
     ASSERT_TRUE(MigrateSqlite(**conn, /*target=*/1).ok());
     const std::string ins =
@@ -143,11 +143,13 @@ TEST(SqliteStoreTest, V1CounterUsersMigrateAndKeepCountingDistinctUsers) {
   auto lease = (*store)->Claim(ClaimRequest{.owner = "t", .max_events = 10, .lease_ttl_ms = 60000});
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   ASSERT_EQ(lease->events.size(), 2u);
-  InStoreWork work{1, [&](std::span<const ClaimedEvent* const> rows, Effects* out) {
-                     CounterDelta d{"default", "page_view", Granularity::kHour, kHour,
-                                    static_cast<int64_t>(rows.size()), {"u1", "u3"}};
-                     out->counters.push_back(d);
-                   }};
+  InStoreEffects work{.bit = 1, .effects = {}};
+  work.effects.counters.push_back(CounterDelta{"default",
+                                               "page_view",
+                                               Granularity::kHour,
+                                               kHour,
+                                               static_cast<int64_t>(lease->events.size()),
+                                               {"u1", "u3"}});
   auto done = (*store)->Complete(CompleteRequest{
       .token = lease->token, .events = lease->events, .all_bits = 1, .in_store = {work}});
   ASSERT_TRUE(done.ok()) << done.status().ToString();

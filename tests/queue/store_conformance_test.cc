@@ -1,6 +1,8 @@
 // The Store conformance suite: written only against the Store interface, run
 // for every store kind. sqlite is instantiated at the bottom of this file;
-// postgres in store_conformance_pg_test.cc.
+// postgres in store_conformance_pg_test.cc. The stale-effects part of the
+// suite is in store_conformance_stale_test.cc, its helpers in
+// store_conformance_helpers.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,114 +15,12 @@
 
 #include "common/event.h"
 #include "queue/store_conformance_fixture.h"
+#include "queue/store_conformance_helpers.h"
 
 namespace sluice {
 namespace {
 
-using std::chrono::milliseconds;
-using testing::WaitUntil;
-
-constexpr int64_t kT0 = 1'700'000'000'000;  // event times: 2023-11-14T22:13:20Z
-constexpr milliseconds kWait{10'000};
-
-std::string Body(const std::string& event, const std::string& user, int64_t time_ms,
-                 const std::string& set = "", const std::string& set_once = "") {
-  Event e;
-  e.event = event;
-  e.user_id = user;
-  e.time_ms = time_ms;
-  e.set = set;
-  e.set_once = set_once;
-  return ToBody(e);
-}
-
-std::vector<NewEvent> MakeEvents(int n, const std::string& prefix = "id",
-                                 const std::string& project = "p") {
-  std::vector<NewEvent> out;
-  for (int i = 0; i < n; ++i) {
-    out.push_back({project, prefix + std::to_string(i),
-                   Body("view", "u" + std::to_string(i % 3), kT0 + i * 1000)});
-  }
-  return out;
-}
-
-EnqueueResult EnqueueOne(Store& s, const std::vector<NewEvent>& events) {
-  EnqueueBatch batch{events};
-  auto r = s.Enqueue(std::span<const EnqueueBatch>(&batch, 1));
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  return r.ok() ? r->at(0) : EnqueueResult{};
-}
-
-Lease ClaimOk(Store& s, const std::string& owner, int n, int64_t ttl_ms = 30000) {
-  auto r = s.Claim(ClaimRequest{owner, n, ttl_ms});
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  return r.ok() ? std::move(r).value() : Lease{};
-}
-
-std::vector<int64_t> Seqs(const std::vector<ClaimedEvent>& events) {
-  std::vector<int64_t> out;
-  for (const auto& e : events) out.push_back(e.seq);
-  return out;
-}
-
-int64_t Now(Store& s) {
-  auto r = s.NowMs();
-  EXPECT_TRUE(r.ok());
-  return r.ok() ? *r : 0;
-}
-
-// Waits until the store clock has passed `until_ms` (a lease deadline).
-void WaitPast(Store& s, int64_t until_ms) {
-  ASSERT_TRUE(WaitUntil([&] { return Now(s) > until_ms; }, kWait));
-}
-
-// Counts per-minute events and distinct users, like the counters consumer.
-InStoreWork CounterWork(uint64_t bit, std::atomic<int>* calls = nullptr,
-                        std::atomic<int>* events_seen = nullptr) {
-  return InStoreWork{
-      bit, [calls, events_seen](std::span<const ClaimedEvent* const> events, Effects* out) {
-        if (calls) ++*calls;
-        if (events_seen) *events_seen += static_cast<int>(events.size());
-        for (const ClaimedEvent* c : events) {
-          Event e;
-          ASSERT_TRUE(ParseBody(c->body, &e).ok()) << c->body;
-          for (Granularity g : kAllGranularities) {
-            out->counters.push_back(CounterDelta{
-                c->project, e.event, g, BucketStartMs(g, e.time_ms), 1, {e.distinct_id()}});
-          }
-        }
-      }};
-}
-
-// Per-user profile deltas, like the users consumer.
-InStoreWork UserWork(uint64_t bit) {
-  return InStoreWork{bit, [](std::span<const ClaimedEvent* const> events, Effects* out) {
-                       for (const ClaimedEvent* c : events) {
-                         Event e;
-                         ASSERT_TRUE(ParseBody(c->body, &e).ok());
-                         UserDelta d;
-                         d.project = c->project;
-                         d.user_id = e.distinct_id();
-                         d.first_seen_ms = d.last_seen_ms = e.time_ms;
-                         d.events = 1;
-                         d.event_counts[e.event] = 1;
-                         d.set = e.set;
-                         d.set_once = e.set_once;
-                         out->users.push_back(std::move(d));
-                       }
-                     }};
-}
-
-int64_t CountTotal(Store& s, const std::string& project, const std::string& event,
-                   Granularity g = Granularity::kDay) {
-  auto r = s.QueryCounters(CounterQuery{project, event, g, 0, kT0 * 2});
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  int64_t total = 0;
-  if (r.ok()) {
-    for (const auto& p : *r) total += p.count;
-  }
-  return total;
-}
+using namespace conformance;  // NOLINT(google-build-using-namespace): the suite's helpers
 
 // ---- claim order, tokens ----
 
@@ -257,9 +157,11 @@ TEST_P(StoreConformanceTest, StaleTokenIsRefusedAfterTakeoverAndChangesNothing) 
   std::atomic<int> calls{0};
   auto ext = store_->Extend(a.token, 30000);
   EXPECT_EQ(ext.status().code(), Code::kLeaseLost);
-  auto md = store_->MarkDone(MarkDoneRequest{a.token, a.events, 4, {CounterWork(1, &calls)}});
+  auto md = MarkDoneBuilding(*store_, MarkDoneRequest{a.token, a.events, 4, {}},
+                             {CounterWork(1, &calls)});
   EXPECT_EQ(md.status().code(), Code::kLeaseLost);
-  auto cp = store_->Complete(CompleteRequest{a.token, a.events, 7, 4, {CounterWork(1, &calls)}});
+  auto cp = CompleteBuilding(*store_, CompleteRequest{a.token, a.events, 7, 4, {}},
+                             {CounterWork(1, &calls)});
   EXPECT_EQ(cp.status().code(), Code::kLeaseLost);
   std::vector<int64_t> seqs = Seqs(a.events);
   auto fl = store_->Fail(FailRequest{a.token, seqs, "consumer x: boom", {}});
@@ -276,7 +178,8 @@ TEST_P(StoreConformanceTest, StaleTokenIsRefusedAfterTakeoverAndChangesNothing) 
   auto bmd = store_->MarkDone(MarkDoneRequest{b.token, b.events, 4, {}});
   ASSERT_TRUE(bmd.ok());
   EXPECT_EQ(bmd->marked.size(), 3u);  // bit 4 was not set by A
-  auto bcp = store_->Complete(CompleteRequest{b.token, b.events, 5, 0, {CounterWork(1, &calls)}});
+  auto bcp = CompleteBuilding(*store_, CompleteRequest{b.token, b.events, 5, 0, {}},
+                              {CounterWork(1, &calls)});
   ASSERT_TRUE(bcp.ok()) << bcp.status().ToString();
   EXPECT_EQ(bcp->deleted.size(), 3u);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 3);
@@ -288,9 +191,10 @@ TEST_P(StoreConformanceTest, JustExpiredLeaseIsRefusedBeforeAnyTakeover) {
   ASSERT_EQ(a.events.size(), 2u);
   WaitPast(*store_, a.lease_until_ms);
   EXPECT_EQ(store_->Extend(a.token, 30000).status().code(), Code::kLeaseLost);
-  EXPECT_EQ(
-      store_->MarkDone(MarkDoneRequest{a.token, a.events, 2, {CounterWork(1)}}).status().code(),
-      Code::kLeaseLost);
+  EXPECT_EQ(MarkDoneBuilding(*store_, MarkDoneRequest{a.token, a.events, 2, {}}, {CounterWork(1)})
+                .status()
+                .code(),
+            Code::kLeaseLost);
   EXPECT_EQ(store_->Complete(CompleteRequest{a.token, a.events, 1, 1, {}}).status().code(),
             Code::kLeaseLost);
   std::vector<int64_t> seqs = Seqs(a.events);
@@ -518,8 +422,8 @@ TEST_P(StoreConformanceTest, CompleteAppliesEffectsOnceAndDeletesTheRows) {
   Lease l = ClaimOk(*store_, "r/0", 10);
   std::atomic<int> calls{0};
   std::atomic<int> seen{0};
-  auto c =
-      store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
+  auto c = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 1, 0, {}},
+                            {CounterWork(1, &calls, &seen)});
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->deleted.size(), 5u);
   EXPECT_TRUE(c->remaining.empty());
@@ -527,8 +431,8 @@ TEST_P(StoreConformanceTest, CompleteAppliesEffectsOnceAndDeletesTheRows) {
   EXPECT_EQ(seen.load(), 5);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 5);
   // The same request again: the rows are gone, nothing is applied twice.
-  auto again =
-      store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1, &calls, &seen)}});
+  auto again = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 1, 0, {}},
+                                {CounterWork(1, &calls, &seen)});
   EXPECT_EQ(again.status().code(), Code::kLeaseLost);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 5);
   auto stats = store_->Stats();
@@ -540,10 +444,12 @@ TEST_P(StoreConformanceTest, MarkDoneTwiceAppliesEffectsOnlyForNewlySetBits) {
   EnqueueOne(*store_, MakeEvents(4));
   Lease l = ClaimOk(*store_, "r/0", 10);
   std::atomic<int> calls{0};
-  auto m1 = store_->MarkDone(MarkDoneRequest{l.token, l.events, 0, {CounterWork(1, &calls)}});
+  auto m1 = MarkDoneBuilding(*store_, MarkDoneRequest{l.token, l.events, 0, {}},
+                             {CounterWork(1, &calls)});
   ASSERT_TRUE(m1.ok());
   EXPECT_EQ(m1->marked.size(), 4u);
-  auto m2 = store_->MarkDone(MarkDoneRequest{l.token, l.events, 0, {CounterWork(1, &calls)}});
+  auto m2 = MarkDoneBuilding(*store_, MarkDoneRequest{l.token, l.events, 0, {}},
+                             {CounterWork(1, &calls)});
   ASSERT_TRUE(m2.ok());
   EXPECT_TRUE(m2->marked.empty());
   EXPECT_EQ(calls.load(), 1);
@@ -558,14 +464,14 @@ TEST_P(StoreConformanceTest, MarkDoneOfOneBitThenCompleteOfTheRest) {
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->marked.size(), 3u);
   // Complete with only bit 1: rows stay (bit 2 missing).
-  auto c1 = store_->Complete(CompleteRequest{l.token, l.events, 7, 0, {UserWork(1)}});
+  auto c1 = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 7, 0, {}}, {UserWork(1)});
   ASSERT_TRUE(c1.ok()) << c1.status().ToString();
   EXPECT_TRUE(c1->deleted.empty());
   EXPECT_EQ(c1->remaining.size(), 3u);
   // Then the rest.
   std::atomic<int> calls{0};
-  auto c2 = store_->Complete(
-      CompleteRequest{l.token, l.events, 7, 0, {UserWork(1), CounterWork(2, &calls)}});
+  auto c2 = CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 7, 0, {}},
+                             {UserWork(1), CounterWork(2, &calls)});
   ASSERT_TRUE(c2.ok()) << c2.status().ToString();
   EXPECT_EQ(c2->deleted.size(), 3u);
   EXPECT_EQ(calls.load(), 1);
@@ -578,7 +484,8 @@ TEST_P(StoreConformanceTest, MarkDoneOfOneBitThenCompleteOfTheRest) {
 TEST_P(StoreConformanceTest, RedeliveryAfterFailSkipsConsumersThatFinished) {
   EnqueueOne(*store_, MakeEvents(2));
   Lease l = ClaimOk(*store_, "r/0", 10);
-  ASSERT_TRUE(store_->MarkDone(MarkDoneRequest{l.token, l.events, 0, {CounterWork(1)}}).ok());
+  ASSERT_TRUE(
+      MarkDoneBuilding(*store_, MarkDoneRequest{l.token, l.events, 0, {}}, {CounterWork(1)}).ok());
   std::vector<int64_t> seqs = Seqs(l.events);
   ASSERT_TRUE(
       store_
@@ -594,7 +501,8 @@ TEST_P(StoreConformanceTest, RedeliveryAfterFailSkipsConsumersThatFinished) {
   ASSERT_EQ(r.events.size(), 2u);
   for (const auto& e : r.events) EXPECT_EQ(e.done_mask, 1u);
   std::atomic<int> calls{0};
-  auto c = store_->Complete(CompleteRequest{r.token, r.events, 3, 2, {CounterWork(1, &calls)}});
+  auto c = CompleteBuilding(*store_, CompleteRequest{r.token, r.events, 3, 2, {}},
+                            {CounterWork(1, &calls)});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->deleted.size(), 2u);
   EXPECT_EQ(calls.load(), 0);  // bit 1 was already set: no second application
@@ -608,13 +516,13 @@ TEST_P(StoreConformanceTest, CompleteWithStaleTokenAppliesNothing) {
   Lease b = ClaimOk(*store_, "r2/0", 10);
   ASSERT_EQ(b.events.size(), 4u);
   std::atomic<int> calls{0};
-  auto stale = store_->Complete(
-      CompleteRequest{a.token, a.events, 3, 0, {UserWork(2), CounterWork(1, &calls)}});
+  auto stale = CompleteBuilding(*store_, CompleteRequest{a.token, a.events, 3, 0, {}},
+                                {UserWork(2), CounterWork(1, &calls)});
   EXPECT_EQ(stale.status().code(), Code::kLeaseLost);
   EXPECT_EQ(calls.load(), 0);
   EXPECT_EQ(store_->GetUser("p", "u0").status().code(), Code::kNotFound);
-  auto ok = store_->Complete(
-      CompleteRequest{b.token, b.events, 3, 0, {UserWork(2), CounterWork(1, &calls)}});
+  auto ok = CompleteBuilding(*store_, CompleteRequest{b.token, b.events, 3, 0, {}},
+                             {UserWork(2), CounterWork(1, &calls)});
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->deleted.size(), 4u);
   EXPECT_EQ(CountTotal(*store_, "p", "view"), 4);
@@ -627,8 +535,8 @@ TEST_P(StoreConformanceTest, PartlyHeldBatchMarksOnlyTheHeldRows) {
   std::vector<ClaimedEvent> first(a.events.begin(), a.events.begin() + 1);
   ASSERT_TRUE(store_->Complete(CompleteRequest{a.token, first, 0, 0, {}}).ok());
   std::atomic<int> seen{0};
-  auto c =
-      store_->Complete(CompleteRequest{a.token, a.events, 1, 0, {CounterWork(1, nullptr, &seen)}});
+  auto c = CompleteBuilding(*store_, CompleteRequest{a.token, a.events, 1, 0, {}},
+                            {CounterWork(1, nullptr, &seen)});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->deleted.size(), 2u);
   EXPECT_EQ(seen.load(), 2);
@@ -756,10 +664,14 @@ TEST_P(StoreConformanceTest, GetUserReturnsExactMergedProfile) {
   };
   EnqueueOne(*store_, first);
   Lease l1 = ClaimOk(*store_, "r/0", 10);
-  ASSERT_TRUE(store_->Complete(CompleteRequest{l1.token, l1.events, 1, 0, {UserWork(1)}}).ok());
+  ASSERT_TRUE(
+      CompleteBuilding(*store_, CompleteRequest{l1.token, l1.events, 1, 0, {}}, {UserWork(1)})
+          .ok());
   EnqueueOne(*store_, second);
   Lease l2 = ClaimOk(*store_, "r/0", 10);
-  ASSERT_TRUE(store_->Complete(CompleteRequest{l2.token, l2.events, 1, 0, {UserWork(1)}}).ok());
+  ASSERT_TRUE(
+      CompleteBuilding(*store_, CompleteRequest{l2.token, l2.events, 1, 0, {}}, {UserWork(1)})
+          .ok());
 
   auto u = store_->GetUser("p", "alice");
   ASSERT_TRUE(u.ok()) << u.status().ToString();
@@ -794,7 +706,8 @@ TEST_P(StoreConformanceTest, QueryCountersReturnsExactCountsAndDistinctUsers) {
   for (const auto* batch : {&a, &b}) {
     EnqueueOne(*store_, *batch);
     Lease l = ClaimOk(*store_, "r/0", 100);
-    auto c = store_->Complete(CompleteRequest{l.token, l.events, 1, 0, {CounterWork(1)}});
+    auto c =
+        CompleteBuilding(*store_, CompleteRequest{l.token, l.events, 1, 0, {}}, {CounterWork(1)});
     ASSERT_TRUE(c.ok()) << c.status().ToString();
   }
   auto minute =

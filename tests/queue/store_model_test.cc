@@ -1,6 +1,7 @@
 // Model-based randomized test of the SQLite store: random enqueue / claim /
 // mark done / complete / fail / expire / extend / requeue steps, each checked
-// against an in-memory model of the claim protocol. The seed is printed on
+// against an in-memory model of the claim protocol, including stale in-store
+// effects (built for masks that no longer hold) and their rebuilt retry. The seed is printed on
 // failure; rerun with SLUICE_MODEL_SEED=<seed> to reproduce.
 #include <gtest/gtest.h>
 
@@ -72,13 +73,16 @@ class StoreModelTest : public ::testing::Test {
     return out;
   }
 
-  InStoreWork CounterWork() {
-    return InStoreWork{1, [](std::span<const ClaimedEvent* const> events, Effects* out) {
-                         for (const ClaimedEvent* e : events) {
-                           out->counters.push_back(
-                               CounterDelta{"p", "e", Granularity::kDay, 0, 1, {e->insert_id}});
-                         }
-                       }};
+  // The in-store counter's (bit 1) effects for the rows of `rows` lacking
+  // bit 1 in the masks the rows carry, as the watcher builds them.
+  static InStoreEffects CounterEffects(std::span<const ClaimedEvent> rows) {
+    InStoreEffects part{.bit = 1, .effects = {}};
+    for (const ClaimedEvent& e : rows) {
+      if ((e.done_mask & 1) != 0) continue;
+      part.effects.counters.push_back(
+          CounterDelta{"p", "e", Granularity::kDay, 0, 1, {e.insert_id}});
+    }
+    return part;
   }
 
   void StepEnqueue() {
@@ -174,51 +178,105 @@ class StoreModelTest : public ::testing::Test {
     if (leases_.empty()) return;
     const ModelLease& l = leases_[Rand(leases_.size())];
     std::vector<ClaimedEvent> subset = RandomSubset(l);
+    // Mostly the masks seen at claim; sometimes the current ones (as after a
+    // stale answer).
+    if (Rand(3) == 0) {
+      for (auto& e : subset) {
+        if (Held(l, e.seq)) e.done_mask = rows_[e.seq].done;
+      }
+    }
     const uint64_t external = Rand(2) == 0 ? 0 : (Rand(2) == 0 ? 2 : 4 | 2);
     const bool with_counter = Rand(3) != 0;
-    uint64_t bits = external | (with_counter ? 1 : 0);
-    std::vector<InStoreWork> work;
-    if (with_counter) work.push_back(CounterWork());
-    std::vector<int64_t> want_marked, want_deleted, want_remaining;
+    const bool stale = Send(l, subset, external, with_counter, complete);
+    if (!stale || HasFailure()) return;
+    // Rebuilt from the current masks of the held rows, the retry applies.
+    std::vector<ClaimedEvent> current;
     for (const auto& e : subset) {
       if (!Held(l, e.seq)) continue;
-      ModelRow& row = rows_[e.seq];
-      if ((row.done | bits) != row.done) want_marked.push_back(e.seq);
-      if (with_counter && (row.done & 1) == 0) {
-        ++counted_;
-        distinct_.insert(row.insert_id);
-      }
-      row.done |= bits;
-      if (complete) {
-        if ((row.done & kAllBits) == kAllBits) {
-          want_deleted.push_back(e.seq);
-        } else {
-          want_remaining.push_back(e.seq);
+      current.push_back(e);
+      current.back().done_mask = rows_[e.seq].done;
+    }
+    ASSERT_FALSE(Send(l, current, external, with_counter, complete));
+  }
+
+  // One MarkDone/Complete of `rows` (with the counter's effects built from
+  // their masks when with_counter), checked against the model. Returns true
+  // when the store (and the model) found the effects stale.
+  bool Send(const ModelLease& l, const std::vector<ClaimedEvent>& rows, uint64_t external,
+            bool with_counter, bool complete) {
+    const uint64_t bits = external | (with_counter ? 1 : 0);
+    std::vector<InStoreEffects> in_store;
+    if (with_counter) in_store.push_back(CounterEffects(rows));
+    // The model's verdict first: lease lost, stale (some row the effects
+    // cover is gone or has the bit; some row that had it lost it), or apply.
+    bool held_any = false;
+    bool stale = false;
+    std::vector<HeldRow> want_held;
+    for (const auto& e : rows) {
+      const bool held = Held(l, e.seq);
+      held_any = held_any || held;
+      if (held) want_held.push_back(HeldRow{e.seq, rows_[e.seq].done});
+      if (!with_counter) continue;
+      const bool lacked = (e.done_mask & 1) == 0;
+      const bool lacks = held && (rows_[e.seq].done & 1) == 0;
+      if (lacked ? !lacks : (held && lacks)) stale = true;
+    }
+    std::sort(want_held.begin(), want_held.end(),
+              [](const HeldRow& a, const HeldRow& b) { return a.seq < b.seq; });
+    std::vector<int64_t> want_marked, want_deleted, want_remaining;
+    if (held_any && !stale) {
+      for (const auto& e : rows) {
+        if (!Held(l, e.seq)) continue;
+        ModelRow& row = rows_[e.seq];
+        if ((row.done | bits) != row.done) want_marked.push_back(e.seq);
+        if (with_counter && (row.done & 1) == 0) {
+          ++counted_;
+          distinct_.insert(row.insert_id);
+        }
+        row.done |= bits;
+        if (complete) {
+          if ((row.done & kAllBits) == kAllBits) {
+            want_deleted.push_back(e.seq);
+          } else {
+            want_remaining.push_back(e.seq);
+          }
         }
       }
     }
-    const bool held_any = !want_deleted.empty() || !want_remaining.empty() ||
-                          std::any_of(subset.begin(), subset.end(),
-                                      [&](const ClaimedEvent& e) { return Held(l, e.seq); });
     if (complete) {
-      auto r = store_->Complete(CompleteRequest{l.token, subset, kAllBits, external, work});
+      auto r = store_->Complete(CompleteRequest{l.token, rows, kAllBits, external, in_store});
       if (!held_any) {
-        ASSERT_EQ(r.status().code(), Code::kLeaseLost);
-        return;
+        EXPECT_EQ(r.status().code(), Code::kLeaseLost);
+        return false;
       }
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
-      ASSERT_EQ(r->deleted, want_deleted);
-      ASSERT_EQ(r->remaining, want_remaining);
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      if (!r.ok()) return false;
+      EXPECT_EQ(r->stale, stale);
+      if (stale) {
+        EXPECT_EQ(r->held, want_held);
+        EXPECT_TRUE(r->deleted.empty() && r->remaining.empty());
+        return true;
+      }
+      EXPECT_EQ(r->deleted, want_deleted);
+      EXPECT_EQ(r->remaining, want_remaining);
       for (int64_t seq : want_deleted) rows_.erase(seq);
     } else {
-      auto r = store_->MarkDone(MarkDoneRequest{l.token, subset, external, work});
+      auto r = store_->MarkDone(MarkDoneRequest{l.token, rows, external, in_store});
       if (!held_any) {
-        ASSERT_EQ(r.status().code(), Code::kLeaseLost);
-        return;
+        EXPECT_EQ(r.status().code(), Code::kLeaseLost);
+        return false;
       }
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
-      ASSERT_EQ(r->marked, want_marked);
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      if (!r.ok()) return false;
+      EXPECT_EQ(r->stale, stale);
+      if (stale) {
+        EXPECT_EQ(r->held, want_held);
+        EXPECT_TRUE(r->marked.empty());
+        return true;
+      }
+      EXPECT_EQ(r->marked, want_marked);
     }
+    return false;
   }
 
   void StepFail() {

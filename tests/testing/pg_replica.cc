@@ -22,6 +22,7 @@
 #include "consumers/users/users_consumer.h"
 #include "fmt/format.h"
 #include "queue/open/open_store.h"
+#include "testing/in_store.h"
 #include "testkit/testkit.h"
 
 namespace sluice::testing {
@@ -162,13 +163,7 @@ int RunPgReplica(const PgReplicaOptions& o) {
 
   UsersConsumer users("users", 1);
   CountersConsumer counters("counters", 2);
-  std::vector<InStoreWork> work;
-  work.push_back(InStoreWork{1, [&](std::span<const ClaimedEvent* const> ev, Effects* out) {
-                               users.BuildEffects(ev, out);
-                             }});
-  work.push_back(InStoreWork{2, [&](std::span<const ClaimedEvent* const> ev, Effects* out) {
-                               counters.BuildEffects(ev, out);
-                             }});
+  const std::vector<InStoreBuilder> work = {FromConsumer(users), FromConsumer(counters)};
 
   std::mutex mu;
   std::condition_variable cv;
@@ -228,10 +223,9 @@ int RunPgReplica(const PgReplicaOptions& o) {
         req.token = l->token;
         req.events = l->events;
         req.all_bits = 3;
-        req.in_store = work;
         // A failure (lease lost, store restarting) leaves the rows to lease
         // expiry; their done bits make the redelivery apply nothing twice.
-        auto done = store->Complete(req);
+        auto done = CompleteBuilding(*store, req, work);
         if (!done.ok() && std::getenv("SLUICE_TEST_VERBOSE") != nullptr) {
           std::fprintf(stderr, "replica %s: complete: %s\n", owner.c_str(),
                        done.status().ToString().c_str());

@@ -1,6 +1,6 @@
 // A store-level replica for multi-process tests on PostgreSQL: W claim loops
 // that claim batches, hand them to the real `users` and `counters` consumers
-// (their InStoreWork builders) and Complete them, plus an optional ingester,
+// (their effects, built as the watcher does) and Complete them, plus an optional ingester,
 // all through the Store API. Each replica runs in its own forked process and
 // logs every event it dispatched, so the parent can count duplicate
 // dispatches and check the aggregates against exact expectations.

@@ -267,10 +267,4 @@ inline std::vector<ClaimedEvent> MakeEvents(int64_t first, int n, const std::str
   return out;
 }
 
-inline std::vector<const ClaimedEvent*> Pointers(const std::vector<ClaimedEvent>& v) {
-  std::vector<const ClaimedEvent*> out;
-  for (const auto& e : v) out.push_back(&e);
-  return out;
-}
-
 }  // namespace sluice::testing

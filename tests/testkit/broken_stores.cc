@@ -234,8 +234,9 @@ Result<std::unique_ptr<RawSql>> RawSql::Open(const StoreOptions& options) {
   if (url.rfind("sqlite:", 0) == 0) {
     std::string path = url.substr(7);
     if (path.rfind("//", 0) == 0) path = path.substr(2);
-    SLUICE_ASSIGN_OR_RETURN(sql->sqlite_,
-                            SqliteConn::Open(path, options.sync, options.busy_timeout_ms));
+    SLUICE_ASSIGN_OR_RETURN(
+        sql->sqlite_,
+        SqliteConn::Open(path, options.sync, options.busy_timeout_ms, &Clock::Real()));
   } else {
     PgSessionOptions session{options.sync, options.busy_timeout_ms, options.busy_timeout_ms,
                              "sluice-testkit"};

@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "common/clock.h"
-#include "common/event.h"
 
 namespace sluice {
 namespace {
@@ -80,14 +79,14 @@ FlakyConsumer::FlakyConsumer(std::string name, uint64_t bit, FlakyConsumerOption
                                                    Labels({{"consumer", this->name()}}))),
       rng_(options_.seed) {}
 
-void FlakyConsumer::BuildEffects(std::span<const ClaimedEvent* const> events, Effects*) const {
+void FlakyConsumer::BuildEffects(std::span<const DecodedEvent> events, Effects*) const {
   calls_.fetch_add(1);
   delivered_.fetch_add(static_cast<int64_t>(events.size()));
   if (delivered_metric_ != nullptr) delivered_metric_->Inc(static_cast<int64_t>(events.size()));
   std::lock_guard<std::mutex> lock(mu_);
-  for (const ClaimedEvent* e : events) {
-    seen_.push_back(e->seq);
-    delivered_seqs_.push_back(e->seq);
+  for (const DecodedEvent& e : events) {
+    seen_.push_back(e.row->seq);
+    delivered_seqs_.push_back(e.row->seq);
   }
 }
 
@@ -107,11 +106,10 @@ Status FlakyConsumer::DecideLocked(const Delivery& d, int64_t call_index) {
                            std::to_string(options_.fail_first_n));
   }
   if (!options_.poison_event.empty()) {
-    Event e;
-    for (const ClaimedEvent* row : d.events) {
-      if (ParseBody(row->body, &e).ok() && e.event == options_.poison_event) {
-        return Status::IoError("poison event '" + e.event + "' at seq " +
-                               std::to_string(row->seq));
+    for (const DecodedEvent& e : d.events) {
+      if (e.event != nullptr && e.event->event == options_.poison_event) {
+        return Status::IoError("poison event '" + e.event->event + "' at seq " +
+                               std::to_string(e.row->seq));
       }
     }
   }
@@ -128,7 +126,7 @@ Status FlakyConsumer::Deliver(const Delivery& d) {
   Status st;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const ClaimedEvent* e : d.events) seen_.push_back(e->seq);
+    for (const DecodedEvent& e : d.events) seen_.push_back(e.row->seq);
     st = DecideLocked(d, call_index);
   }
   if (options_.hang_ms > 0 && call_index < options_.hang_first_n) {
@@ -144,7 +142,7 @@ Status FlakyConsumer::Deliver(const Delivery& d) {
   delivered_.fetch_add(static_cast<int64_t>(d.events.size()));
   if (delivered_metric_ != nullptr) delivered_metric_->Inc(static_cast<int64_t>(d.events.size()));
   std::lock_guard<std::mutex> lock(mu_);
-  for (const ClaimedEvent* e : d.events) delivered_seqs_.push_back(e->seq);
+  for (const DecodedEvent& e : d.events) delivered_seqs_.push_back(e.row->seq);
   return Status::Ok();
 }
 

@@ -44,7 +44,7 @@ class FlakyConsumer final : public Consumer {
                 Metrics* metrics = nullptr);
 
   bool in_store() const override { return options_.in_store; }
-  void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override;
+  void BuildEffects(std::span<const DecodedEvent> events, Effects* out) const override;
   Status Deliver(const Delivery& delivery) override;
 
   // Called at the start of every Deliver (tests: block, observe). Set before use.

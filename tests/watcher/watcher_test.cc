@@ -2,9 +2,9 @@
 // failure isolation, dead letters, lease loss (fencing), drain and wake.
 #include "watcher/watcher.h"
 
-#include <algorithm>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -17,11 +17,12 @@
 #include "common/event.h"
 #include "common/metrics.h"
 #include "consumers/counters/counters_consumer.h"
-#include "queue/open/open_store.h"
-#include "testkit/flaky_consumer.h"
 #include "consumers/users/users_consumer.h"
+#include "queue/open/open_store.h"
 #include "queue/store_wrapper.h"
+#include "testing/decoded.h"
 #include "testing/testing.h"
+#include "testkit/flaky_consumer.h"
 
 namespace sluice {
 namespace {
@@ -55,29 +56,57 @@ class HookedStore final : public StoreWrapper {
   }
 };
 
-// Builds every in-store consumer's effects into one shared Effects and has
-// the store apply the union once, as the PostgreSQL store does (the SQLite
-// store gives each builder an Effects of its own). Builders must append.
+// Hands the store every in-store consumer's effects merged into the first
+// one's, as a store that applies their union in one go does (the PostgreSQL
+// store's set-based statements): exactly-once must not depend on which part
+// carries which delta.
 class SharedEffectsStore final : public StoreWrapper {
  public:
   using StoreWrapper::StoreWrapper;
 
   Result<CompleteResult> Complete(const CompleteRequest& req) override {
-    auto shared = std::make_shared<Effects>();
     CompleteRequest forwarded = req;
-    for (size_t i = 0; i < req.in_store.size(); ++i) {
-      std::vector<const ClaimedEvent*> lacking;
-      for (const ClaimedEvent& e : req.events) {
-        if ((e.done_mask & req.in_store[i].bit) == 0) lacking.push_back(&e);
-      }
-      req.in_store[i].build(lacking, shared.get());
-      forwarded.in_store[i].build =
-          i == 0 ? decltype(InStoreWork::build)([shared](std::span<const ClaimedEvent* const>,
-                                               Effects* out) { *out = *shared; })
-                 : decltype(InStoreWork::build)([](std::span<const ClaimedEvent* const>, Effects*) {});
+    for (size_t i = 1; i < forwarded.in_store.size(); ++i) {
+      Effects& from = forwarded.in_store[i].effects;
+      Effects& to = forwarded.in_store[0].effects;
+      to.users.insert(to.users.end(), from.users.begin(), from.users.end());
+      to.counters.insert(to.counters.end(), from.counters.begin(), from.counters.end());
+      from = Effects{};
     }
     return StoreWrapper::Complete(forwarded);
   }
+};
+
+// Before the first Complete that carries in-store effects, applies the users
+// and counters effects of the first half of its rows itself (as a Complete
+// whose answer was lost would have), so that the watcher's effects are stale.
+class StaleOnceStore final : public StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+
+  std::atomic<int> stale_answers{0};
+
+  Result<CompleteResult> Complete(const CompleteRequest& req) override {
+    if (!req.in_store.empty() && !done_.exchange(true)) {
+      std::vector<ClaimedEvent> half(req.events.begin(),
+                                     req.events.begin() + (req.events.size() + 1) / 2);
+      UsersConsumer users("users", kUsersBit);
+      CountersConsumer counters("counters", kCountersBit);
+      std::vector<InStoreEffects> parts(2);
+      parts[0].bit = kUsersBit;
+      users.BuildEffects(testing::Decoded(half), &parts[0].effects);
+      parts[1].bit = kCountersBit;
+      counters.BuildEffects(testing::Decoded(half), &parts[1].effects);
+      auto m = StoreWrapper::MarkDone(MarkDoneRequest{req.token, half, 0, std::move(parts)});
+      EXPECT_TRUE(m.ok() && !m->stale) << m.status().ToString();
+    }
+    Result<CompleteResult> r = StoreWrapper::Complete(req);
+    if (r.ok() && r->stale) stale_answers.fetch_add(1);
+    return r;
+  }
+
+ private:
+  std::atomic<bool> done_{false};
 };
 
 struct Expected {
@@ -214,6 +243,22 @@ TEST_F(WatcherTest, InStoreEffectsSurviveAStoreThatSharesOneEffectsAcrossConsume
   ASSERT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(30000)));
   w.Drain();
   ExpectAggregatesExact();
+}
+
+TEST_F(WatcherTest, StaleEffectsAreRebuiltFromTheCurrentMasksAndApplyOnce) {
+  ASSERT_NE(store_, nullptr);
+  Enqueue(60);
+  StaleOnceStore stale(store_.get());
+  WatcherOptions o = Options();
+  o.loops = 1;
+  Watcher w(&stale, InStore(), o, "r1", &metrics_);
+  w.Start();
+  ASSERT_TRUE(WaitUntil([&] { return QueueEmpty(); }, milliseconds(30000)));
+  w.Drain();
+  EXPECT_EQ(stale.stale_answers.load(), 1);
+  EXPECT_EQ(CounterValue(metrics_, "sluice_stale_effects_total"), 1);
+  EXPECT_EQ(CounterValue(metrics_, "sluice_fenced_total"), 0);
+  ExpectAggregatesExact();  // the half applied beforehand was not applied again
 }
 
 TEST_F(WatcherTest, ConsumerFailingFirstNIsTheOnlyOneCalledAgain) {

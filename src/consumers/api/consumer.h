@@ -3,22 +3,26 @@
 // Each consumer owns a stable bit in the queue's done_mask and sees only the
 // events whose bit is not set yet. Two kinds:
 //  - in-store (users, counters): BuildEffects turns events into deltas, pure
-//    C++; the store applies them inside the fenced transaction that sets the
+//    C++, outside any store transaction; the watcher hands the deltas to the
+//    store, which applies them inside the fenced transaction that sets the
 //    bit (exactly-once effect).
 //  - external (archive, clickhouse, webhook): Deliver writes them out,
 //    at-least-once, idempotent by deterministic keys; the watcher then marks
 //    the bit with a fenced MarkDone.
+// The watcher decodes each claimed body once (ParseBody) and hands every
+// consumer the same decoded events, read-only (DecodedEvent).
 // Implementations are thread-safe: the watcher's loops call them concurrently.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
-#include <map>
 #include <string>
 #include <vector>
 
+#include "common/event.h"
 #include "common/status.h"
 #include "queue/effects.h"
 #include "queue/store.h"
@@ -36,11 +40,24 @@ struct ConsumerConfig {
   std::vector<std::string> events;    // filter; empty = all
 };
 
+// One claimed row and its body decoded once by the watcher. Both point into
+// the watcher's batch and stay valid for the duration of the call they are
+// passed to.
+struct DecodedEvent {
+  const ClaimedEvent* row = nullptr;  // never null
+  // The parsed body; null when it did not parse (the watcher counts those in
+  // sluice_bad_bodies_total). Ingest stores only bodies ToBody wrote, so this
+  // means a bug or a hand-edited row: in-store consumers skip such rows,
+  // external ones fail the delivery.
+  const Event* event = nullptr;
+};
+
 struct Delivery {
-  std::span<const ClaimedEvent* const> events;  // ascending seq, all lacking this consumer's bit
-  int64_t token = 0;                            // the lease's fencing token (for logs)
-  // Deadline for the whole delivery, monotonic ms (Clock::MonoMs); a consumer
-  // that cannot finish by then returns kUnavailable.
+  std::span<const DecodedEvent> events;  // ascending seq, all lacking this consumer's bit
+  int64_t token = 0;                     // the lease's fencing token (for logs)
+  // Deadline for the whole delivery, monotonic ms on the watcher's clock
+  // (Clock::MonoMs; the real clock in the shipped binary); a consumer that
+  // cannot finish by then returns kUnavailable.
   int64_t deadline_mono_ms = 0;
   // Set by the watcher when the lease was lost or the replica's drain deadline
   // passed: the result will be ignored, so a long delivery may stop early
@@ -58,9 +75,9 @@ class Consumer {
   uint64_t bit() const { return bit_; }
 
   virtual bool in_store() const = 0;
-  // In-store consumers: append deltas for `events` to `out`. Pure.
-  virtual void BuildEffects(std::span<const ClaimedEvent* const> /*events*/,
-                            Effects* /*out*/) const {}
+  // In-store consumers: append deltas for `events` (ascending seq) to `out`.
+  // Pure; runs outside any store transaction.
+  virtual void BuildEffects(std::span<const DecodedEvent> /*events*/, Effects* /*out*/) const {}
   // External consumers: write the events out. Ok means every event is
   // durable at the destination (or deliberately filtered out).
   virtual Status Deliver(const Delivery& /*delivery*/) { return Status::Ok(); }

@@ -2,8 +2,6 @@
 
 #include <utility>
 
-#include "common/event.h"
-
 namespace sluice {
 
 EventFilter::EventFilter(std::vector<std::string> projects, std::vector<std::string> events)
@@ -17,20 +15,17 @@ bool EventFilter::Matches(std::string_view project, std::string_view event_name)
   return MatchesProject(project) && (events_.empty() || events_.find(event_name) != events_.end());
 }
 
-bool EventFilter::Matches(const ClaimedEvent& row) const {
-  if (!MatchesProject(row.project)) return false;
+bool EventFilter::Matches(const DecodedEvent& e) const {
+  if (!MatchesProject(e.row->project)) return false;
   if (events_.empty()) return true;
-  Event e;
-  if (!ParseBody(row.body, &e).ok()) return false;
-  return events_.find(e.event) != events_.end();
+  return e.event != nullptr && events_.find(e.event->event) != events_.end();
 }
 
-std::vector<const ClaimedEvent*> EventFilter::Apply(
-    std::span<const ClaimedEvent* const> rows) const {
-  std::vector<const ClaimedEvent*> out;
-  out.reserve(rows.size());
-  for (const ClaimedEvent* row : rows) {
-    if (Matches(*row)) out.push_back(row);
+std::vector<DecodedEvent> EventFilter::Apply(std::span<const DecodedEvent> events) const {
+  std::vector<DecodedEvent> out;
+  out.reserve(events.size());
+  for (const DecodedEvent& e : events) {
+    if (Matches(e)) out.push_back(e);
   }
   return out;
 }
@@ -38,16 +33,15 @@ std::vector<const ClaimedEvent*> EventFilter::Apply(
 FilteredConsumer::FilteredConsumer(ConsumerPtr inner, EventFilter filter)
     : Consumer(inner->name(), inner->bit()), inner_(std::move(inner)), filter_(std::move(filter)) {}
 
-void FilteredConsumer::BuildEffects(std::span<const ClaimedEvent* const> events,
-                                    Effects* out) const {
+void FilteredConsumer::BuildEffects(std::span<const DecodedEvent> events, Effects* out) const {
   if (filter_.all()) return inner_->BuildEffects(events, out);
-  const std::vector<const ClaimedEvent*> kept = filter_.Apply(events);
+  const std::vector<DecodedEvent> kept = filter_.Apply(events);
   if (!kept.empty()) inner_->BuildEffects(kept, out);
 }
 
 Status FilteredConsumer::Deliver(const Delivery& delivery) {
   if (filter_.all()) return inner_->Deliver(delivery);
-  const std::vector<const ClaimedEvent*> kept = filter_.Apply(delivery.events);
+  const std::vector<DecodedEvent> kept = filter_.Apply(delivery.events);
   // Filtered-out events count as done: Ok with nothing to write.
   if (kept.empty()) return Status::Ok();
   Delivery sub = delivery;

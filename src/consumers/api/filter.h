@@ -31,11 +31,11 @@ class EventFilter {
   bool all() const { return projects_.empty() && events_.empty(); }
   bool MatchesProject(std::string_view project) const;
   bool Matches(std::string_view project, std::string_view event_name) const;
-  // Parses the body for the event name only when an event list is set. A body
-  // that does not parse matches nothing.
-  bool Matches(const ClaimedEvent& row) const;
+  // By the row's project and the decoded event's name (needed only when an
+  // event list is set). A body that did not parse matches no event list.
+  bool Matches(const DecodedEvent& e) const;
   // The matching subset, order kept.
-  std::vector<const ClaimedEvent*> Apply(std::span<const ClaimedEvent* const> rows) const;
+  std::vector<DecodedEvent> Apply(std::span<const DecodedEvent> events) const;
 
  private:
   std::set<std::string, std::less<>> projects_;
@@ -48,7 +48,7 @@ class FilteredConsumer final : public Consumer {
   FilteredConsumer(ConsumerPtr inner, EventFilter filter);
 
   bool in_store() const override { return inner_->in_store(); }
-  void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override;
+  void BuildEffects(std::span<const DecodedEvent> events, Effects* out) const override;
   Status Deliver(const Delivery& delivery) override;
   int64_t RetryAfterMs() const override { return inner_->RetryAfterMs(); }
 

@@ -274,14 +274,14 @@ Status ArchiveConsumer::Deliver(const Delivery& delivery) {
     int64_t last = 0;
   };
   std::map<std::pair<std::string, int64_t>, Part> parts;
-  Event ev;
-  for (const ClaimedEvent* row : delivery.events) {
-    Status st = ParseBody(row->body, &ev);
-    if (!st.ok()) {
+  for (const DecodedEvent& e : delivery.events) {
+    const ClaimedEvent* row = e.row;
+    if (e.event == nullptr) {
       // Decoders store only bodies ToBody wrote; a bad one is a bug upstream.
-      return Status::Internal("archive: event seq " + std::to_string(row->seq) + ": " +
-                              st.message());
+      return Status::Internal("archive: event seq " + std::to_string(row->seq) +
+                              ": body does not parse");
     }
+    const Event& ev = *e.event;
     int64_t t = options_.partition_by_event_time ? ev.time_ms : ev.received_ms;
     if (t <= 0) t = options_.partition_by_event_time ? ev.received_ms : ev.time_ms;
     if (t < 0) t = 0;

@@ -143,13 +143,13 @@ Status ClickHouseConsumer::Deliver(const Delivery& delivery) {
   SLUICE_RETURN_IF_ERROR(SetupOnce(delivery.deadline_mono_ms));
   std::string rows;
   std::string ids;  // for the dedup token
-  Event ev;
-  for (const ClaimedEvent* row : delivery.events) {
-    Status st = ParseBody(row->body, &ev);
-    if (!st.ok()) {
-      return Status::Internal("clickhouse: event seq " + std::to_string(row->seq) + ": " +
-                              st.message());
+  for (const DecodedEvent& e : delivery.events) {
+    const ClaimedEvent* row = e.row;
+    if (e.event == nullptr) {
+      return Status::Internal("clickhouse: event seq " + std::to_string(row->seq) +
+                              ": body does not parse");
     }
+    const Event& ev = *e.event;
     rows.append("{\"insert_id\":");
     AppendJsonString(row->insert_id, &rows);
     rows.append(",\"project\":");

@@ -6,24 +6,20 @@
 #include <utility>
 #include <vector>
 
-#include "common/event.h"
-
 namespace sluice {
 
-CountersConsumer::CountersConsumer(std::string name, uint64_t bit, Counter* bad_bodies)
-    : Consumer(std::move(name), bit), bad_bodies_(bad_bodies) {}
+CountersConsumer::CountersConsumer(std::string name, uint64_t bit)
+    : Consumer(std::move(name), bit) {}
 
-void CountersConsumer::BuildEffects(std::span<const ClaimedEvent* const> events,
-                                    Effects* out) const {
+void CountersConsumer::BuildEffects(std::span<const DecodedEvent> events, Effects* out) const {
   using Key = std::tuple<std::string, std::string, int, int64_t>;
   std::map<Key, CounterDelta> buckets;
-  Event e;
-  for (const ClaimedEvent* row : events) {
-    if (!ParseBody(row->body, &e).ok()) {
-      // Validated at ingest; skip rather than block the batch, and count it.
-      if (bad_bodies_ != nullptr) bad_bodies_->Inc();
-      continue;
-    }
+  for (const DecodedEvent& decoded : events) {
+    // Validated at ingest; skip rather than block the batch (the watcher
+    // counted it).
+    if (decoded.event == nullptr) continue;
+    const ClaimedEvent* row = decoded.row;
+    const Event& e = *decoded.event;
     const std::string& user = e.distinct_id();
     for (Granularity g : kAllGranularities) {
       const int64_t bucket = BucketStartMs(g, e.time_ms);

@@ -10,24 +10,19 @@
 #include <span>
 #include <string>
 
-#include "common/metrics.h"
 #include "consumers/api/consumer.h"
 
 namespace sluice {
 
 class CountersConsumer final : public Consumer {
  public:
-  // `bad_bodies` counts bodies that fail to parse; may be null.
-  CountersConsumer(std::string name, uint64_t bit, Counter* bad_bodies = nullptr);
+  CountersConsumer(std::string name, uint64_t bit);
 
   bool in_store() const override { return true; }
   // Pure: appends deltas sorted by (project, event, granularity, bucket); each
-  // delta's `users` is sorted and deduplicated. Unparsable bodies are skipped
-  // and counted.
-  void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override;
-
- private:
-  Counter* const bad_bodies_;
+  // delta's `users` is sorted and deduplicated. Rows whose body did not parse
+  // are skipped (the watcher counts them).
+  void BuildEffects(std::span<const DecodedEvent> events, Effects* out) const override;
 };
 
 }  // namespace sluice

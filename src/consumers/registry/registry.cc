@@ -18,10 +18,10 @@ namespace {
 using Factory = Result<ConsumerPtr> (*)(const ConsumerConfig& config, uint64_t bit,
                                         Metrics* metrics);
 
-Counter* BadBodies(Metrics* metrics, const std::string& name) {
+Counter* Unattributed(Metrics* metrics, const std::string& name) {
   if (metrics == nullptr) return nullptr;
-  return &metrics->GetCounter("sluice_consumer_bad_bodies_total",
-                              "Claimed bodies a consumer could not parse (skipped).",
+  return &metrics->GetCounter("sluice_consumer_unattributed_total",
+                              "Claimed events a consumer skipped because they name no user.",
                               Labels({{"consumer", name}}));
 }
 
@@ -29,15 +29,14 @@ Result<ConsumerPtr> MakeUsers(const ConsumerConfig& c, uint64_t bit, Metrics* me
   if (!c.options.empty()) {
     return Status::InvalidArgument("consumer " + c.name + ": users takes no options");
   }
-  return ConsumerPtr(std::make_unique<UsersConsumer>(c.name, bit, BadBodies(metrics, c.name)));
+  return ConsumerPtr(std::make_unique<UsersConsumer>(c.name, bit, Unattributed(metrics, c.name)));
 }
 
-Result<ConsumerPtr> MakeCounters(const ConsumerConfig& c, uint64_t bit, Metrics* metrics) {
+Result<ConsumerPtr> MakeCounters(const ConsumerConfig& c, uint64_t bit, Metrics* /*metrics*/) {
   if (!c.options.empty()) {
     return Status::InvalidArgument("consumer " + c.name + ": counters takes no options");
   }
-  return ConsumerPtr(
-      std::make_unique<CountersConsumer>(c.name, bit, BadBodies(metrics, c.name)));
+  return ConsumerPtr(std::make_unique<CountersConsumer>(c.name, bit));
 }
 
 // To add a consumer type: include its header and add one row.

@@ -18,17 +18,18 @@ namespace sluice {
 
 class UsersConsumer final : public Consumer {
  public:
-  // `bad_bodies` counts bodies that fail to parse or name no user; may be null.
-  UsersConsumer(std::string name, uint64_t bit, Counter* bad_bodies = nullptr);
+  // `unattributed` counts events that name no user (skipped); may be null.
+  UsersConsumer(std::string name, uint64_t bit, Counter* unattributed = nullptr);
 
   bool in_store() const override { return true; }
   // Pure: appends one UserDelta per (project, user) of `events`, sorted by
-  // (project, user_id). Unparsable bodies (validated at ingest, so never
-  // expected) are skipped and counted.
-  void BuildEffects(std::span<const ClaimedEvent* const> events, Effects* out) const override;
+  // (project, user_id). Rows whose body did not parse (validated at ingest,
+  // so never expected; the watcher counts them) or that name no user are
+  // skipped.
+  void BuildEffects(std::span<const DecodedEvent> events, Effects* out) const override;
 
  private:
-  Counter* const bad_bodies_;
+  Counter* const unattributed_;
 };
 
 }  // namespace sluice

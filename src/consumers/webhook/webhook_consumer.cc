@@ -172,10 +172,11 @@ std::string WebhookConsumer::EventKey(const ClaimedEvent& row) {
   return Sha256Hex(s);
 }
 
-std::string WebhookConsumer::BatchKey(std::span<const ClaimedEvent* const> rows) {
+std::string WebhookConsumer::BatchKey(std::span<const DecodedEvent> events) {
   std::vector<std::string> ids;
-  ids.reserve(rows.size());
-  for (const ClaimedEvent* r : rows) {
+  ids.reserve(events.size());
+  for (const DecodedEvent& e : events) {
+    const ClaimedEvent* r = e.row;
     std::string s = r->project;
     s.push_back('\0');
     s.append(r->insert_id).push_back('\n');
@@ -273,20 +274,19 @@ Status WebhookConsumer::Post(const std::string& body, const std::string& key, in
 
 Status WebhookConsumer::Deliver(const Delivery& delivery) {
   if (delivery.events.empty()) return Status::Ok();
-  Event ev;
   if (!options_.per_batch) {
-    for (const ClaimedEvent* row : delivery.events) {
+    for (const DecodedEvent& e : delivery.events) {
+      const ClaimedEvent* row = e.row;
       const std::string key = EventKey(*row);
       if (Delivered(key)) {
         skipped_->Inc();
         continue;
       }
-      Status st = ParseBody(row->body, &ev);
-      if (!st.ok()) {
-        return Status::Internal("webhook: event seq " + std::to_string(row->seq) + ": " +
-                                st.message());
+      if (e.event == nullptr) {
+        return Status::Internal("webhook: event seq " + std::to_string(row->seq) +
+                                ": body does not parse");
       }
-      SLUICE_RETURN_IF_ERROR(Post(Render(options_.template_text, EventLookup(*row, ev)), key,
+      SLUICE_RETURN_IF_ERROR(Post(Render(options_.template_text, EventLookup(*row, *e.event)), key,
                                   delivery.deadline_mono_ms));
       Remember(key);
     }
@@ -300,15 +300,15 @@ Status WebhookConsumer::Deliver(const Delivery& delivery) {
   std::string lines;
   std::string events;
   int32_t shown = 0;
-  for (const ClaimedEvent* row : delivery.events) {
-    Status st = ParseBody(row->body, &ev);
-    if (!st.ok()) {
-      return Status::Internal("webhook: event seq " + std::to_string(row->seq) + ": " +
-                              st.message());
+  for (const DecodedEvent& e : delivery.events) {
+    const ClaimedEvent* row = e.row;
+    if (e.event == nullptr) {
+      return Status::Internal("webhook: event seq " + std::to_string(row->seq) +
+                              ": body does not parse");
     }
     if (shown < options_.max_lines) {
       if (shown > 0) lines.append("\\n");
-      lines.append(Render(options_.line_template, EventLookup(*row, ev)));
+      lines.append(Render(options_.line_template, EventLookup(*row, *e.event)));
       ++shown;
     }
     if (!events.empty()) events.push_back(',');
@@ -321,8 +321,8 @@ Status WebhookConsumer::Deliver(const Delivery& delivery) {
   const std::string body =
       Render(options_.batch_template, [&](std::string_view name) -> std::optional<std::string> {
         if (name == "count") return std::to_string(n);
-        if (name == "first_seq") return std::to_string(delivery.events.front()->seq);
-        if (name == "last_seq") return std::to_string(delivery.events.back()->seq);
+        if (name == "first_seq") return std::to_string(delivery.events.front().row->seq);
+        if (name == "last_seq") return std::to_string(delivery.events.back().row->seq);
         if (name == "lines") return lines;
         if (name == "events") return events;
         return std::nullopt;

@@ -81,7 +81,7 @@ class WebhookConsumer final : public Consumer {
   static Status ValidateTemplates(const WebhookOptions& options);
   // The Idempotency-Key of one event / of a batch.
   static std::string EventKey(const ClaimedEvent& row);
-  static std::string BatchKey(std::span<const ClaimedEvent* const> rows);
+  static std::string BatchKey(std::span<const DecodedEvent> events);
 
  private:
   Status Post(const std::string& body, const std::string& key, int64_t deadline);

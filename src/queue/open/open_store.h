@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "queue/store.h"
 
@@ -11,6 +12,9 @@ namespace sluice {
 
 // Opens (creating and migrating if needed) the store named by options.url:
 // "sqlite:PATH" (also "sqlite://PATH") or "postgres://..." / "postgresql://...".
-Result<StorePtr> OpenStore(const StoreOptions& options);
+// The store's own waits and retries (lock waits, connection backoff, periodic
+// housekeeping) run on `clock`; lease times are always the database's clock.
+// REQUIRES: clock outlives the store.
+Result<StorePtr> OpenStore(const StoreOptions& options, Clock* clock = &Clock::Real());
 
 }  // namespace sluice

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <utility>
 
 #include "fmt/format.h"
@@ -10,12 +9,6 @@
 namespace sluice {
 
 namespace {
-
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string_view SqlState(const PGresult* r) {
   const char* s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
@@ -307,14 +300,16 @@ bool PgConn::AliveIdle() {
   return PQtransactionStatus(conn_.get()) == PQTRANS_IDLE;
 }
 
-PgPool::PgPool(std::string url, PgSessionOptions session, int size, int64_t acquire_timeout_ms)
+PgPool::PgPool(std::string url, PgSessionOptions session, int size, int64_t acquire_timeout_ms,
+               Clock* clock)
     : url_(std::move(url)),
       session_(std::move(session)),
       size_(std::max(1, size)),
-      acquire_timeout_ms_(acquire_timeout_ms) {}
+      acquire_timeout_ms_(acquire_timeout_ms),
+      clock_(clock) {}
 
 Result<PgPool::Handle> PgPool::Acquire() {
-  const int64_t deadline = SteadyMs() + acquire_timeout_ms_;
+  const int64_t deadline = clock_->MonoMs() + acquire_timeout_ms_;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     while (!idle_.empty()) {
@@ -329,16 +324,14 @@ Result<PgPool::Handle> PgPool::Acquire() {
       // Dropped: the server closed it (restart) or it broke earlier.
     }
     if (in_use_ + connecting_ < size_) break;
-    if (cv_.wait_until(lock, std::chrono::steady_clock::time_point(
-                                 std::chrono::milliseconds(deadline))) ==
-        std::cv_status::timeout) {
-      if (!idle_.empty() || in_use_ + connecting_ < size_) continue;
+    if (!clock_->WaitUntil(lock, cv_, deadline,
+                           [&] { return !idle_.empty() || in_use_ + connecting_ < size_; })) {
       return Status::Unavailable(
           fmt::format("postgres: all {} pool connections busy for {} ms", size_,
                       acquire_timeout_ms_));
     }
   }
-  const int64_t now = SteadyMs();
+  const int64_t now = clock_->MonoMs();
   if (now < retry_at_ms_) {
     return Status::Unavailable(fmt::format("postgres unreachable (retry in {} ms): {}",
                                            retry_at_ms_ - now, last_error_));
@@ -350,7 +343,7 @@ Result<PgPool::Handle> PgPool::Acquire() {
   --connecting_;
   if (!c.ok()) {
     backoff_ms_ = backoff_ms_ == 0 ? 100 : std::min<int64_t>(2000, backoff_ms_ * 2);
-    retry_at_ms_ = SteadyMs() + backoff_ms_;
+    retry_at_ms_ = clock_->MonoMs() + backoff_ms_;
     last_error_ = c.status().message();
     cv_.notify_one();
     return c.status();

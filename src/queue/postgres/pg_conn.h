@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace sluice {
@@ -172,8 +173,10 @@ class PgPool {
     bool reused_ = false;
   };
 
-  // REQUIRES: size >= 1.
-  PgPool(std::string url, PgSessionOptions session, int size, int64_t acquire_timeout_ms);
+  // REQUIRES: size >= 1; clock outlives the pool (acquire waits and the
+  // reconnect backoff run on it).
+  PgPool(std::string url, PgSessionOptions session, int size, int64_t acquire_timeout_ms,
+         Clock* clock);
 
   // A connection for one thread; waits up to acquire_timeout_ms for a free
   // slot. kUnavailable when none frees up or the server cannot be reached.
@@ -189,6 +192,7 @@ class PgPool {
   const PgSessionOptions session_;
   const int size_;
   const int64_t acquire_timeout_ms_;
+  Clock* const clock_;
 
   // Protected by mu_.
   mutable std::mutex mu_;
@@ -196,7 +200,7 @@ class PgPool {
   std::vector<std::unique_ptr<PgConn>> idle_;
   int in_use_ = 0;
   int connecting_ = 0;
-  int64_t retry_at_ms_ = 0;   // steady clock; no connect attempt before this
+  int64_t retry_at_ms_ = 0;   // clock_->MonoMs(); no connect attempt before this
   int64_t backoff_ms_ = 0;    // 0 after a successful connect
   std::string last_error_;
 };

@@ -10,9 +10,13 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+#include "queue/lease_logic.h"
 #include "queue/postgres/pg_conn.h"
 #include "queue/postgres/pg_listener.h"
 #include "queue/store.h"
@@ -21,8 +25,10 @@ namespace sluice {
 
 class PostgresStore final : public Store {
  public:
-  // Connects, migrates (under an advisory lock) and returns the store.
-  static Result<StorePtr> Open(const StoreOptions& options);
+  // Connects, migrates (under an advisory lock) and returns the store. Pool
+  // waits, reconnect backoff and the low-water-mark interval run on `clock`.
+  // REQUIRES: clock outlives the store.
+  static Result<StorePtr> Open(const StoreOptions& options, Clock* clock = &Clock::Real());
   ~PostgresStore() override;
 
   Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) override;
@@ -52,11 +58,12 @@ class PostgresStore final : public Store {
   void SetWakeCallback(std::function<void()> cb) override;
 
  private:
-  explicit PostgresStore(const StoreOptions& options);
+  PostgresStore(const StoreOptions& options, Clock* clock);
 
   using TxnFn = std::function<Status(PgConn&)>;
   // Runs fn inside BEGIN ... COMMIT on a pooled connection; rolls back when
-  // fn fails. fn must assign its outputs from scratch: it is re-run after a
+  // fn fails. fn is store code only (it may not throw): nothing of a caller's
+  // runs inside a transaction. fn must assign its outputs from scratch: it is re-run after a
   // deadlock/serialization failure, and on a fresh connection when a pooled
   // one turns out dead (server restart) before COMMIT was sent. A failure of
   // COMMIT itself is never retried (the outcome is unknown): kUnavailable.
@@ -85,28 +92,29 @@ class PostgresStore final : public Store {
   void MaybeRefreshHead();
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
-  // The shared body of MarkDone and Complete: opens the transaction
-  // (BeginNoFlush) and locks the rows still held under token in one round
-  // trip, fills held (seq, done_mask after marking) and appends the in-store
-  // effects of the rows whose bits are newly set to *effects; the caller
-  // writes the rows and commits with ApplyEffects.
-  Status MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
-                    uint64_t external_bits, const std::vector<InStoreWork>& in_store,
-                    MarkDoneResult* marked, std::vector<std::pair<int64_t, uint64_t>>* held,
-                    Effects* effects);
-  // Runs `before` (the caller's row writes), then the in-store effects with
-  // set-based SQL, then COMMIT, in one round trip (two when user properties
-  // must be merged: the merge needs the stored ones). Sets *commit_sent.
-  static Status ApplyEffects(PgConn& c, const Effects& effects,
+  // The shared body of MarkDone and Complete (`all_bits` set: Complete):
+  // opens the transaction (BeginNoFlush) and locks the rows still held under
+  // token in one round trip, and plans the write (lease_logic.h); kLeaseLost
+  // when none of `events` is held. The caller writes the rows and commits
+  // with ApplyEffects when the plan is kApply.
+  Result<MarkPlan> MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
+                              uint64_t external_bits, const std::vector<InStoreEffects>& in_store,
+                              std::optional<uint64_t> all_bits);
+  // Runs `before` (the caller's row writes), then every in-store effect with
+  // set-based SQL (users, then counters), then COMMIT, in one round trip (two
+  // when user properties must be merged: the merge needs the stored ones).
+  // Sets *commit_sent.
+  static Status ApplyEffects(PgConn& c, std::span<const InStoreEffects> in_store,
                              std::span<const PgStatement> before, bool* commit_sent);
 
   // Constant after construction.
   const StoreOptions options_;
+  Clock* const clock_;
   const PgSessionOptions session_;
   std::unique_ptr<PgPool> pool_;
   std::unique_ptr<PgListener> listener_;
 
-  // Steady-clock ms of this store's last sluice_refresh_head attempt.
+  // clock_->MonoMs() of this store's last sluice_refresh_head attempt.
   std::atomic<int64_t> last_head_refresh_ms_{0};
 };
 

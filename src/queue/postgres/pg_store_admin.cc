@@ -1,13 +1,17 @@
 // PostgresStore: in-store aggregates (apply and read), dead letters, named
 // leases, dedup pruning, replicas and queue statistics.
 #include <algorithm>
+#include <functional>
+#include <limits>
 #include <map>
 #include <set>
+#include <span>
 #include <string_view>
 #include <tuple>
 #include <utility>
 
 #include "fmt/format.h"
+#include "queue/lease_logic.h"
 #include "queue/postgres/pg_store.h"
 
 namespace sluice {
@@ -20,188 +24,220 @@ namespace {
 
 // ---- in-store aggregates ----
 
-Status PostgresStore::ApplyEffects(PgConn& c, const Effects& effects,
-                                   std::span<const PgStatement> before, bool* commit_sent) {
-  // Set-based: one statement per table family whatever the batch size. Rows
-  // are written in key order so concurrent batches touching the same users or
-  // counter buckets lock them in the same order (users, then counters; each
-  // sorted), which rules out deadlocks between them.
-  //
-  // users + user_events: the upsert locks each user row and returns its stored
-  // properties; the merge ($set overwrite, then $set_once fill) runs in C++
-  // with MergeJsonObjects exactly as in the SQLite store, then one UPDATE
-  // writes the merged objects of the users that have property changes.
-  static constexpr char kUpsertUsers[] =
-      "WITH u AS ("
-      "  INSERT INTO users AS x (project, user_id, first_seen, last_seen, events) "
-      "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) "
-      "  ORDER BY 1, 2 "
-      "  ON CONFLICT (project, user_id) DO UPDATE SET "
-      "  first_seen = least(x.first_seen, excluded.first_seen), "
-      "  last_seen = greatest(x.last_seen, excluded.last_seen), "
-      "  events = x.events + excluded.events "
-      "  RETURNING project, user_id, properties), "
-      "e AS ("
-      "  INSERT INTO user_events AS x (project, user_id, event, count) "
-      "  SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[]) "
-      "  ORDER BY 1, 2, 3 "
-      "  ON CONFLICT (project, user_id, event) DO UPDATE SET count = x.count + excluded.count) "
-      "SELECT project, user_id, properties FROM u WHERE user_id = ANY($10::text[])";
-  static constexpr char kSetProps[] =
-      "UPDATE users SET properties = p.props "
-      "FROM unnest($1::text[], $2::text[], $3::text[]) AS p(project, user_id, props) "
-      "WHERE users.project = p.project AND users.user_id = p.user_id";
-  // counters: counter_users rows that are new (ON CONFLICT DO NOTHING
-  // RETURNING) are exactly the distinct users this bucket had not seen; a
-  // concurrent batch inserting the same (bucket, series, user) waits for us
-  // and then sees the conflict, so a user is counted once per bucket. Keys
-  // are hashed by the server (sluice_counter_series, sluice_user_hash:
-  // migration v3), the functions the migration rehashed stored rows with.
-  // Each user row names its counter row by ordinal ($6), so the texts of a
-  // series are sent and hashed once per counter row, not once per user.
-  static constexpr char kUpsertCounters[] =
-      "WITH d AS ("
-      "  SELECT d.*, sluice_counter_series(d.project, d.event, d.granularity) AS series "
-      "  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) "
-      "  WITH ORDINALITY AS d(project, event, granularity, bucket, count, i)), "
-      "cu AS ("
-      "  INSERT INTO counter_users (bucket, series, user_hash) "
-      "  SELECT d.bucket, d.series, sluice_user_hash(u.user_id) "
-      "  FROM unnest($6::bigint[], $7::text[]) AS u(i, user_id) JOIN d USING (i) "
-      "  ORDER BY 1, 2, 3 "
-      "  ON CONFLICT DO NOTHING RETURNING bucket, series), "
-      "n AS (SELECT bucket, series, count(*) AS users FROM cu GROUP BY 1, 2) "
-      "INSERT INTO counters AS x (project, event, granularity, bucket, count, users) "
-      "SELECT d.project, d.event, d.granularity, d.bucket, d.count, coalesce(n.users, 0) "
-      "FROM d LEFT JOIN n USING (bucket, series) "
-      "ORDER BY 1, 2, 3, 4 "
-      "ON CONFLICT (project, event, granularity, bucket) DO UPDATE SET "
-      "count = x.count + excluded.count, users = x.users + excluded.users";
+namespace {
 
-  static constexpr char kCommit[] = "COMMIT";
-  // Everything up to the next statement whose input depends on a result is
-  // sent as one pipeline.
-  std::vector<PgStatement> pipeline(before.begin(), before.end());
-  PgParams user_params, prop_params, counter_params;
-  // Users whose properties change, with their deltas in order (merged in C++
-  // once the users upsert has returned the stored objects).
+// Set-based: one statement per table family whatever the batch size. Rows
+// are written in key order so concurrent batches touching the same users or
+// counter buckets lock them in the same order (users, then counters; each
+// sorted), which rules out deadlocks between them.
+//
+// users + user_events: the upsert locks each user row and returns its stored
+// properties; the merge ($set overwrite, then $set_once fill) runs in C++
+// with MergeJsonObjects exactly as in the SQLite store, then one UPDATE
+// writes the merged objects of the users that have property changes.
+constexpr char kUpsertUsers[] =
+    "WITH u AS ("
+    "  INSERT INTO users AS x (project, user_id, first_seen, last_seen, events) "
+    "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) "
+    "  ORDER BY 1, 2 "
+    "  ON CONFLICT (project, user_id) DO UPDATE SET "
+    "  first_seen = least(x.first_seen, excluded.first_seen), "
+    "  last_seen = greatest(x.last_seen, excluded.last_seen), "
+    "  events = x.events + excluded.events "
+    "  RETURNING project, user_id, properties), "
+    "e AS ("
+    "  INSERT INTO user_events AS x (project, user_id, event, count) "
+    "  SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[]) "
+    "  ORDER BY 1, 2, 3 "
+    "  ON CONFLICT (project, user_id, event) DO UPDATE SET count = x.count + excluded.count) "
+    "SELECT project, user_id, properties FROM u WHERE user_id = ANY($10::text[])";
+constexpr char kSetProps[] =
+    "UPDATE users SET properties = p.props "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) AS p(project, user_id, props) "
+    "WHERE users.project = p.project AND users.user_id = p.user_id";
+// counters: counter_users rows that are new (ON CONFLICT DO NOTHING
+// RETURNING) are exactly the distinct users this bucket had not seen; a
+// concurrent batch inserting the same (bucket, series, user) waits for us
+// and then sees the conflict, so a user is counted once per bucket. Keys
+// are hashed by the server (sluice_counter_series, sluice_user_hash:
+// migration v3), the functions the migration rehashed stored rows with.
+// Each user row names its counter row by ordinal ($6), so the texts of a
+// series are sent and hashed once per counter row, not once per user.
+constexpr char kUpsertCounters[] =
+    "WITH d AS ("
+    "  SELECT d.*, sluice_counter_series(d.project, d.event, d.granularity) AS series "
+    "  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) "
+    "  WITH ORDINALITY AS d(project, event, granularity, bucket, count, i)), "
+    "cu AS ("
+    "  INSERT INTO counter_users (bucket, series, user_hash) "
+    "  SELECT d.bucket, d.series, sluice_user_hash(u.user_id) "
+    "  FROM unnest($6::bigint[], $7::text[]) AS u(i, user_id) JOIN d USING (i) "
+    "  ORDER BY 1, 2, 3 "
+    "  ON CONFLICT DO NOTHING RETURNING bucket, series), "
+    "n AS (SELECT bucket, series, count(*) AS users FROM cu GROUP BY 1, 2) "
+    "INSERT INTO counters AS x (project, event, granularity, bucket, count, users) "
+    "SELECT d.project, d.event, d.granularity, d.bucket, d.count, coalesce(n.users, 0) "
+    "FROM d LEFT JOIN n USING (bucket, series) "
+    "ORDER BY 1, 2, 3, 4 "
+    "ON CONFLICT (project, event, granularity, bucket) DO UPDATE SET "
+    "count = x.count + excluded.count, users = x.users + excluded.users";
+
+// The user deltas of one transaction, one row per (project, user): an upsert
+// may not touch a row twice.
+struct UserRows {
   struct Agg {
     int64_t first = 0, last = 0, events = 0;
+    // Property deltas in order, merged in C++ once the upsert has returned
+    // the stored objects (applied in order, like SQLite).
     std::vector<const UserDelta*> props;
   };
   std::map<std::pair<std::string_view, std::string_view>, Agg> users;
-  bool merge_props = false;
-  if (!effects.users.empty()) {
-    // One row per (project, user): an upsert may not touch a row twice.
-    // Property deltas are kept in order and applied in order, like SQLite.
-    std::map<std::tuple<std::string_view, std::string_view, std::string_view>, int64_t> counts;
-    for (const UserDelta& u : effects.users) {
-      auto [it, fresh] = users.try_emplace({u.project, u.user_id});
-      Agg& a = it->second;
+  PgParams params;           // of kUpsertUsers
+  bool merge_props = false;  // some user's properties change
+};
+
+// Fills *out from every in-store consumer's user deltas; false when there are none.
+bool PrepareUsers(std::span<const InStoreEffects> in_store, UserRows* out) {
+  std::map<std::tuple<std::string_view, std::string_view, std::string_view>, int64_t> counts;
+  for (const InStoreEffects& part : in_store) {
+    for (const UserDelta& u : part.effects.users) {
+      auto [it, fresh] = out->users.try_emplace({u.project, u.user_id});
+      UserRows::Agg& a = it->second;
       a.first = fresh ? u.first_seen_ms : std::min(a.first, u.first_seen_ms);
       a.last = fresh ? u.last_seen_ms : std::max(a.last, u.last_seen_ms);
       a.events += u.events;
       if (!u.set.empty() || !u.set_once.empty()) a.props.push_back(&u);
       for (const auto& [name, n] : u.event_counts) counts[{u.project, u.user_id, name}] += n;
     }
-    std::vector<std::string_view> up, uu, ep, eu, en, want;
-    std::vector<int64_t> uf, ul, ue, ec;
-    for (const auto& [k, a] : users) {
-      up.push_back(k.first);
-      uu.push_back(k.second);
-      uf.push_back(a.first);
-      ul.push_back(a.last);
-      ue.push_back(a.events);
-      if (!a.props.empty()) want.push_back(k.second);
-    }
-    for (const auto& [k, n] : counts) {
-      ep.push_back(std::get<0>(k));
-      eu.push_back(std::get<1>(k));
-      en.push_back(std::get<2>(k));
-      ec.push_back(n);
-    }
-    user_params.AddArray(std::span<const std::string_view>(up))
-        .AddArray(std::span<const std::string_view>(uu))
-        .AddArray(std::span<const int64_t>(uf))
-        .AddArray(std::span<const int64_t>(ul))
-        .AddArray(std::span<const int64_t>(ue))
-        .AddArray(std::span<const std::string_view>(ep))
-        .AddArray(std::span<const std::string_view>(eu))
-        .AddArray(std::span<const std::string_view>(en))
-        .AddArray(std::span<const int64_t>(ec))
-        .AddArray(std::span<const std::string_view>(want));
-    pipeline.push_back({kUpsertUsers, &user_params});
-    merge_props = !want.empty();
   }
-  if (merge_props) {
-    // The merge needs the stored properties: send what we have, then merge.
-    SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
-    pipeline.clear();
-    const PgResult& r = results.back();
-    std::vector<std::string> pp, pu, pv;
-    for (int i = 0; i < r.rows(); ++i) {
-      auto it = users.find({r.Text(i, 0), r.Text(i, 1)});
-      if (it == users.end() || it->second.props.empty()) continue;
-      std::string props = r.Str(i, 2);
-      for (const UserDelta* d : it->second.props) {
-        props = MergeJsonObjects(MergeJsonObjects(props, d->set, true), d->set_once, false);
-      }
-      pp.push_back(r.Str(i, 0));
-      pu.push_back(r.Str(i, 1));
-      pv.push_back(std::move(props));
-    }
-    if (!pp.empty()) {
-      prop_params.AddArray(std::span<const std::string>(pp))
-          .AddArray(std::span<const std::string>(pu))
-          .AddArray(std::span<const std::string>(pv));
-      pipeline.push_back({kSetProps, &prop_params});
-    }
+  if (out->users.empty()) return false;
+  std::vector<std::string_view> up, uu, ep, eu, en, want;
+  std::vector<int64_t> uf, ul, ue, ec;
+  for (const auto& [k, a] : out->users) {
+    up.push_back(k.first);
+    uu.push_back(k.second);
+    uf.push_back(a.first);
+    ul.push_back(a.last);
+    ue.push_back(a.events);
+    if (!a.props.empty()) want.push_back(k.second);
   }
-  if (!effects.counters.empty()) {
-    // One row per counter key (an upsert may not touch a row twice), numbered
-    // 1.. in key order as WITH ORDINALITY numbers them; one row per distinct
-    // (counter row, user).
-    using Key = std::tuple<std::string_view, std::string_view, std::string_view, int64_t>;
-    struct Row {
-      int64_t count = 0;
-      int64_t ordinal = 0;
-    };
-    std::map<Key, Row> counts;
-    for (const CounterDelta& d : effects.counters) {
+  for (const auto& [k, n] : counts) {
+    ep.push_back(std::get<0>(k));
+    eu.push_back(std::get<1>(k));
+    en.push_back(std::get<2>(k));
+    ec.push_back(n);
+  }
+  out->params.AddArray(std::span<const std::string_view>(up))
+      .AddArray(std::span<const std::string_view>(uu))
+      .AddArray(std::span<const int64_t>(uf))
+      .AddArray(std::span<const int64_t>(ul))
+      .AddArray(std::span<const int64_t>(ue))
+      .AddArray(std::span<const std::string_view>(ep))
+      .AddArray(std::span<const std::string_view>(eu))
+      .AddArray(std::span<const std::string_view>(en))
+      .AddArray(std::span<const int64_t>(ec))
+      .AddArray(std::span<const std::string_view>(want));
+  out->merge_props = !want.empty();
+  return true;
+}
+
+// Merges the property deltas over the stored objects the users upsert
+// returned (`stored`); fills the parameters of kSetProps. False when no
+// user's properties are written.
+bool PrepareProps(const PgResult& stored, const UserRows& rows, PgParams* out) {
+  std::vector<std::string> pp, pu, pv;
+  for (int i = 0; i < stored.rows(); ++i) {
+    auto it = rows.users.find({stored.Text(i, 0), stored.Text(i, 1)});
+    if (it == rows.users.end() || it->second.props.empty()) continue;
+    std::string props = stored.Str(i, 2);
+    for (const UserDelta* d : it->second.props) {
+      props = MergeJsonObjects(MergeJsonObjects(props, d->set, true), d->set_once, false);
+    }
+    pp.push_back(stored.Str(i, 0));
+    pu.push_back(stored.Str(i, 1));
+    pv.push_back(std::move(props));
+  }
+  if (pp.empty()) return false;
+  out->AddArray(std::span<const std::string>(pp))
+      .AddArray(std::span<const std::string>(pu))
+      .AddArray(std::span<const std::string>(pv));
+  return true;
+}
+
+// Fills the parameters of kUpsertCounters from every in-store consumer's
+// counter deltas; false when there are none. One row per counter key (an
+// upsert may not touch a row twice), numbered 1.. in key order as WITH
+// ORDINALITY numbers them; one row per distinct (counter row, user).
+bool PrepareCounters(std::span<const InStoreEffects> in_store, PgParams* out) {
+  using Key = std::tuple<std::string_view, std::string_view, std::string_view, int64_t>;
+  struct Row {
+    int64_t count = 0;
+    int64_t ordinal = 0;
+  };
+  std::map<Key, Row> counts;
+  for (const InStoreEffects& part : in_store) {
+    for (const CounterDelta& d : part.effects.counters) {
       counts[{d.project, d.event, GranularityName(d.granularity), d.bucket_ms}].count += d.count;
     }
-    std::vector<std::string_view> cp, ce, cg;
-    std::vector<int64_t> cb, cc;
-    for (auto& [k, row] : counts) {
-      cp.push_back(std::get<0>(k));
-      ce.push_back(std::get<1>(k));
-      cg.push_back(std::get<2>(k));
-      cb.push_back(std::get<3>(k));
-      cc.push_back(row.count);
-      row.ordinal = static_cast<int64_t>(cp.size());
-    }
-    std::set<std::pair<int64_t, std::string_view>> seen;
-    for (const CounterDelta& d : effects.counters) {
+  }
+  if (counts.empty()) return false;
+  std::vector<std::string_view> cp, ce, cg;
+  std::vector<int64_t> cb, cc;
+  for (auto& [k, row] : counts) {
+    cp.push_back(std::get<0>(k));
+    ce.push_back(std::get<1>(k));
+    cg.push_back(std::get<2>(k));
+    cb.push_back(std::get<3>(k));
+    cc.push_back(row.count);
+    row.ordinal = static_cast<int64_t>(cp.size());
+  }
+  std::set<std::pair<int64_t, std::string_view>> seen;
+  for (const InStoreEffects& part : in_store) {
+    for (const CounterDelta& d : part.effects.counters) {
       if (d.users.empty()) continue;
       const int64_t ordinal =
           counts.at({d.project, d.event, GranularityName(d.granularity), d.bucket_ms}).ordinal;
       for (const std::string& u : d.users) seen.insert({ordinal, u});
     }
-    std::vector<int64_t> ui;
-    std::vector<std::string_view> uu;
-    ui.reserve(seen.size());
-    uu.reserve(seen.size());
-    for (const auto& [ordinal, user] : seen) {
-      ui.push_back(ordinal);
-      uu.push_back(user);
+  }
+  std::vector<int64_t> ui;
+  std::vector<std::string_view> uu;
+  ui.reserve(seen.size());
+  uu.reserve(seen.size());
+  for (const auto& [ordinal, user] : seen) {
+    ui.push_back(ordinal);
+    uu.push_back(user);
+  }
+  out->AddArray(std::span<const std::string_view>(cp))
+      .AddArray(std::span<const std::string_view>(ce))
+      .AddArray(std::span<const std::string_view>(cg))
+      .AddArray(std::span<const int64_t>(cb))
+      .AddArray(std::span<const int64_t>(cc))
+      .AddArray(std::span<const int64_t>(ui))
+      .AddArray(std::span<const std::string_view>(uu));
+  return true;
+}
+
+}  // namespace
+
+Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in_store,
+                                   std::span<const PgStatement> before, bool* commit_sent) {
+  static constexpr char kCommit[] = "COMMIT";
+  // Everything up to the next statement whose input depends on a result is
+  // sent as one pipeline.
+  std::vector<PgStatement> pipeline(before.begin(), before.end());
+  UserRows users;
+  PgParams prop_params, counter_params;
+  if (PrepareUsers(in_store, &users)) pipeline.push_back({kUpsertUsers, &users.params});
+  if (users.merge_props) {
+    // The merge needs the stored properties: send what we have, then merge.
+    SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
+    pipeline.clear();
+    if (PrepareProps(results.back(), users, &prop_params)) {
+      pipeline.push_back({kSetProps, &prop_params});
     }
-    counter_params.AddArray(std::span<const std::string_view>(cp))
-        .AddArray(std::span<const std::string_view>(ce))
-        .AddArray(std::span<const std::string_view>(cg))
-        .AddArray(std::span<const int64_t>(cb))
-        .AddArray(std::span<const int64_t>(cc))
-        .AddArray(std::span<const int64_t>(ui))
-        .AddArray(std::span<const std::string_view>(uu));
+  }
+  if (PrepareCounters(in_store, &counter_params)) {
     pipeline.push_back({kUpsertCounters, &counter_params});
   }
   pipeline.push_back({kCommit, nullptr});
@@ -276,27 +312,47 @@ Result<std::vector<CounterPoint>> PostgresStore::QueryCounters(const CounterQuer
 
 namespace {
 
-// $1 project or '', $2 "consumer NAME:" or '', $3 seqs or NULL. last_error
-// names each consumer that failed the row, "; "-separated, so $2 matches at
-// the start or after "; ".
-#define SLUICE_DEAD_FILTER                                                    \
-  "state = 'dead' AND ($1::text = '' OR project = $1::text) "                 \
-  "AND ($2::text = '' OR starts_with(coalesce(last_error, ''), $2::text) "    \
-  "     OR strpos(coalesce(last_error, ''), '; ' || $2::text) > 0) "          \
-  "AND ($3::bigint[] IS NULL OR seq = ANY($3::bigint[])) "                   \
-  "AND ($4::text = '' OR strpos(lower(coalesce(last_error, '')), lower($4::text)) > 0)"
+// $1 project or '', $2 seqs or NULL, $3 the paging cursor (rows above this
+// seq). The consumer and error filters are applied in C++ on each page, by
+// DeadLetterMatches (lease_logic.h), the one definition both stores use.
+#define SLUICE_DEAD_PAGE                                      \
+  "state = 'dead' AND ($1::text = '' OR project = $1::text) " \
+  "AND ($2::bigint[] IS NULL OR seq = ANY($2::bigint[])) AND seq > $3::bigint "
 
-// $1 project, $2 "consumer NAME:", $3 seqs or NULL, $4 error text ('' = any).
-PgParams DeadParams(const DeadFilter& f) {
+// Dead rows are read in pages of this many, in seq order.
+constexpr int64_t kDeadPage = 1000;
+
+PgParams DeadPageParams(const DeadFilter& f, int64_t cursor, int64_t limit) {
   PgParams p;
-  p.Add(f.project).Add(f.consumer.empty() ? std::string() : "consumer " + f.consumer + ":");
+  p.Add(f.project);
   if (f.seqs.empty()) {
     p.AddNull();
   } else {
     p.AddArray(std::span<const int64_t>(f.seqs));
   }
-  p.Add(f.error);
+  p.Add(cursor).Add(limit);
   return p;
+}
+
+// Calls fn with the seqs of each page of dead rows matching `filter`
+// (ascending seq), on `c` (inside the caller's transaction); fn may write them.
+Status ForEachDeadPage(PgConn& c, const DeadFilter& filter,
+                       const std::function<Status(std::span<const int64_t>)>& fn) {
+  static constexpr char kPage[] =
+      "SELECT seq, coalesce(last_error, '') FROM queue WHERE " SLUICE_DEAD_PAGE
+      "ORDER BY seq LIMIT $4";
+  int64_t cursor = std::numeric_limits<int64_t>::min();
+  std::vector<int64_t> matching;
+  while (true) {
+    SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kPage, DeadPageParams(filter, cursor, kDeadPage)));
+    matching.clear();
+    for (int i = 0; i < r.rows(); ++i) {
+      cursor = r.Int(i, 0);
+      if (DeadLetterMatches(filter, r.Text(i, 1))) matching.push_back(cursor);
+    }
+    if (!matching.empty()) SLUICE_RETURN_IF_ERROR(fn(matching));
+    if (r.rows() < kDeadPage) return Status::Ok();
+  }
 }
 
 }  // namespace
@@ -304,26 +360,36 @@ PgParams DeadParams(const DeadFilter& f) {
 Result<std::vector<DeadEvent>> PostgresStore::ListDead(const DeadFilter& filter) {
   static constexpr char kList[] =
       "SELECT seq, project, insert_id, body, attempts, done_mask, coalesce(last_error, ''), "
-      "coalesce(" SLUICE_MS("died_at") ", 0) FROM queue WHERE " SLUICE_DEAD_FILTER
-      " ORDER BY seq LIMIT $5";
-  PgParams params = DeadParams(filter);
-  params.Add(int64_t{filter.limit > 0 ? filter.limit : 100});
+      "coalesce(" SLUICE_MS("died_at") ", 0) "
+      "FROM queue WHERE " SLUICE_DEAD_PAGE "ORDER BY seq LIMIT $4";
+  const size_t limit = static_cast<size_t>(filter.limit > 0 ? filter.limit : 100);
+  // Without a consumer or error filter every row matches and one page is the
+  // answer.
+  const bool every_row_matches = filter.consumer.empty() && filter.error.empty();
+  const int64_t page =
+      every_row_matches ? static_cast<int64_t>(limit) : std::max<int64_t>(kDeadPage, limit);
   std::vector<DeadEvent> out;
   Status st = Single(
       [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kList, params));
         out.clear();
-        for (int i = 0; i < r.rows(); ++i) {
-          DeadEvent d;
-          d.seq = r.Int(i, 0);
-          d.project = r.Str(i, 1);
-          d.insert_id = r.Str(i, 2);
-          d.body = r.Str(i, 3);
-          d.attempts = static_cast<int32_t>(r.Int(i, 4));
-          d.done_mask = static_cast<uint64_t>(r.Int(i, 5));
-          d.last_error = r.Str(i, 6);
-          d.died_at_ms = r.Int(i, 7);
-          out.push_back(std::move(d));
+        int64_t cursor = std::numeric_limits<int64_t>::min();
+        while (out.size() < limit) {
+          SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kList, DeadPageParams(filter, cursor, page)));
+          for (int i = 0; i < r.rows() && out.size() < limit; ++i) {
+            cursor = r.Int(i, 0);
+            if (!DeadLetterMatches(filter, r.Text(i, 6))) continue;
+            DeadEvent d;
+            d.seq = cursor;
+            d.project = r.Str(i, 1);
+            d.insert_id = r.Str(i, 2);
+            d.body = r.Str(i, 3);
+            d.attempts = static_cast<int32_t>(r.Int(i, 4));
+            d.done_mask = static_cast<uint64_t>(r.Int(i, 5));
+            d.last_error = r.Str(i, 6);
+            d.died_at_ms = r.Int(i, 7);
+            out.push_back(std::move(d));
+          }
+          if (r.rows() < page) break;
         }
         return Status::Ok();
       },
@@ -339,34 +405,40 @@ Result<int64_t> PostgresStore::RequeueDead(const DeadFilter& filter) {
   // sluice_refresh_head, which cannot have seen these rows live).
   static constexpr char kRequeue[] =
       "WITH r AS (UPDATE queue SET state = 'pending', visible_at = now(), attempts = 0, "
-      "died_at = NULL, reclaimed = false WHERE " SLUICE_DEAD_FILTER " RETURNING seq), "
+      "died_at = NULL, reclaimed = false WHERE state = 'dead' AND seq = ANY($1::bigint[]) "
+      "RETURNING seq), "
       "h AS (UPDATE queue_head SET low = least(low, (SELECT min(seq) FROM r)) "
       "  WHERE EXISTS (SELECT 1 FROM r)) "
       "SELECT count(*), (count(*) > 0 AND pg_notify('sluice_work', '') IS NULL) FROM r";
-  PgParams params = DeadParams(filter);
   int64_t n = 0;
-  Status st = Single(
-      [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kRequeue, params));
-        n = r.Int(0, 0);
-        return Status::Ok();
-      },
-      /*idempotent=*/false);
+  Status st = Txn([&](PgConn& c) -> Status {
+    n = 0;
+    return ForEachDeadPage(c, filter, [&](std::span<const int64_t> seqs) -> Status {
+      PgParams params;
+      params.AddArray(seqs);
+      SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kRequeue, params));
+      n += r.Int(0, 0);
+      return Status::Ok();
+    });
+  });
   if (!st.ok()) return st;
   return n;
 }
 
 Result<int64_t> PostgresStore::PurgeDead(const DeadFilter& filter) {
-  static constexpr char kPurge[] = "DELETE FROM queue WHERE " SLUICE_DEAD_FILTER;
-  PgParams params = DeadParams(filter);
+  static constexpr char kPurge[] =
+      "DELETE FROM queue WHERE state = 'dead' AND seq = ANY($1::bigint[])";
   int64_t n = 0;
-  Status st = Single(
-      [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kPurge, params));
-        n = r.Affected();
-        return Status::Ok();
-      },
-      /*idempotent=*/false);
+  Status st = Txn([&](PgConn& c) -> Status {
+    n = 0;
+    return ForEachDeadPage(c, filter, [&](std::span<const int64_t> seqs) -> Status {
+      PgParams params;
+      params.AddArray(seqs);
+      SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kPurge, params));
+      n += r.Affected();
+      return Status::Ok();
+    });
+  });
   if (!st.ok()) return st;
   return n;
 }

@@ -2,25 +2,23 @@
 // statement (the conformance suite runs on both); the comments here say why
 // each statement is shaped as it is for PostgreSQL. docs/operations.md has
 // the EXPLAIN of the claim and the operational side.
+#include "queue/postgres/postgres_store.h"
+
 #include <algorithm>
-#include <chrono>
-#include <exception>
-#include <iterator>
+#include <optional>
 #include <string_view>
-#include <thread>
-#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
 #include "fmt/format.h"
+#include "queue/lease_logic.h"
 #include "queue/postgres/pg_schema.h"
 #include "queue/postgres/pg_store.h"
-#include "queue/postgres/postgres_store.h"
 
 namespace sluice {
 
-Result<StorePtr> OpenPostgresStore(const StoreOptions& options) {
-  return PostgresStore::Open(options);
+Result<StorePtr> OpenPostgresStore(const StoreOptions& options, Clock* clock) {
+  return PostgresStore::Open(options, clock);
 }
 
 namespace {
@@ -39,12 +37,12 @@ constexpr char kChannel[] = "sluice_work";
 
 }  // namespace
 
-Result<StorePtr> PostgresStore::Open(const StoreOptions& options) {
+Result<StorePtr> PostgresStore::Open(const StoreOptions& options, Clock* clock) {
   if (options.pool_size < 1) return Status::InvalidArgument("postgres store: pool_size < 1");
   if (options.busy_timeout_ms <= 0) {
     return Status::InvalidArgument("postgres store: busy_timeout_ms must be > 0");
   }
-  std::unique_ptr<PostgresStore> store(new PostgresStore(options));
+  std::unique_ptr<PostgresStore> store(new PostgresStore(options, clock));
   {
     SLUICE_ASSIGN_OR_RETURN(auto conn, PgConn::Connect(options.url, store->session_));
     SLUICE_RETURN_IF_ERROR(MigratePostgres(*conn));
@@ -52,12 +50,13 @@ Result<StorePtr> PostgresStore::Open(const StoreOptions& options) {
   return StorePtr(std::move(store));
 }
 
-PostgresStore::PostgresStore(const StoreOptions& options)
+PostgresStore::PostgresStore(const StoreOptions& options, Clock* clock)
     : options_(options),
+      clock_(clock),
       session_(PgSessionOptions{options.sync, options.busy_timeout_ms, options.busy_timeout_ms,
                                 "sluice"}),
       pool_(std::make_unique<PgPool>(options.url, session_, options.pool_size,
-                                     options.busy_timeout_ms)) {}
+                                     options.busy_timeout_ms, clock)) {}
 
 PostgresStore::~PostgresStore() {
   listener_.reset();  // joins its thread before the pool goes away
@@ -94,13 +93,7 @@ Status PostgresStore::Txn(const TxnFn& fn) {
     bool commit_sent = false;
     Status st = c.Begin();
     if (st.ok()) {
-      try {
-        st = fn(c);
-      } catch (const std::exception& e) {
-        // A consumer's effect builder runs in here; nothing may escape the store.
-        st = Status::Internal(fmt::format("postgres store: exception in transaction: {}",
-                                          e.what()));
-      }
+      st = fn(c);
       if (st.ok()) {
         commit_sent = true;
         st = c.Commit();
@@ -132,14 +125,7 @@ Status PostgresStore::TxnPipelined(const PipelinedFn& fn) {
     SLUICE_ASSIGN_OR_RETURN(PgPool::Handle h, pool_->Acquire());
     PgConn& c = *h;
     bool commit_sent = false;
-    Status st;
-    try {
-      st = fn(c, &commit_sent);
-    } catch (const std::exception& e) {
-      // A consumer's effect builder runs in here; nothing may escape the store.
-      st = Status::Internal(fmt::format("postgres store: exception in transaction: {}",
-                                        e.what()));
-    }
+    Status st = fn(c, &commit_sent);
     if (st.ok()) return st;
     if (RollBackAndRetry(h, commit_sent, attempt)) continue;
     return st;
@@ -194,16 +180,17 @@ void PostgresStore::MaybeRefreshHead() {
   // all replicas; a failure only means the mark stays where it was.
   static constexpr int64_t kHeadRefreshMs = 100;
   static constexpr char kRefresh[] = "SELECT sluice_refresh_head($1::bigint)";
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now = clock_->MonoMs();
   int64_t last = last_head_refresh_ms_.load(std::memory_order_relaxed);
   if (now - last < kHeadRefreshMs) return;
   if (!last_head_refresh_ms_.compare_exchange_strong(last, now)) return;
   PgParams params;
   params.Add(kHeadRefreshMs);
-  (void)Single([&](PgConn& c) -> Status { return ExecTxn(c, kRefresh, params, nullptr, Flush::kNoWait).status(); },
-               /*idempotent=*/true);
+  (void)Single(
+      [&](PgConn& c) -> Status {
+        return ExecTxn(c, kRefresh, params, nullptr, Flush::kNoWait).status();
+      },
+      /*idempotent=*/true);
 }
 
 Result<int64_t> PostgresStore::NowMs() {
@@ -421,24 +408,11 @@ Result<int64_t> PostgresStore::Extend(int64_t token, int64_t lease_ttl_ms) {
   return until;
 }
 
-namespace {
-
-void AppendEffects(Effects&& from, Effects* to) {
-  if (to->empty()) {
-    *to = std::move(from);
-    return;
-  }
-  std::move(from.users.begin(), from.users.end(), std::back_inserter(to->users));
-  std::move(from.counters.begin(), from.counters.end(), std::back_inserter(to->counters));
-}
-
-}  // namespace
-
-Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const ClaimedEvent> events,
-                                 uint64_t external_bits, const std::vector<InStoreWork>& in_store,
-                                 MarkDoneResult* marked,
-                                 std::vector<std::pair<int64_t, uint64_t>>* held,
-                                 Effects* effects) {
+Result<MarkPlan> PostgresStore::MarkLocked(PgConn& c, int64_t token,
+                                           std::span<const ClaimedEvent> events,
+                                           uint64_t external_bits,
+                                           const std::vector<InStoreEffects>& in_store,
+                                           std::optional<uint64_t> all_bits) {
   // FOR UPDATE: the rows stay locked to COMMIT, so a claimer (SKIP LOCKED)
   // cannot take them over in between even if the lease runs out meanwhile,
   // and a claimer that got there first made us re-check the fence against
@@ -447,8 +421,6 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
   static constexpr char kHeld[] =
       "SELECT seq, done_mask FROM queue WHERE seq = ANY($1::bigint[])" SLUICE_FENCE
       " ORDER BY seq FOR UPDATE";
-  marked->marked.clear();
-  held->clear();
   std::vector<int64_t> seqs;
   seqs.reserve(events.size());
   for (const ClaimedEvent& e : events) seqs.push_back(e.seq);
@@ -458,70 +430,46 @@ Status PostgresStore::MarkLocked(PgConn& c, int64_t token, std::span<const Claim
   pipeline.push_back({kHeld, &params});
   SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
   const PgResult& r = results.back();
-  std::unordered_map<int64_t, uint64_t> mask_of;
-  mask_of.reserve(static_cast<size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) mask_of[r.Int(i, 0)] = static_cast<uint64_t>(r.Int(i, 1));
-  std::vector<size_t> held_idx;
-  for (size_t i = 0; i < events.size(); ++i) {
-    auto it = mask_of.find(events[i].seq);
-    if (it == mask_of.end()) continue;
-    held_idx.push_back(i);
-    held->emplace_back(events[i].seq, it->second);
+  std::vector<HeldRow> held;
+  held.reserve(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    held.push_back(HeldRow{r.Int(i, 0), static_cast<uint64_t>(r.Int(i, 1))});
   }
-  if (held->empty()) {
-    return Status::LeaseLost(fmt::format("token {} holds none of the {} rows", token,
-                                         events.size()));
+  const uint64_t in_store_bits = InStoreBits(in_store);
+  MarkPlan plan = all_bits.has_value()
+                      ? PlanComplete(events, held, *all_bits, external_bits, in_store_bits)
+                      : PlanMarkDone(events, held, external_bits, in_store_bits);
+  if (plan.outcome == MarkPlan::Outcome::kLeaseLost) {
+    return Status::LeaseLost(
+        fmt::format("token {} holds none of the {} rows", token, events.size()));
   }
-  uint64_t want = external_bits;
-  for (const InStoreWork& w : in_store) want |= w.bit;
-  if (want == 0) return Status::Ok();
-
-  // In-store consumers see exactly the held rows their bit is not set on yet:
-  // the effect and the bit commit together, so a redelivery skips them.
-  // The effects are only built here; the caller applies them after its own
-  // row writes, as the transaction's last statements: the aggregate rows are
-  // shared by every replica (hot counter buckets), so their locks should be
-  // held for as short a time before COMMIT as possible.
-  std::vector<const ClaimedEvent*> fresh;
-  for (const InStoreWork& w : in_store) {
-    fresh.clear();
-    for (size_t k = 0; k < held_idx.size(); ++k) {
-      if (((*held)[k].second & w.bit) == 0) fresh.push_back(&events[held_idx[k]]);
-    }
-    if (fresh.empty() || !w.build) continue;
-    // Each consumer builds into its own Effects, appended to the batch's: a
-    // builder may assign *out rather than append to it (the watcher's
-    // prebuilt effects do), which must not drop another consumer's deltas.
-    Effects own;
-    w.build(std::span<const ClaimedEvent* const>(fresh.data(), fresh.size()), &own);
-    AppendEffects(std::move(own), effects);
-  }
-  for (auto& [seq, mask] : *held) {
-    const uint64_t next = mask | want;
-    if (next == mask) continue;
-    mask = next;
-    marked->marked.push_back(seq);
-  }
-  return Status::Ok();
+  return plan;
 }
 
 namespace {
 
-// Appends the statement that writes the new done_mask of `rows` (seq, mask)
-// to *out, its parameters in *p; part of MarkDone/Complete.
-void SetMasks(const std::vector<std::pair<int64_t, uint64_t>>& rows, PgParams* p,
-              std::vector<PgStatement>* out) {
+// Appends the statement that writes the new done_mask of `rows` to *out, its
+// parameters in *p; part of MarkDone/Complete.
+void SetMasks(const std::vector<HeldRow>& rows, PgParams* p, std::vector<PgStatement>* out) {
   static constexpr char kSetMasks[] =
       "UPDATE queue SET done_mask = u.m FROM unnest($1::bigint[], $2::bigint[]) AS u(seq, m) "
       "WHERE queue.seq = u.seq";
   if (rows.empty()) return;
   std::vector<int64_t> seqs, masks;
-  for (const auto& [seq, mask] : rows) {
-    seqs.push_back(seq);
-    masks.push_back(static_cast<int64_t>(mask));
+  for (const HeldRow& row : rows) {
+    seqs.push_back(row.seq);
+    masks.push_back(static_cast<int64_t>(row.done_mask));
   }
   p->AddArray(std::span<const int64_t>(seqs)).AddArray(std::span<const int64_t>(masks));
   out->push_back({kSetMasks, p});
+}
+
+// Ends a transaction that wrote nothing (stale effects): releases the row
+// locks at once.
+Status EndUnchanged(PgConn& c) {
+  c.Rollback();
+  if (c.broken()) return Status::Unavailable("postgres: rollback failed");
+  return Status::Ok();
 }
 
 }  // namespace
@@ -530,19 +478,16 @@ Result<MarkDoneResult> PostgresStore::MarkDone(const MarkDoneRequest& req) {
   MarkDoneResult result;
   if (req.events.empty()) return result;
   Status st = TxnPipelined([&](PgConn& c, bool* commit_sent) -> Status {
-    std::vector<std::pair<int64_t, uint64_t>> held;
-    Effects effects;
-    SLUICE_RETURN_IF_ERROR(MarkLocked(c, req.token, req.events, req.external_bits, req.in_store,
-                                      &result, &held, &effects));
-    std::unordered_set<int64_t> changed(result.marked.begin(), result.marked.end());
-    std::vector<std::pair<int64_t, uint64_t>> rows;
-    for (const auto& row : held) {
-      if (changed.count(row.first) != 0) rows.push_back(row);
-    }
+    result = MarkDoneResult{};
+    SLUICE_ASSIGN_OR_RETURN(MarkPlan plan,
+                            MarkLocked(c, req.token, req.events, req.external_bits, req.in_store,
+                                       /*all_bits=*/std::nullopt));
+    if (TakeStale(plan, &result)) return EndUnchanged(c);
+    result.marked = std::move(plan.marked);
     PgParams masks;
     std::vector<PgStatement> writes;
-    SetMasks(rows, &masks, &writes);
-    return ApplyEffects(c, effects, writes, commit_sent);
+    SetMasks(plan.mask_writes, &masks, &writes);
+    return ApplyEffects(c, req.in_store, writes, commit_sent);
   });
   if (!st.ok()) return st;
   return result;
@@ -554,31 +499,21 @@ Result<CompleteResult> PostgresStore::Complete(const CompleteRequest& req) {
   if (req.events.empty()) return result;
   Status st = TxnPipelined([&](PgConn& c, bool* commit_sent) -> Status {
     result = CompleteResult{};
-    MarkDoneResult marked;
-    std::vector<std::pair<int64_t, uint64_t>> held;
-    Effects effects;
-    SLUICE_RETURN_IF_ERROR(MarkLocked(c, req.token, req.events, req.external_bits, req.in_store,
-                                      &marked, &held, &effects));
+    SLUICE_ASSIGN_OR_RETURN(MarkPlan plan, MarkLocked(c, req.token, req.events, req.external_bits,
+                                                      req.in_store, req.all_bits));
+    if (TakeStale(plan, &result)) return EndUnchanged(c);
     // Rows whose every bit is now set are deleted without writing the mask
     // first; the others keep their new bits. Both under the locks taken above.
-    std::unordered_set<int64_t> changed(marked.marked.begin(), marked.marked.end());
-    std::vector<std::pair<int64_t, uint64_t>> update;
-    for (const auto& [seq, mask] : held) {
-      if ((mask & req.all_bits) == req.all_bits) {
-        result.deleted.push_back(seq);
-      } else {
-        result.remaining.push_back(seq);
-        if (changed.count(seq) != 0) update.emplace_back(seq, mask);
-      }
-    }
+    result.deleted = std::move(plan.deleted);
+    result.remaining = std::move(plan.remaining);
     PgParams deleted, masks;
     std::vector<PgStatement> writes;
     if (!result.deleted.empty()) {
       deleted.AddArray(std::span<const int64_t>(result.deleted));
       writes.push_back({kDelete, &deleted});
     }
-    SetMasks(update, &masks, &writes);
-    return ApplyEffects(c, effects, writes, commit_sent);
+    SetMasks(plan.mask_writes, &masks, &writes);
+    return ApplyEffects(c, req.in_store, writes, commit_sent);
   });
   if (!st.ok()) return st;
   if (!result.deleted.empty()) MaybeRefreshHead();
@@ -586,51 +521,57 @@ Result<CompleteResult> PostgresStore::Complete(const CompleteRequest& req) {
 }
 
 Result<FailResult> PostgresStore::Fail(const FailRequest& req) {
-  // One statement: the fence, the attempt limit and the jittered exponential
-  // backoff (min(cap, base * 2^(attempts-1)) * (1 - jitter * u), u uniform in
-  // [0, 1), per row) are all evaluated on the locked row.
+  // Lock the held rows (fenced, seq order) and read their attempts; the
+  // attempt limit and the backoff are decided in C++ by PlanFail, the one
+  // definition both stores use; then one UPDATE writes every row and COMMIT
+  // follows in the same round trip.
+  static constexpr char kHeld[] =
+      "SELECT seq, attempts FROM queue WHERE seq = ANY($1::bigint[])" SLUICE_FENCE
+      " ORDER BY seq FOR UPDATE";
   static constexpr char kFail[] =
       "UPDATE queue SET "
-      "state = CASE WHEN attempts >= $3 THEN 'dead' ELSE 'pending' END, "
-      "died_at = CASE WHEN attempts >= $3 THEN now() END, "
-      "visible_at = CASE WHEN attempts >= $3 THEN now() ELSE now() + greatest($8::float8, "
-      "  floor(least($5::float8, greatest($4::float8, 0) * "
-      "    power(2::float8, least(greatest(attempts - 1, 0), 62))) "
-      "  * (1 - $6::float8 * random()))) * interval '1 millisecond' END, "
-      "last_error = $7, lease_owner = NULL, lease_token = NULL, lease_until = NULL "
-      "WHERE seq = ANY($1::bigint[])" SLUICE_FENCE " RETURNING state = 'dead'";
+      "state = CASE WHEN u.dead = 1 THEN 'dead' ELSE 'pending' END, "
+      "died_at = CASE WHEN u.dead = 1 THEN now() END, "
+      "visible_at = now() + u.delay * interval '1 millisecond', "
+      "last_error = $4, lease_owner = NULL, lease_token = NULL, lease_until = NULL "
+      "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(seq, dead, delay) "
+      "WHERE queue.seq = u.seq";
+  static constexpr char kCommit[] = "COMMIT";
   FailResult result;
   if (req.seqs.empty()) return result;
   std::vector<int64_t> seqs(req.seqs.begin(), req.seqs.end());
   std::sort(seqs.begin(), seqs.end());
-  PgParams params;
-  params.AddArray(std::span<const int64_t>(seqs))
-      .Add(req.token)
-      .Add(int64_t{req.backoff.max_attempts})
-      .Add(req.backoff.base_ms)
-      .Add(req.backoff.cap_ms)
-      .Add(fmt::format("{}", std::clamp(req.backoff.jitter, 0.0, 1.0)))
-      .Add(req.error)
-      .Add(req.backoff.min_delay_ms);
-  Status st = Single(
-      [&](PgConn& c) -> Status {
-        result = FailResult{};
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, ExecTxn(c, kFail, params, nullptr, Flush::kNoWait));
-        for (int i = 0; i < r.rows(); ++i) {
-          if (r.Bool(i, 0)) {
-            ++result.dead;
-          } else {
-            ++result.retried;
-          }
-        }
-        return Status::Ok();
-      },
-      /*idempotent=*/false);
+  PgParams held_params;
+  held_params.AddArray(std::span<const int64_t>(seqs)).Add(req.token);
+  Status st = TxnPipelined([&](PgConn& c, bool* commit_sent) -> Status {
+    result = FailResult{};
+    std::vector<PgStatement> pipeline = BeginNoFlush();
+    pipeline.push_back({kHeld, &held_params});
+    SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> held, c.ExecPipeline(pipeline));
+    const PgResult& r = held.back();
+    if (r.rows() == 0) {
+      return Status::LeaseLost(
+          fmt::format("fail: token {} holds none of the {} rows", req.token, req.seqs.size()));
+    }
+    std::vector<int64_t> rows, dead, delays;
+    for (int i = 0; i < r.rows(); ++i) {
+      const FailStep step = PlanFail(req.backoff, r.Int(i, 1), BackoffJitter());
+      rows.push_back(r.Int(i, 0));
+      dead.push_back(step.dead ? 1 : 0);
+      delays.push_back(step.delay_ms);
+      ++(step.dead ? result.dead : result.retried);
+    }
+    PgParams params;
+    params.AddArray(std::span<const int64_t>(rows))
+        .AddArray(std::span<const int64_t>(dead))
+        .AddArray(std::span<const int64_t>(delays))
+        .Add(req.error);
+    const PgStatement writes[] = {{kFail, &params}, {kCommit, nullptr}};
+    *commit_sent = true;
+    SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> done, c.ExecPipeline(writes));
+    return CheckCommitted(done.back());
+  });
   if (!st.ok()) return st;
-  if (result.dead + result.retried == 0) {
-    return Status::LeaseLost(
-        fmt::format("fail: token {} holds none of the {} rows", req.token, req.seqs.size()));
-  }
   return result;
 }
 

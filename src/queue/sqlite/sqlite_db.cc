@@ -10,16 +10,6 @@
 
 namespace sluice {
 
-namespace {
-
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 Status SqliteError(int rc, sqlite3* db, std::string_view what) {
   std::string msg = fmt::format("sqlite {}: {} ({})", what,
                                 db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc), rc);
@@ -99,13 +89,14 @@ SqliteConn::~SqliteConn() {
 }
 
 Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bool sync,
-                                                     int64_t busy_timeout_ms) {
+                                                     int64_t busy_timeout_ms, Clock* clock) {
   // Memory statistics take a global mutex around every SQLite allocation;
   // nothing here reads them. Only possible before SQLite initializes (the
   // first open); later it is refused, harmlessly.
   static std::once_flag no_memstatus;
   std::call_once(no_memstatus, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   std::unique_ptr<SqliteConn> c(new SqliteConn());
+  c->clock_ = clock;
   c->busy_timeout_ms_ = busy_timeout_ms;
   // NOMUTEX: the pool hands a connection to one thread at a time.
   int rc =
@@ -116,12 +107,12 @@ Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bo
   sqlite3_busy_handler(c->db_, &SqliteConn::BusyHandler, c.get());
   // journal_mode=WAL changes the file and needs a moment of exclusive access:
   // when several processes open a fresh file together, retry within the timeout.
-  const int64_t deadline = SteadyMs() + busy_timeout_ms;
+  const int64_t deadline = clock->MonoMs() + busy_timeout_ms;
   while (true) {
     Status st = c->Exec("PRAGMA journal_mode=WAL");
     if (st.ok()) break;
-    if (st.code() != Code::kUnavailable || SteadyMs() > deadline) return st;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (st.code() != Code::kUnavailable || clock->MonoMs() > deadline) return st;
+    clock->SleepMs(5);
   }
   SLUICE_RETURN_IF_ERROR(c->Exec(sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   c->sync_ = sync;
@@ -138,11 +129,13 @@ Result<std::unique_ptr<SqliteConn>> SqliteConn::Open(const std::string& path, bo
 
 int SqliteConn::BusyHandler(void* self, int count) {
   auto* c = static_cast<SqliteConn*>(self);
-  const int64_t now = SteadyMs();
+  const int64_t now = c->clock_->MonoMs();
   if (count == 0) c->busy_started_ms_ = now;
   if (now - c->busy_started_ms_ >= c->busy_timeout_ms_) return 0;  // give up: SQLITE_BUSY
   // Short, growing, jittered sleeps: the lock is usually held for well under a
   // millisecond by another process, and lockstep retries would collide again.
+  // They are below the Clock's millisecond resolution, so they are real
+  // sleeps; the deadline above is on the injected clock.
   thread_local std::minstd_rand rng(std::random_device{}());
   const int64_t cap_us = std::min<int64_t>(200LL << std::min(count, 6), 10'000);
   std::this_thread::sleep_for(std::chrono::microseconds(100 + rng() % cap_us));
@@ -218,14 +211,16 @@ void SqlitePool::Release(SqliteConn* c) {
 // ---- SqliteCheckpointer ----
 
 Result<std::unique_ptr<SqliteCheckpointer>> SqliteCheckpointer::Start(const std::string& path,
-                                                                      bool sync, int wal_pages) {
-  SLUICE_ASSIGN_OR_RETURN(auto conn, SqliteConn::Open(path, sync, /*busy_timeout_ms=*/1000));
+                                                                      bool sync, int wal_pages,
+                                                                      Clock* clock) {
+  SLUICE_ASSIGN_OR_RETURN(auto conn, SqliteConn::Open(path, sync, /*busy_timeout_ms=*/1000, clock));
   return std::unique_ptr<SqliteCheckpointer>(
-      new SqliteCheckpointer(std::move(conn), std::max(wal_pages, 1)));
+      new SqliteCheckpointer(std::move(conn), std::max(wal_pages, 1), clock));
 }
 
-SqliteCheckpointer::SqliteCheckpointer(std::unique_ptr<SqliteConn> conn, int wal_pages)
-    : conn_(std::move(conn)), wal_pages_(wal_pages) {
+SqliteCheckpointer::SqliteCheckpointer(std::unique_ptr<SqliteConn> conn, int wal_pages,
+                                       Clock* clock)
+    : conn_(std::move(conn)), wal_pages_(wal_pages), clock_(clock) {
   sqlite3_wal_autocheckpoint(conn_->db(), 0);
   thread_ = std::thread([this] { Main(); });
 }
@@ -264,7 +259,7 @@ void SqliteCheckpointer::Main() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     // Also every second when idle, so a quiet database's WAL does not linger.
-    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return wanted_ || stop_; });
+    clock_->WaitFor(lock, cv_, 1000, [this] { return wanted_ || stop_; });
     if (stop_) return;
     wanted_ = false;
     lock.unlock();

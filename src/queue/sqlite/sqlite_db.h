@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace sluice {
@@ -77,9 +78,11 @@ class Stmt {
 class SqliteConn {
  public:
   ~SqliteConn();
-  // Opens `path` and applies per-connection pragmas.
+  // Opens `path` and applies per-connection pragmas. Lock waits (the busy
+  // handler, the WAL switch at open) give up after busy_timeout_ms on `clock`.
+  // REQUIRES: clock outlives the connection.
   static Result<std::unique_ptr<SqliteConn>> Open(const std::string& path, bool sync,
-                                                  int64_t busy_timeout_ms);
+                                                  int64_t busy_timeout_ms, Clock* clock);
 
   // Borrows the cached statement for `sql`, preparing it on first use.
   // REQUIRES: `sql` has static storage (the cache is keyed by its address).
@@ -111,8 +114,9 @@ class SqliteConn {
   static int BusyHandler(void* self, int count);
 
   sqlite3* db_ = nullptr;
+  Clock* clock_ = nullptr;
   int64_t busy_timeout_ms_ = 0;
-  int64_t busy_started_ms_ = 0;  // steady clock, set on a wait's first retry
+  int64_t busy_started_ms_ = 0;   // clock_->MonoMs(), set on a wait's first retry
   bool sync_ = false;             // opened with sync on
   bool durable_ = false;          // current synchronous level is FULL
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
@@ -166,9 +170,10 @@ namespace sluice {
 // never blocks writers or readers. Thread-safe.
 class SqliteCheckpointer {
  public:
-  // Takes a connection of its own to `path`. Starts the thread.
+  // Takes a connection of its own to `path`. Starts the thread. REQUIRES:
+  // clock outlives the checkpointer.
   static Result<std::unique_ptr<SqliteCheckpointer>> Start(const std::string& path, bool sync,
-                                                          int wal_pages);
+                                                           int wal_pages, Clock* clock);
   ~SqliteCheckpointer();  // stops the thread
   SqliteCheckpointer(const SqliteCheckpointer&) = delete;
   SqliteCheckpointer& operator=(const SqliteCheckpointer&) = delete;
@@ -180,12 +185,13 @@ class SqliteCheckpointer {
   int64_t checkpoints() const;
 
  private:
-  SqliteCheckpointer(std::unique_ptr<SqliteConn> conn, int wal_pages);
+  SqliteCheckpointer(std::unique_ptr<SqliteConn> conn, int wal_pages, Clock* clock);
   static int OnCommit(void* self, sqlite3* db, const char* schema, int wal_pages);
   void Main();
 
   const std::unique_ptr<SqliteConn> conn_;
   const int wal_pages_;
+  Clock* const clock_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool wanted_ = false;  // guarded by mu_

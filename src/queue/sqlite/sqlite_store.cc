@@ -3,24 +3,17 @@
 #include "queue/sqlite/sqlite_store.h"
 
 #include <algorithm>
-#include <chrono>
-#include <exception>
 #include <filesystem>
-#include <random>
-#include <thread>
+#include <limits>
+#include <optional>
 
 #include "fmt/format.h"
+#include "queue/lease_logic.h"
 #include "queue/sqlite/sqlite_schema.h"
 
 namespace sluice {
 
 namespace {
-
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Fenced statements bind ?3 = the caller's token and ?4 = now. A row is held
 // while lease_until > now; the claim takes it over once visible_at (==
@@ -37,7 +30,8 @@ constexpr char kSetToken[] = "UPDATE meta SET v = ?1 WHERE k = 'token'";
 
 }  // namespace
 
-Result<StorePtr> SqliteStore::Open(const StoreOptions& options, const std::string& path) {
+Result<StorePtr> SqliteStore::Open(const StoreOptions& options, const std::string& path,
+                                   Clock* clock) {
   if (path.empty()) return Status::InvalidArgument("sqlite store: empty path");
   if (options.pool_size < 1) return Status::InvalidArgument("sqlite store: pool_size < 1");
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -51,26 +45,28 @@ Result<StorePtr> SqliteStore::Open(const StoreOptions& options, const std::strin
   }
   // The writer first: it migrates. Then the readers.
   SLUICE_ASSIGN_OR_RETURN(auto writer,
-                          SqliteConn::Open(path, options.sync, options.busy_timeout_ms));
+                          SqliteConn::Open(path, options.sync, options.busy_timeout_ms, clock));
   SLUICE_RETURN_IF_ERROR(MigrateSqlite(*writer));
   std::vector<std::unique_ptr<SqliteConn>> conns;
   for (int i = 0; i < options.pool_size; ++i) {
     SLUICE_ASSIGN_OR_RETURN(auto conn,
-                            SqliteConn::Open(path, options.sync, options.busy_timeout_ms));
+                            SqliteConn::Open(path, options.sync, options.busy_timeout_ms, clock));
     conns.push_back(std::move(conn));
   }
   // 4,000 pages (16 MiB at the default 4 KiB page) between checkpoints.
-  SLUICE_ASSIGN_OR_RETURN(auto checkpointer, SqliteCheckpointer::Start(path, options.sync, 4000));
+  SLUICE_ASSIGN_OR_RETURN(auto checkpointer,
+                          SqliteCheckpointer::Start(path, options.sync, 4000, clock));
   checkpointer->Watch(*writer);
-  return StorePtr(new SqliteStore(options, std::move(writer),
+  return StorePtr(new SqliteStore(options, clock, std::move(writer),
                                   std::make_unique<SqlitePool>(std::move(conns)),
                                   std::move(checkpointer)));
 }
 
-SqliteStore::SqliteStore(const StoreOptions& options, std::unique_ptr<SqliteConn> writer,
-                         std::unique_ptr<SqlitePool> pool,
+SqliteStore::SqliteStore(const StoreOptions& options, Clock* clock,
+                         std::unique_ptr<SqliteConn> writer, std::unique_ptr<SqlitePool> pool,
                          std::unique_ptr<SqliteCheckpointer> checkpointer)
     : options_(options),
+      clock_(clock),
       writer_(std::move(writer)),
       pool_(std::move(pool)),
       checkpointer_(std::move(checkpointer)) {}
@@ -81,25 +77,20 @@ Status SqliteStore::Write(const WriteFn& fn, Durability durability) {
   SLUICE_RETURN_IF_ERROR(conn->SetDurable(durability == Durability::kDurable));
   // The busy handler already waited up to busy_timeout_ms; a few kinds of
   // busy (WAL recovery by another process) bypass it, so retry here too.
-  const int64_t deadline = SteadyMs() + options_.busy_timeout_ms;
+  const int64_t deadline = clock_->MonoMs() + options_.busy_timeout_ms;
   while (true) {
     Status st = conn->BeginImmediate();
     if (st.ok()) break;
-    if (st.code() != Code::kUnavailable || SteadyMs() >= deadline) return st;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (st.code() != Code::kUnavailable || clock_->MonoMs() >= deadline) return st;
+    clock_->SleepMs(1);
   }
   auto now = conn->NowMs();
   if (!now.ok()) {
     conn->Rollback();
     return now.status();
   }
-  Status st;
-  try {
-    st = fn(*conn, *now);
-  } catch (const std::exception& e) {
-    // A consumer's effect builder runs in here; nothing may escape the store.
-    st = Status::Internal(fmt::format("sqlite store: exception in transaction: {}", e.what()));
-  }
+  // Only store code runs here: in-store effects arrive as data (effects.h).
+  Status st = fn(*conn, *now);
   if (!st.ok()) {
     conn->Rollback();
     return st;
@@ -269,103 +260,72 @@ Result<int64_t> SqliteStore::Extend(int64_t token, int64_t lease_ttl_ms) {
   return until;
 }
 
-Status SqliteStore::FindHeldLocked(SqliteConn& c, int64_t now, int64_t token,
-                                   std::span<const ClaimedEvent> events,
-                                   std::vector<size_t>* held_idx,
-                                   std::vector<std::pair<int64_t, uint64_t>>* held,
-                                   int64_t* lease_rows) {
-  held_idx->clear();
+Status SqliteStore::ReadHeldLocked(SqliteConn& c, int64_t now, int64_t token,
+                                   std::vector<HeldRow>* held) {
   held->clear();
-  *lease_rows = 0;
   // One range scan of queue_token returns every row the token still holds
-  // (ascending seq); the caller's rows are intersected with it. The write lock
-  // is held from here to COMMIT, so what we read cannot change under us.
+  // (ascending seq); lease_logic intersects the caller's rows with it. The
+  // write lock is held from here to COMMIT, so what we read cannot change
+  // under us.
   static constexpr char kHeldByToken[] =
       "SELECT seq, done_mask FROM queue WHERE lease_token = ?1 AND state = 'leased' "
       "AND lease_until > ?2 ORDER BY seq";
   SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kHeldByToken));
   s.Bind(1, token).Bind(2, now);
-  size_t i = 0;
   while (true) {
     SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
-    ++*lease_rows;
-    const int64_t seq = s.Int(0);
-    // events is ascending by seq (Lease::events), but a caller may pass any
-    // order: fall back to a search when the merge cursor does not match.
-    while (i < events.size() && events[i].seq < seq) ++i;
-    size_t k = i;
-    if (k >= events.size() || events[k].seq != seq) {
-      k = events.size();
-      for (size_t j = 0; j < events.size(); ++j) {
-        if (events[j].seq == seq) {
-          k = j;
-          break;
-        }
-      }
-      if (k == events.size()) continue;
-    }
-    held_idx->push_back(k);
-    held->emplace_back(seq, static_cast<uint64_t>(s.Int(1)));
+    held->push_back(HeldRow{s.Int(0), static_cast<uint64_t>(s.Int(1))});
   }
   return Status::Ok();
 }
 
-Status SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t token,
-                               std::span<const ClaimedEvent> events, uint64_t external_bits,
-                               const std::vector<InStoreWork>& in_store, uint64_t skip_bits,
-                               MarkDoneResult* marked,
-                               std::vector<std::pair<int64_t, uint64_t>>* held,
-                               int64_t* lease_rows) {
-  marked->marked.clear();
-  std::vector<size_t> held_idx;
-  SLUICE_RETURN_IF_ERROR(FindHeldLocked(c, now, token, events, &held_idx, held, lease_rows));
-  if (held->empty()) {
+Result<MarkPlan> SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t token,
+                                         std::span<const ClaimedEvent> events,
+                                         uint64_t external_bits,
+                                         const std::vector<InStoreEffects>& in_store,
+                                         std::optional<uint64_t> all_bits, int64_t* lease_rows) {
+  std::vector<HeldRow> held;
+  SLUICE_RETURN_IF_ERROR(ReadHeldLocked(c, now, token, &held));
+  *lease_rows = static_cast<int64_t>(held.size());
+  const uint64_t in_store_bits = InStoreBits(in_store);
+  MarkPlan plan = !all_bits.has_value()
+                      ? PlanMarkDone(events, held, external_bits, in_store_bits)
+                      : PlanComplete(events, held, *all_bits, external_bits, in_store_bits);
+  if (plan.outcome == MarkPlan::Outcome::kLeaseLost) {
     return Status::LeaseLost(
         fmt::format("token {} holds none of the {} rows", token, events.size()));
   }
-  uint64_t want = external_bits;
-  for (const InStoreWork& w : in_store) want |= w.bit;
-  if (want == 0) return Status::Ok();
-
-  // In-store consumers see exactly the held rows their bit is not set on yet:
-  // the effect and the bit commit together, so a redelivery skips them.
-  std::vector<const ClaimedEvent*> fresh;
-  for (const InStoreWork& w : in_store) {
-    fresh.clear();
-    for (size_t k = 0; k < held_idx.size(); ++k) {
-      if (((*held)[k].second & w.bit) == 0) fresh.push_back(&events[held_idx[k]]);
-    }
-    if (fresh.empty() || !w.build) continue;
-    Effects effects;
-    w.build(std::span<const ClaimedEvent* const>(fresh.data(), fresh.size()), &effects);
-    SLUICE_RETURN_IF_ERROR(ApplyEffectsLocked(c, effects));
+  if (plan.outcome == MarkPlan::Outcome::kStale) return plan;
+  // The plan checked that each consumer's effects cover exactly the held rows
+  // whose bit flips now: effect and bit commit together, so a redelivery
+  // skips them.
+  for (const InStoreEffects& e : in_store) {
+    if (!e.effects.empty()) SLUICE_RETURN_IF_ERROR(ApplyEffectsLocked(c, e.effects));
   }
   SLUICE_ASSIGN_OR_RETURN(Stmt set, c.Prepare(kSetMask));
-  for (auto& [seq, mask] : *held) {
-    const uint64_t next = mask | want;
-    if (next == mask) continue;
-    // Complete deletes a row once every bit is set: writing its mask first
-    // would only rewrite a row that is about to go.
-    if ((next & skip_bits) != skip_bits || skip_bits == 0) {
-      set.Reset();
-      SLUICE_RETURN_IF_ERROR(set.Bind(1, seq).Bind(2, static_cast<int64_t>(next)).Run());
-    }
-    mask = next;
-    marked->marked.push_back(seq);
+  for (const HeldRow& row : plan.mask_writes) {
+    set.Reset();
+    SLUICE_RETURN_IF_ERROR(set.Bind(1, row.seq).Bind(2, static_cast<int64_t>(row.done_mask)).Run());
   }
-  return Status::Ok();
+  return plan;
 }
 
 Result<MarkDoneResult> SqliteStore::MarkDone(const MarkDoneRequest& req) {
   MarkDoneResult result;
   if (req.events.empty()) return result;
-  std::vector<std::pair<int64_t, uint64_t>> held;
-  Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
-    int64_t lease_rows = 0;
-    return MarkLocked(c, now, req.token, req.events, req.external_bits, req.in_store,
-                      /*skip_bits=*/0, &result, &held, &lease_rows);
-  }, Durability::kLease);
+  Status st = Write(
+      [&](SqliteConn& c, int64_t now) -> Status {
+        result = MarkDoneResult{};
+        int64_t lease_rows = 0;
+        SLUICE_ASSIGN_OR_RETURN(MarkPlan plan, MarkLocked(c, now, req.token, req.events,
+                                                          req.external_bits, req.in_store,
+                                                          /*all_bits=*/std::nullopt, &lease_rows));
+        if (TakeStale(plan, &result)) return Status::Ok();
+        result.marked = std::move(plan.marked);
+        return Status::Ok();
+      },
+      Durability::kLease);
   if (!st.ok()) return st;
   return result;
 }
@@ -373,58 +333,39 @@ Result<MarkDoneResult> SqliteStore::MarkDone(const MarkDoneRequest& req) {
 Result<CompleteResult> SqliteStore::Complete(const CompleteRequest& req) {
   CompleteResult result;
   if (req.events.empty()) return result;
-  Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
-    result = CompleteResult{};
-    MarkDoneResult marked;
-    std::vector<std::pair<int64_t, uint64_t>> held;
-    int64_t lease_rows = 0;
-    SLUICE_RETURN_IF_ERROR(MarkLocked(c, now, req.token, req.events, req.external_bits,
-                                      req.in_store, req.all_bits, &marked, &held, &lease_rows));
-    for (const auto& [seq, mask] : held) {
-      if ((mask & req.all_bits) != req.all_bits) {
-        result.remaining.push_back(seq);
-      } else {
-        result.deleted.push_back(seq);
-      }
-    }
-    if (result.remaining.empty() && static_cast<int64_t>(held.size()) == lease_rows) {
-      // The whole lease is done (the usual case): one statement deletes it.
-      static constexpr char kDeleteLease[] =
-          "DELETE FROM queue WHERE lease_token = ?1 AND state = 'leased' AND lease_until > ?2";
-      SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteLease));
-      SLUICE_RETURN_IF_ERROR(del.Bind(1, req.token).Bind(2, now).Run());
-      if (del.Changes() != lease_rows) {
-        return Status::Internal(fmt::format("complete: token {} deleted {} rows, held {}",
-                                            req.token, del.Changes(), lease_rows));
-      }
-      return Status::Ok();
-    }
-    SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteRow));
-    for (int64_t seq : result.deleted) {
-      del.Reset();
-      SLUICE_RETURN_IF_ERROR(del.Bind(1, seq).Run());
-    }
-    return Status::Ok();
-  }, Durability::kLease);
+  Status st = Write(
+      [&](SqliteConn& c, int64_t now) -> Status {
+        result = CompleteResult{};
+        int64_t lease_rows = 0;
+        SLUICE_ASSIGN_OR_RETURN(MarkPlan plan,
+                                MarkLocked(c, now, req.token, req.events, req.external_bits,
+                                           req.in_store, req.all_bits, &lease_rows));
+        if (TakeStale(plan, &result)) return Status::Ok();
+        result.deleted = std::move(plan.deleted);
+        result.remaining = std::move(plan.remaining);
+        if (result.remaining.empty() && static_cast<int64_t>(result.deleted.size()) == lease_rows) {
+          // The whole lease is done (the usual case): one statement deletes it.
+          static constexpr char kDeleteLease[] =
+              "DELETE FROM queue WHERE lease_token = ?1 AND state = 'leased' AND lease_until > ?2";
+          SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteLease));
+          SLUICE_RETURN_IF_ERROR(del.Bind(1, req.token).Bind(2, now).Run());
+          if (del.Changes() != lease_rows) {
+            return Status::Internal(fmt::format("complete: token {} deleted {} rows, held {}",
+                                                req.token, del.Changes(), lease_rows));
+          }
+          return Status::Ok();
+        }
+        SLUICE_ASSIGN_OR_RETURN(Stmt del, c.Prepare(kDeleteRow));
+        for (int64_t seq : result.deleted) {
+          del.Reset();
+          SLUICE_RETURN_IF_ERROR(del.Bind(1, seq).Run());
+        }
+        return Status::Ok();
+      },
+      Durability::kLease);
   if (!st.ok()) return st;
   return result;
 }
-
-namespace {
-
-// min(cap, base * 2^(attempts-1)) scaled by a uniform factor in [1-jitter, 1].
-int64_t BackoffDelayMs(const BackoffPolicy& p, int64_t attempts) {
-  int64_t delay = std::max<int64_t>(p.base_ms, 0);
-  for (int64_t i = 1; i < attempts && delay < p.cap_ms; ++i) delay *= 2;
-  delay = std::min(delay, p.cap_ms);
-  const double jitter = std::clamp(p.jitter, 0.0, 1.0);
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-  return std::max<int64_t>(p.min_delay_ms,
-                           static_cast<int64_t>(static_cast<double>(delay) * (1.0 - jitter * u)));
-}
-
-}  // namespace
 
 Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
   static constexpr char kDead[] =
@@ -437,8 +378,7 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
   if (req.seqs.empty()) return result;
   Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
     result = FailResult{};
-    SLUICE_ASSIGN_OR_RETURN(
-        Stmt held, c.Prepare(kHeldAttempts));
+    SLUICE_ASSIGN_OR_RETURN(Stmt held, c.Prepare(kHeldAttempts));
     SLUICE_ASSIGN_OR_RETURN(Stmt dead, c.Prepare(kDead));
     SLUICE_ASSIGN_OR_RETURN(Stmt retry, c.Prepare(kRetry));
     held.Bind(3, req.token).Bind(4, now);
@@ -447,15 +387,15 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
       held.Bind(1, seq);
       SLUICE_ASSIGN_OR_RETURN(bool row, held.Step());
       if (!row) continue;
-      const int64_t attempts = held.Int(0);
-      if (attempts >= req.backoff.max_attempts) {
+      const FailStep step = PlanFail(req.backoff, held.Int(0), BackoffJitter());
+      if (step.dead) {
         dead.Reset();
         SLUICE_RETURN_IF_ERROR(dead.Bind(1, seq).Bind(2, now).Bind(3, req.error).Run());
         ++result.dead;
       } else {
         retry.Reset();
-        const int64_t at = now + BackoffDelayMs(req.backoff, attempts);
-        SLUICE_RETURN_IF_ERROR(retry.Bind(1, seq).Bind(2, at).Bind(3, req.error).Run());
+        SLUICE_RETURN_IF_ERROR(
+            retry.Bind(1, seq).Bind(2, now + step.delay_ms).Bind(3, req.error).Run());
         ++result.retried;
       }
     }
@@ -473,71 +413,108 @@ Result<FailResult> SqliteStore::Fail(const FailRequest& req) {
 
 namespace {
 
-// ?1 project or '', ?2 "consumer NAME:" or '', ?3 JSON array of seqs or NULL,
-// ?5 error text or '' (lower() folds ASCII only, as documented for DeadFilter).
-// last_error names each consumer that failed the row, "; "-separated
-// ("consumer a: ..; consumer b: .."), so ?2 matches at the start or after "; ".
-#define SLUICE_DEAD_FILTER                                                   \
-  "state = 'dead' AND (?1 = '' OR project = ?1) "                            \
-  "AND (?2 = '' OR substr(coalesce(last_error, ''), 1, length(?2)) = ?2 "    \
-  "     OR instr(coalesce(last_error, ''), '; ' || ?2) > 0) "                \
-  "AND (?3 IS NULL OR seq IN (SELECT value FROM json_each(?3))) "            \
-  "AND (?5 = '' OR instr(lower(coalesce(last_error, '')), lower(?5)) > 0)"
+// ?1 project or '', ?2 JSON array of seqs or NULL, ?3 the paging cursor (rows
+// above this seq). The consumer and error filters are applied in C++ on each
+// page, by DeadLetterMatches (lease_logic.h), the one definition both stores
+// use.
+#define SLUICE_DEAD_PAGE                          \
+  "state = 'dead' AND (?1 = '' OR project = ?1) " \
+  "AND (?2 IS NULL OR seq IN (SELECT value FROM json_each(?2))) AND seq > ?3 "
 
-struct BoundFilter {
-  std::string prefix;
-  std::string seqs;  // "" = no seq filter
-};
+// Dead rows are read in pages of this many, in seq order.
+constexpr int64_t kDeadPage = 1000;
 
-BoundFilter MakeFilter(const DeadFilter& f) {
-  BoundFilter b;
-  if (!f.consumer.empty()) b.prefix = "consumer " + f.consumer + ":";
-  if (!f.seqs.empty()) {
-    b.seqs.push_back('[');  // (not `= "["`: GCC 12 -Wrestrict false positive)
-    for (size_t i = 0; i < f.seqs.size(); ++i) {
-      if (i > 0) b.seqs += ',';
-      b.seqs += std::to_string(f.seqs[i]);
-    }
-    b.seqs.push_back(']');
+std::string SeqsJson(std::span<const int64_t> seqs) {
+  std::string out;
+  out.push_back('[');  // (not `= "["`: GCC 12 -Wrestrict false positive)
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(seqs[i]);
   }
-  return b;
+  out.push_back(']');
+  return out;
 }
 
-void BindFilter(Stmt& s, const DeadFilter& f, const BoundFilter& b) {
-  s.Bind(1, f.project).Bind(2, b.prefix).Bind(5, f.error);
-  if (b.seqs.empty()) {
-    s.BindNull(3);
+void BindDeadPage(Stmt& s, const DeadFilter& f, const std::string& seqs_json, int64_t cursor) {
+  s.Bind(1, f.project);
+  if (f.seqs.empty()) {
+    s.BindNull(2);
   } else {
-    s.Bind(3, b.seqs);
+    s.Bind(2, seqs_json);
   }
+  s.Bind(3, cursor);
 }
 
 }  // namespace
 
+Status SqliteStore::ForEachDeadPageLocked(
+    SqliteConn& c, const DeadFilter& filter,
+    const std::function<Status(std::span<const int64_t>)>& fn) {
+  static constexpr char kPage[] =
+      "SELECT seq, coalesce(last_error, '') FROM queue WHERE " SLUICE_DEAD_PAGE
+      "ORDER BY seq LIMIT ?4";
+  const std::string seqs_json = SeqsJson(filter.seqs);
+  SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kPage));
+  int64_t cursor = std::numeric_limits<int64_t>::min();
+  std::vector<int64_t> matching;
+  while (true) {
+    s.Reset();
+    BindDeadPage(s, filter, seqs_json, cursor);
+    s.Bind(4, kDeadPage);
+    int64_t rows = 0;
+    matching.clear();
+    while (true) {
+      SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      ++rows;
+      cursor = s.Int(0);
+      if (DeadLetterMatches(filter, s.Text(1))) matching.push_back(cursor);
+    }
+    s.Reset();  // done reading before fn writes
+    if (!matching.empty()) SLUICE_RETURN_IF_ERROR(fn(matching));
+    if (rows < kDeadPage) return Status::Ok();
+  }
+}
+
 Result<std::vector<DeadEvent>> SqliteStore::ListDead(const DeadFilter& filter) {
   static constexpr char kList[] =
       "SELECT seq, project, insert_id, body, attempts, done_mask, coalesce(last_error, ''), "
-      "coalesce(died_at, 0) FROM queue WHERE " SLUICE_DEAD_FILTER " ORDER BY seq LIMIT ?4";
-  const BoundFilter b = MakeFilter(filter);
+      "coalesce(died_at, 0) FROM queue WHERE " SLUICE_DEAD_PAGE "ORDER BY seq LIMIT ?4";
+  const size_t limit = static_cast<size_t>(filter.limit > 0 ? filter.limit : 100);
+  const std::string seqs_json = SeqsJson(filter.seqs);
   std::vector<DeadEvent> out;
   Status st = Read([&](SqliteConn& c, int64_t) -> Status {
     out.clear();
     SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kList));
-    BindFilter(s, filter, b);
-    s.Bind(4, static_cast<int64_t>(filter.limit > 0 ? filter.limit : 100));
-    while (true) {
-      SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      DeadEvent d;
-      d.seq = s.Int(0);
-      d.project = s.Str(1);
-      d.insert_id = s.Str(2);
-      d.body = s.Str(3);
-      d.attempts = static_cast<int32_t>(s.Int(4));
-      d.done_mask = static_cast<uint64_t>(s.Int(5));
-      d.last_error = s.Str(6);
-      d.died_at_ms = s.Int(7);
-      out.push_back(std::move(d));
+    // Without a consumer or error filter every row matches and one page is the
+  // answer.
+    const bool every_row_matches = filter.consumer.empty() && filter.error.empty();
+    const int64_t page =
+        every_row_matches ? static_cast<int64_t>(limit) : std::max<int64_t>(kDeadPage, limit);
+    int64_t cursor = std::numeric_limits<int64_t>::min();
+    while (out.size() < limit) {
+      s.Reset();
+      BindDeadPage(s, filter, seqs_json, cursor);
+      s.Bind(4, page);
+      int64_t rows = 0;
+      while (out.size() < limit) {
+        SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        ++rows;
+        cursor = s.Int(0);
+        if (!DeadLetterMatches(filter, s.Text(6))) continue;
+        DeadEvent d;
+        d.seq = cursor;
+        d.project = s.Str(1);
+        d.insert_id = s.Str(2);
+        d.body = s.Str(3);
+        d.attempts = static_cast<int32_t>(s.Int(4));
+        d.done_mask = static_cast<uint64_t>(s.Int(5));
+        d.last_error = s.Str(6);
+        d.died_at_ms = s.Int(7);
+        out.push_back(std::move(d));
+      }
+      if (rows < page) break;
     }
     return Status::Ok();
   });
@@ -547,31 +524,38 @@ Result<std::vector<DeadEvent>> SqliteStore::ListDead(const DeadFilter& filter) {
 
 Result<int64_t> SqliteStore::RequeueDead(const DeadFilter& filter) {
   static constexpr char kRequeue[] =
-      "UPDATE queue SET state = 'pending', visible_at = ?4, attempts = 0, died_at = NULL, "
-      "reclaimed = 0 WHERE " SLUICE_DEAD_FILTER;
-  const BoundFilter b = MakeFilter(filter);
+      "UPDATE queue SET state = 'pending', visible_at = ?2, attempts = 0, died_at = NULL, "
+      "reclaimed = 0 WHERE state = 'dead' AND seq IN (SELECT value FROM json_each(?1))";
   int64_t n = 0;
   Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
-    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kRequeue));
-    BindFilter(s, filter, b);
-    SLUICE_RETURN_IF_ERROR(s.Bind(4, now).Run());
-    n = s.Changes();
-    return Status::Ok();
+    n = 0;
+    SLUICE_ASSIGN_OR_RETURN(Stmt u, c.Prepare(kRequeue));
+    return ForEachDeadPageLocked(c, filter, [&](std::span<const int64_t> seqs) -> Status {
+      const std::string json = SeqsJson(seqs);  // bound without a copy
+      u.Reset();
+      SLUICE_RETURN_IF_ERROR(u.Bind(1, json).Bind(2, now).Run());
+      n += u.Changes();
+      return Status::Ok();
+    });
   });
   if (!st.ok()) return st;
   return n;
 }
 
 Result<int64_t> SqliteStore::PurgeDead(const DeadFilter& filter) {
-  static constexpr char kPurge[] = "DELETE FROM queue WHERE " SLUICE_DEAD_FILTER;
-  const BoundFilter b = MakeFilter(filter);
+  static constexpr char kPurge[] =
+      "DELETE FROM queue WHERE state = 'dead' AND seq IN (SELECT value FROM json_each(?1))";
   int64_t n = 0;
   Status st = Write([&](SqliteConn& c, int64_t) -> Status {
-    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kPurge));
-    BindFilter(s, filter, b);
-    SLUICE_RETURN_IF_ERROR(s.Run());
-    n = s.Changes();
-    return Status::Ok();
+    n = 0;
+    SLUICE_ASSIGN_OR_RETURN(Stmt d, c.Prepare(kPurge));
+    return ForEachDeadPageLocked(c, filter, [&](std::span<const int64_t> seqs) -> Status {
+      const std::string json = SeqsJson(seqs);  // bound without a copy
+      d.Reset();
+      SLUICE_RETURN_IF_ERROR(d.Bind(1, json).Run());
+      n += d.Changes();
+      return Status::Ok();
+    });
   });
   if (!st.ok()) return st;
   return n;

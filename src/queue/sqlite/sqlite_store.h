@@ -12,9 +12,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+#include "queue/lease_logic.h"
 #include "queue/sqlite/sqlite_db.h"
 #include "queue/store.h"
 
@@ -23,7 +27,10 @@ namespace sluice {
 class SqliteStore final : public Store {
  public:
   // `path` is the database file; its parent directory is created if missing.
-  static Result<StorePtr> Open(const StoreOptions& options, const std::string& path);
+  // Lock waits and their retries run on `clock` (lease times never do: they
+  // are the database's). REQUIRES: clock outlives the store.
+  static Result<StorePtr> Open(const StoreOptions& options, const std::string& path,
+                               Clock* clock = &Clock::Real());
 
   Result<std::vector<EnqueueResult>> Enqueue(std::span<const EnqueueBatch> batches) override;
   Result<Lease> Claim(const ClaimRequest& req) override;
@@ -51,14 +58,14 @@ class SqliteStore final : public Store {
   Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) override;
 
  private:
-  SqliteStore(const StoreOptions& options, std::unique_ptr<SqliteConn> writer,
+  SqliteStore(const StoreOptions& options, Clock* clock, std::unique_ptr<SqliteConn> writer,
               std::unique_ptr<SqlitePool> pool, std::unique_ptr<SqliteCheckpointer> checkpointer);
 
   // Runs fn(conn, now) inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn
   // fails. `now` is the store clock read once at the start of the
   // transaction (the write lock is held, so it orders with every other write).
-  // fn must assign its outputs from scratch: it is re-run when the lock could
-  // not be taken at first.
+  // fn must assign its outputs from scratch. fn is store code only (it may
+  // not throw): nothing of a caller's runs inside a transaction.
   //
   // kDurable (ingest, admin) commits wait for the WAL fsync when sync is on.
   // kLease (claim, extend, mark, complete, fail) do not: every holder of a
@@ -74,24 +81,28 @@ class SqliteStore final : public Store {
   Status Read(const WriteFn& fn);
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
-  // Which of `events` does `token` still hold? Fills held_idx (index into
-  // events), held (seq, done_mask) and lease_rows (rows the token holds in
-  // all), inside a write transaction.
-  Status FindHeldLocked(SqliteConn& c, int64_t now, int64_t token,
-                        std::span<const ClaimedEvent> events, std::vector<size_t>* held_idx,
-                        std::vector<std::pair<int64_t, uint64_t>>* held, int64_t* lease_rows);
-  // The shared body of MarkDone and Complete, inside a write transaction.
-  // Fills held (seq, done_mask after marking) for the rows held under token.
-  // Rows whose mask reaches skip_bits (non-zero: Complete's all_bits) are not
-  // written: the caller deletes them.
-  Status MarkLocked(SqliteConn& c, int64_t now, int64_t token, std::span<const ClaimedEvent> events,
-                    uint64_t external_bits, const std::vector<InStoreWork>& in_store,
-                    uint64_t skip_bits, MarkDoneResult* marked,
-                    std::vector<std::pair<int64_t, uint64_t>>* held, int64_t* lease_rows);
+  // Every row `token` holds now (seq, done_mask), ascending seq, inside a
+  // write transaction.
+  Status ReadHeldLocked(SqliteConn& c, int64_t now, int64_t token, std::vector<HeldRow>* held);
+  // The shared body of MarkDone and Complete (`all_bits` set: Complete),
+  // inside a write transaction: reads the held rows, plans the write
+  // (lease_logic.h) and, when the plan is kApply, applies the effects and
+  // writes the new masks. Rows to delete are left to the caller. kLeaseLost
+  // when none of `events` is held. lease_rows: rows the token holds in all.
+  Result<MarkPlan> MarkLocked(SqliteConn& c, int64_t now, int64_t token,
+                              std::span<const ClaimedEvent> events, uint64_t external_bits,
+                              const std::vector<InStoreEffects>& in_store,
+                              std::optional<uint64_t> all_bits, int64_t* lease_rows);
+  // Calls fn with the seqs of each page of dead rows matching `filter`
+  // (ascending seq, 1,000 rows read at a time), inside a write transaction.
+  // fn may write them.
+  Status ForEachDeadPageLocked(SqliteConn& c, const DeadFilter& filter,
+                               const std::function<Status(std::span<const int64_t>)>& fn);
   Status ApplyEffectsLocked(SqliteConn& c, const Effects& effects);
 
   // Constant after construction.
   const StoreOptions options_;
+  Clock* const clock_;
   // Every write transaction of this process runs on writer_ (under
   // write_mu_): one connection keeps its page cache warm from one transaction
   // to the next, where alternating pool connections would each find their

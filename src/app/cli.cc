@@ -62,6 +62,7 @@ int RunCli(int argc, char** argv, const AppHooks& hooks) {
   AddStatusCommand(&app, &run);
   AddDlqCommand(&app, &run);
   AddMigrateCommand(&app, &run);
+  AddUsersCommand(&app, &run);
   AddSendCommand(&app, &run);
   AddBenchCommands(&app, hooks.wrap_store, hooks.consumer_types);
   try {

@@ -24,6 +24,7 @@ void AddServeCommand(CLI::App* app, CliAction* run, const AppHooks* hooks);
 void AddStatusCommand(CLI::App* app, CliAction* run);
 void AddDlqCommand(CLI::App* app, CliAction* run);
 void AddMigrateCommand(CLI::App* app, CliAction* run);
+void AddUsersCommand(CLI::App* app, CliAction* run);  // `sluice users show ID`
 void AddSendCommand(CLI::App* app, CliAction* run);
 
 }  // namespace sluice

@@ -232,6 +232,18 @@ std::string PersonOf(const std::string& id, const IdState& s) {
   return link ? link->first : id;
 }
 
+LinkCounts CountLinks(const IdState& s) {
+  LinkCounts c;
+  if (s.links.empty()) return c;
+  // With links, an id is a root exactly when it is a link target.
+  if (IsRoot(s)) {
+    c.refused = static_cast<int64_t>(s.links.size());
+  } else {
+    c.applied = 1;
+  }
+  return c;
+}
+
 // ---- building from events ----
 
 namespace {

@@ -145,6 +145,18 @@ std::optional<std::pair<std::string, OpKey>> EarliestLink(const IdState& s);
 // The person `id` belongs to: itself when root or unlinked, else its earliest link's target.
 std::string PersonOf(const std::string& id, const IdState& s);
 
+// The merges one id's state takes part in (sluice_identity_links): applied
+// is 1 when the id joins another person (not a root, has links); refused is
+// the number of its links when it is a root (each would merge two persons).
+// Summed over every stored id they are the store-wide figures, so a store
+// keeps the sums by adding after - before for each row it rewrites.
+struct LinkCounts {
+  int64_t applied = 0;
+  int64_t refused = 0;
+};
+// REQUIRES: s.links holds every link of the id.
+LinkCounts CountLinks(const IdState& s);
+
 // Per (project, distinct id) state of a batch of events.
 using ProfileBatch = std::map<std::pair<std::string, std::string>, IdState>;
 

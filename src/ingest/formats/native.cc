@@ -3,6 +3,8 @@
 #include <simdjson.h>
 
 #include <cmath>
+#include <string_view>
+#include <utility>
 
 #include "common/time.h"
 #include "ingest/formats/common.h"
@@ -291,6 +293,7 @@ void EncodeNativeEvent(const Event& e, std::string* out) {
   string_field("event", e.event);
   string_field("user_id", e.user_id);
   string_field("anonymous_id", e.anonymous_id);
+  string_field("previous_id", e.previous_id);
   if (e.time_ms > 0) {
     key("time");
     out->append(std::to_string(e.time_ms));
@@ -300,12 +303,21 @@ void EncodeNativeEvent(const Event& e, std::string* out) {
     key("properties");
     out->append(e.properties);
   }
-  if (!e.set.empty() || !e.set_once.empty()) {
+  if (!e.set.empty() || !e.set_once.empty() || !e.unset.empty() || !e.add.empty()) {
     key("user_properties");
     out->push_back('{');
-    if (!e.set.empty()) out->append("\"$set\":").append(e.set);
-    if (!e.set.empty() && !e.set_once.empty()) out->push_back(',');
-    if (!e.set_once.empty()) out->append("\"$set_once\":").append(e.set_once);
+    bool first_op = true;
+    for (const auto& [op, v] : {std::pair<std::string_view, const std::string*>{"$set", &e.set},
+                                {"$set_once", &e.set_once},
+                                {"$unset", &e.unset},
+                                {"$add", &e.add}}) {
+      if (v->empty()) continue;
+      if (!first_op) out->push_back(',');
+      first_op = false;
+      AppendJsonString(op, out);
+      out->push_back(':');
+      out->append(*v);
+    }
     out->push_back('}');
   }
   out->push_back('}');

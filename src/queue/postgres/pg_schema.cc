@@ -284,6 +284,14 @@ CREATE TABLE user_links (
   PRIMARY KEY (project, from_id, to_id)
 );
 CREATE INDEX user_links_to ON user_links (project, to_id);
+-- sluice_identity_links: profile::CountLinks summed over users, one row kept
+-- by the users effects (no row has links yet).
+CREATE TABLE identity_links (
+  one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+  applied bigint  NOT NULL,
+  refused bigint  NOT NULL
+);
+INSERT INTO identity_links (applied, refused) VALUES (0, 0);
 )sql",
 };
 

@@ -155,6 +155,9 @@ CREATE TABLE user_links (
   PRIMARY KEY (project, from_id, to_id)
 ) WITHOUT ROWID;
 CREATE INDEX user_links_to ON user_links(project, to_id);
+-- sluice_identity_links: profile::CountLinks summed over users, kept by the
+-- users effects (no row has links yet).
+INSERT INTO meta(k, v) VALUES ('links_applied', 0), ('links_refused', 0);
 )sql",
 };
 

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -47,24 +46,17 @@ struct RunResult {
 RunResult RunReplicas(const TempDir& dir, int replicas, const std::string& watcher_toml,
               const Batches& batches, int threads, const std::vector<std::string>& ids) {
   RunResult out;
-  const std::string config = dir.File("sluice.toml");
-  const std::string text = ReplicaConfig("sqlite:" + dir.File("sluice.db"),
-                                         watcher_toml + "[[consumer]]\ntype = \"users\"\n");
-  std::ofstream(config) << text;
-  std::vector<std::unique_ptr<SluiceProcess>> procs;
+  std::vector<std::unique_ptr<SluiceProcess>> procs = MakeReplicas(
+      dir, replicas,
+      ReplicaConfig("sqlite:" + dir.File("sluice.db"),
+                    watcher_toml + "[[consumer]]\ntype = \"users\"\n"));
   std::vector<std::string> urls;
-  for (int i = 0; i < replicas; ++i) {
-    SluiceProcessOptions o;
-    o.binary = BinaryFor(text);
-    o.dir = dir.path();
-    o.args = {"--config", config, "--replica-id", "r" + std::to_string(i)};
-    o.log_name = "replica-" + std::to_string(i) + ".log";
-    procs.push_back(std::make_unique<SluiceProcess>(o));
-    if (!procs.back()->Start()) {
-      ADD_FAILURE() << procs.back()->error();
+  for (auto& p : procs) {
+    if (!p->Start()) {
+      ADD_FAILURE() << p->error();
       return out;
     }
-    urls.push_back(procs.back()->url());
+    urls.push_back(p->url());
   }
   std::atomic<size_t> next{0};
   std::atomic<int64_t> failed{0};

@@ -94,6 +94,13 @@ struct StoredId {
 // links or makes the id a link target.
 bool NeedsAllLinks(const IdState& delta);
 
+// True when merging `delta` needs the stored row: it has property ops, links
+// or makes the id a link target. Otherwise a store may add it with SQL alone —
+// events add, first/last seen min/max over rows with events (a row with no
+// events takes the delta's times), user_seen or — which is exactly what
+// IdState::Merge does with such a delta (and what the property tests check).
+bool NeedsStoredRow(const IdState& delta);
+
 // What to write back for one id: the stored state merged with the delta by
 // IdState::Merge (the only merge; the stores hold SQL only).
 struct IdWrite {

@@ -31,6 +31,10 @@ IdDeltaSet::IdDeltaSet(std::span<const InStoreEffects> in_store) {
 
 bool NeedsAllLinks(const IdState& delta) { return !delta.links.empty() || delta.linked_to; }
 
+bool NeedsStoredRow(const IdState& delta) {
+  return !delta.properties.empty() || NeedsAllLinks(delta);
+}
+
 Result<IdWrite> MergeId(const StoredId& stored, const IdState& delta) {
   IdWrite w;
   w.merged = stored.state;

@@ -62,6 +62,18 @@ constexpr char kWriteIds[] =
     "$7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[]) "
     "AS w(p, u, f, l, n, props, us, lt, tgt, tt, ti) "
     "WHERE users.project = w.p AND users.user_id = w.u";
+// A batch whose deltas need no stored row (NeedsStoredRow) is added in SQL
+// alone, in one upsert (key order, like the locks above).
+constexpr char kAddIds[] =
+    "INSERT INTO users AS x (project, user_id, first_seen, last_seen, events, user_seen) "
+    "SELECT p, u, f, l, n, us <> 0 FROM unnest($1::text[], $2::text[], $3::bigint[], "
+    "$4::bigint[], $5::bigint[], $6::bigint[]) AS t(p, u, f, l, n, us) ORDER BY 1, 2 "
+    "ON CONFLICT (project, user_id) DO UPDATE SET "
+    "first_seen = CASE WHEN excluded.events = 0 THEN x.first_seen WHEN x.events = 0 "
+    "THEN excluded.first_seen ELSE least(x.first_seen, excluded.first_seen) END, "
+    "last_seen = CASE WHEN excluded.events = 0 THEN x.last_seen WHEN x.events = 0 "
+    "THEN excluded.last_seen ELSE greatest(x.last_seen, excluded.last_seen) END, "
+    "events = x.events + excluded.events, user_seen = x.user_seen OR excluded.user_seen";
 constexpr char kAddUserEvents[] =
     "INSERT INTO user_events AS x (project, user_id, event, count) "
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ORDER BY 1, 2, 3 "
@@ -127,6 +139,50 @@ void PrepareUserReads(const IdDeltaSet& deltas, UserWrites* out) {
       .AddArray(std::span<const std::string_view>(lu));
 }
 
+// Appends the event-count rows of `d` (kAddUserEvents).
+void AppendUserEvents(const IdDelta& d, std::vector<std::string>* ep, std::vector<std::string>* eu,
+                      std::vector<std::string>* en, std::vector<int64_t>* ec) {
+  for (const auto& [name, n] : d.state.event_counts) {
+    ep->push_back(d.project);
+    eu->push_back(d.id);
+    en->push_back(name);
+    ec->push_back(n);
+  }
+}
+
+void SetUserEvents(std::vector<std::string>& ep, std::vector<std::string>& eu,
+                   std::vector<std::string>& en, std::vector<int64_t>& ec, UserWrites* out) {
+  out->any_events = !ep.empty();
+  if (!out->any_events) return;
+  out->events.AddArray(std::span<const std::string>(ep))
+      .AddArray(std::span<const std::string>(eu))
+      .AddArray(std::span<const std::string>(en))
+      .AddArray(std::span<const int64_t>(ec));
+}
+
+// Fills kAddIds and kAddUserEvents for a batch no delta of which needs the
+// stored row.
+void PrepareUserAdds(const IdDeltaSet& deltas, UserWrites* out) {
+  std::vector<std::string> rp, ru, ep, eu, en;
+  std::vector<int64_t> rf, rl, rn, rus, ec;
+  for (const IdDelta* d : deltas.rows()) {
+    rp.push_back(d->project);
+    ru.push_back(d->id);
+    rf.push_back(d->state.first_seen_ms);
+    rl.push_back(d->state.last_seen_ms);
+    rn.push_back(d->state.events);
+    rus.push_back(d->state.user_seen ? 1 : 0);
+    AppendUserEvents(*d, &ep, &eu, &en, &ec);
+  }
+  out->rows.AddArray(std::span<const std::string>(rp))
+      .AddArray(std::span<const std::string>(ru))
+      .AddArray(std::span<const int64_t>(rf))
+      .AddArray(std::span<const int64_t>(rl))
+      .AddArray(std::span<const int64_t>(rn))
+      .AddArray(std::span<const int64_t>(rus));
+  SetUserEvents(ep, eu, en, ec, out);
+}
+
 // Merges the stored rows (kLockIds, kReadLinks results) with the deltas
 // and fills the write parameters.
 Status PrepareUserWrites(const IdDeltaSet& deltas, const PgResult& stored_rows,
@@ -172,12 +228,7 @@ Status PrepareUserWrites(const IdDeltaSet& deltas, const PgResult& stored_rows,
     rtgt.push_back(w.earliest ? w.earliest->first : std::string());
     rtt.push_back(w.earliest ? w.earliest->second.time_ms : 0);
     rti.push_back(w.earliest ? w.earliest->second.insert_id : std::string());
-    for (const auto& [name, n] : d->state.event_counts) {
-      ep.push_back(d->project);
-      eu.push_back(d->id);
-      en.push_back(name);
-      ec.push_back(n);
-    }
+    AppendUserEvents(*d, &ep, &eu, &en, &ec);
     for (const auto& [target, key] : d->state.links) {
       lp.push_back(d->project);
       lf.push_back(d->id);
@@ -199,13 +250,7 @@ Status PrepareUserWrites(const IdDeltaSet& deltas, const PgResult& stored_rows,
       .AddArray(std::span<const std::string>(rtgt))
       .AddArray(std::span<const int64_t>(rtt))
       .AddArray(std::span<const std::string>(rti));
-  out->any_events = !ep.empty();
-  if (out->any_events) {
-    out->events.AddArray(std::span<const std::string>(ep))
-        .AddArray(std::span<const std::string>(eu))
-        .AddArray(std::span<const std::string>(en))
-        .AddArray(std::span<const int64_t>(ec));
-  }
+  SetUserEvents(ep, eu, en, ec, out);
   out->any_links = !lp.empty();
   if (out->any_links) {
     out->new_links.AddArray(std::span<const std::string>(lp))
@@ -284,8 +329,16 @@ Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in
   const IdDeltaSet deltas(in_store);
   UserWrites users;
   PgParams counter_params;
-  if (!deltas.rows().empty()) {
-    // The merge needs the stored rows: lock and read them, then merge.
+  const bool read = std::any_of(deltas.rows().begin(), deltas.rows().end(),
+                                [](const IdDelta* d) { return NeedsStoredRow(d->state); });
+  if (!deltas.rows().empty() && !read) {
+    // Counts and times only (the common case): no read, no extra round trip.
+    PrepareUserAdds(deltas, &users);
+    pipeline.push_back({kAddIds, &users.rows});
+    if (users.any_events) pipeline.push_back({kAddUserEvents, &users.events});
+  } else if (!deltas.rows().empty()) {
+    // The merge needs the stored rows: lock and read them (all of the batch's
+    // ids, so that every transaction locks in key order), then merge.
     PrepareUserReads(deltas, &users);
     pipeline.push_back({kCreateIds, &users.ids});
     pipeline.push_back({kLockIds, &users.ids});

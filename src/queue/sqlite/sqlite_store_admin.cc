@@ -14,7 +14,8 @@ namespace {
 
 // users: one row per (project, id), read, merged in C++ (MergeId) and
 // written whole; read-modify-write is safe because the transaction holds
-// the write lock. link_* is the earliest link; user_links keeps every link
+// the write lock. A delta with counts and times only is added in SQL
+// (kAddId, NeedsStoredRow). link_* is the earliest link; user_links keeps every link
 // with its earliest key (a row compare: time, then insert_id, bytewise).
 constexpr char kGetId[] =
     "SELECT first_seen, last_seen, events, properties, user_seen, linked_to, link_target, "
@@ -30,6 +31,15 @@ constexpr char kPutId[] =
     "user_seen = excluded.user_seen, linked_to = excluded.linked_to, "
     "link_target = excluded.link_target, link_time = excluded.link_time, "
     "link_insert_id = excluded.link_insert_id";
+// A delta that needs no stored row (NeedsStoredRow): added in SQL alone.
+constexpr char kAddId[] =
+    "INSERT INTO users(project, user_id, first_seen, last_seen, events, user_seen) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(project, user_id) DO UPDATE SET "
+    "first_seen = CASE WHEN excluded.events = 0 THEN first_seen WHEN events = 0 "
+    "THEN excluded.first_seen ELSE min(first_seen, excluded.first_seen) END, "
+    "last_seen = CASE WHEN excluded.events = 0 THEN last_seen WHEN events = 0 "
+    "THEN excluded.last_seen ELSE max(last_seen, excluded.last_seen) END, "
+    "events = events + excluded.events, user_seen = max(user_seen, excluded.user_seen)";
 constexpr char kPutLink[] =
     "INSERT INTO user_links(project, from_id, to_id, time, insert_id) VALUES (?1, ?2, ?3, ?4, ?5) "
     "ON CONFLICT(project, from_id, to_id) DO UPDATE SET time = excluded.time, "
@@ -87,9 +97,27 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, const Effects& effects) {
     SLUICE_ASSIGN_OR_RETURN(Stmt put, c.Prepare(kPutId));
     SLUICE_ASSIGN_OR_RETURN(Stmt put_link, c.Prepare(kPutLink));
     SLUICE_ASSIGN_OR_RETURN(Stmt event, c.Prepare(kUpsertUserEvent));
+    SLUICE_ASSIGN_OR_RETURN(Stmt add_id, c.Prepare(kAddId));
+    auto add_events = [&](const IdDelta& d) -> Status {
+      for (const auto& [name, count] : d.state.event_counts) {
+        event.Reset();
+        event.Bind(1, d.project).Bind(2, d.id).Bind(3, name).Bind(4, count);
+        SLUICE_RETURN_IF_ERROR(event.Run());
+      }
+      return Status::Ok();
+    };
     LinkCounts change;
     StoredId stored;
     for (const IdDelta& d : effects.users) {
+      if (!NeedsStoredRow(d.state)) {  // the common case: counts and times only
+        add_id.Reset();
+        add_id.Bind(1, d.project).Bind(2, d.id).Bind(3, d.state.first_seen_ms);
+        add_id.Bind(4, d.state.last_seen_ms).Bind(5, d.state.events);
+        add_id.Bind(6, static_cast<int64_t>(d.state.user_seen));
+        SLUICE_RETURN_IF_ERROR(add_id.Run());
+        SLUICE_RETURN_IF_ERROR(add_events(d));
+        continue;
+      }
       SLUICE_RETURN_IF_ERROR(ReadStoredId(get, links, d, NeedsAllLinks(d.state), &stored));
       SLUICE_ASSIGN_OR_RETURN(IdWrite w, MergeId(stored, d.state));
       put.Reset();
@@ -110,11 +138,7 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, const Effects& effects) {
         put_link.Bind(4, key.time_ms).Bind(5, key.insert_id);
         SLUICE_RETURN_IF_ERROR(put_link.Run());
       }
-      for (const auto& [name, count] : d.state.event_counts) {
-        event.Reset();
-        event.Bind(1, d.project).Bind(2, d.id).Bind(3, name).Bind(4, count);
-        SLUICE_RETURN_IF_ERROR(event.Run());
-      }
+      SLUICE_RETURN_IF_ERROR(add_events(d));
       change.applied += w.change.applied;
       change.refused += w.change.refused;
     }

@@ -120,8 +120,8 @@ TEST(ProfileStoreTest, MergeMetricsCountAppliedAndRefusedLinksOnBothStores) {
   // u1 <- a1 (identify), a2 -> u1 then a2 -> u2 (a2 stays with u1),
   // u2 -> u1 (alias) while u2 is a link target: refused.
   std::vector<Event> events(4);
-  auto ev = [](Event* e, const char* type, const char* user, const char* anon,
-               const char* previous, int64_t t, const char* id) {
+  auto ev = [](Event* e, const char* type, const char* user, const char* anon, const char* previous,
+               int64_t t, const char* id) {
     e->project = "p";
     e->event = e->type = type;
     e->user_id = user;

@@ -44,12 +44,12 @@ struct RunResult {
 // the replicas, each batch retried until acknowledged), waits until the
 // queue is empty and reads every id's person back.
 RunResult RunReplicas(const TempDir& dir, int replicas, const std::string& watcher_toml,
-              const Batches& batches, int threads, const std::vector<std::string>& ids) {
+                      const Batches& batches, int threads, const std::vector<std::string>& ids) {
   RunResult out;
-  std::vector<std::unique_ptr<SluiceProcess>> procs = MakeReplicas(
-      dir, replicas,
-      ReplicaConfig("sqlite:" + dir.File("sluice.db"),
-                    watcher_toml + "[[consumer]]\ntype = \"users\"\n"));
+  std::vector<std::unique_ptr<SluiceProcess>> procs =
+      MakeReplicas(dir, replicas,
+                   ReplicaConfig("sqlite:" + dir.File("sluice.db"),
+                                 watcher_toml + "[[consumer]]\ntype = \"users\"\n"));
   std::vector<std::string> urls;
   for (auto& p : procs) {
     if (!p->Start()) {
@@ -80,11 +80,11 @@ RunResult RunReplicas(const TempDir& dir, int replicas, const std::string& watch
   }
   for (auto& th : pool) th.join();
   EXPECT_EQ(failed.load(), 0);
-  EXPECT_TRUE(WaitUntil([&] { return QueueBacklog(urls[0]) == 0; }, seconds(300),
-                        milliseconds(100)));
+  EXPECT_TRUE(
+      WaitUntil([&] { return QueueBacklog(urls[0]) == 0; }, seconds(300), milliseconds(100)));
   for (const std::string& id : ids) {
-    HttpResult r = HttpGet(urls[static_cast<size_t>(id.size()) % urls.size()] + "/v1/users/" +
-                           UriEncode(id));
+    HttpResult r =
+        HttpGet(urls[static_cast<size_t>(id.size()) % urls.size()] + "/v1/users/" + UriEncode(id));
     EXPECT_EQ(r.status, 200) << id << ": " << r.body;
     out.profiles[id] = r.body;
   }
@@ -121,8 +121,9 @@ TEST(Profiles, TimeOrderedOnOneReplicaAndShuffledOnFourGiveIdenticalProfiles) {
   });
   Batches in_order;
   for (size_t i = 0; i < ordered.size(); i += 250) {
-    in_order.emplace_back(ordered.begin() + static_cast<ptrdiff_t>(i),
-                          ordered.begin() + static_cast<ptrdiff_t>(std::min(i + 250, ordered.size())));
+    in_order.emplace_back(
+        ordered.begin() + static_cast<ptrdiff_t>(i),
+        ordered.begin() + static_cast<ptrdiff_t>(std::min(i + 250, ordered.size())));
   }
   // 4 replicas, shuffled, random batch sizes 1..400.
   std::vector<Event> shuffled = events;
@@ -137,7 +138,8 @@ TEST(Profiles, TimeOrderedOnOneReplicaAndShuffledOnFourGiveIdenticalProfiles) {
   }
 
   TempDir one_dir, four_dir;
-  const RunResult one = RunReplicas(one_dir, 1, "[watcher]\nloops = 1\nbatch = 500\n", in_order, 1, ids);
+  const RunResult one =
+      RunReplicas(one_dir, 1, "[watcher]\nloops = 1\nbatch = 500\n", in_order, 1, ids);
   const RunResult four =
       RunReplicas(four_dir, 4, "[watcher]\nloops = 2\nbatch = 37\n", random_batches, 4, ids);
   ASSERT_EQ(one.profiles.size(), ids.size());
@@ -163,13 +165,14 @@ TEST(Profiles, TimeOrderedOnOneReplicaAndShuffledOnFourGiveIdenticalProfiles) {
 
   // The control: the same two sendings under the old last-batch-wins merge
   // disagree, so the comparison above is able to fail.
-  const size_t control = CountDifferent(LastBatchWinsProperties(in_order),
-                                        LastBatchWinsProperties(random_batches));
+  const size_t control =
+      CountDifferent(LastBatchWinsProperties(in_order), LastBatchWinsProperties(random_batches));
   EXPECT_GT(control, 0u) << "the control should differ between the two orders";
-  std::printf("profiles: %zu ids identical over both runs; %lld merges applied, %lld refused; "
-              "last-batch-wins control differs on %zu ids\n",
-              ids.size(), static_cast<long long>(one.links_applied),
-              static_cast<long long>(one.links_refused), control);
+  std::printf(
+      "profiles: %zu ids identical over both runs; %lld merges applied, %lld refused; "
+      "last-batch-wins control differs on %zu ids\n",
+      ids.size(), static_cast<long long>(one.links_applied),
+      static_cast<long long>(one.links_refused), control);
 }
 
 }  // namespace

@@ -67,7 +67,9 @@ std::vector<Event> RandomProfileEvents(uint64_t seed, const std::string& project
       e.anonymous_id = Pick(rng, "a", o.anonymous);
     }
     int value_seq = 0;
-    auto text = [&] { return "\"v" + std::to_string(i) + "-" + std::to_string(value_seq++) + "\""; };
+    auto text = [&] {
+      return "\"v" + std::to_string(i) + "-" + std::to_string(value_seq++) + "\"";
+    };
     if (percent(rng) < 40) e.set = RandomObject(rng, o.keys, text);
     if (percent(rng) < 25) e.set_once = RandomObject(rng, o.keys, text);
     if (percent(rng) < 10) e.unset = "[\"" + Pick(rng, "k", o.keys) + "\"]";

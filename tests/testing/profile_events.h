@@ -13,11 +13,11 @@
 namespace sluice::testing {
 
 struct ProfileEventsOptions {
-  int events = 300;       // how many events
-  int users = 5;          // user ids u0.. (each also sends anonymous events)
-  int anonymous = 10;     // anonymous ids a0..
-  int keys = 4;           // property names k0..
-  int times = 40;         // distinct event times (kT0 + i * 1000): equal times collide
+  int events = 300;    // how many events
+  int users = 5;       // user ids u0.. (each also sends anonymous events)
+  int anonymous = 10;  // anonymous ids a0..
+  int keys = 4;        // property names k0..
+  int times = 40;      // distinct event times (kT0 + i * 1000): equal times collide
   int64_t t0_ms = 1'700'000'000'000;
 };
 

@@ -8,11 +8,11 @@
 # (1 M events for process, 10 M pending rows for claim); SIZE=smoke is the CI
 # size (seconds). A failing bench is reported and the others still run.
 set -uo pipefail
-BUILD_DIR=${1:?usage: bench/run-all.sh BUILD_DIR [ingest process claim scaling peers]}
+BUILD_DIR=${1:?usage: bench/run-all.sh BUILD_DIR [ingest process claim scaling peers sustained]}
 shift
 here=$(cd "$(dirname "$0")" && pwd)
 names=("$@")
-((${#names[@]})) || names=(ingest process claim scaling peers)
+((${#names[@]})) || names=(ingest process claim scaling peers sustained)
 failed=()
 for name in "${names[@]}"; do
   echo "## $name (SIZE=${SIZE:-default})"

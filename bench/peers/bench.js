@@ -29,6 +29,14 @@ function args() {
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// synchronous_commit as a connection of this process sees it: "off" when
+// bench/peers.sh passes PGOPTIONS='-c synchronous_commit=off' (the pg driver
+// sends PGOPTIONS at connect, for the library's pools as for this client).
+async function syncCommit(client) {
+  const { rows } = await client.query("SHOW synchronous_commit");
+  return rows[0].synchronous_commit;
+}
+
 // Polls `sql` (a count of unfinished jobs) until it reaches 0 or timeoutS
 // passed; returns [time, jobs still unfinished].
 async function waitZero(client, sql, params, timeoutS) {
@@ -57,6 +65,7 @@ async function pgboss(a) {
   const enq = now() - t0;
   const client = new Client({ connectionString: a.url });
   await client.connect();
+  const durability = await syncCommit(client);
   let handled = 0;
   const opts = a.mode === "batch" ? { batchSize: a.batchSize, pollingIntervalSeconds: 0.5 } : {};
   const t1 = now();
@@ -66,7 +75,7 @@ async function pgboss(a) {
     a.maxSeconds);
   await client.end();
   await boss.stop({ graceful: false, wait: false }).catch(() => {});
-  return { enqueue_seconds: enq, seconds: t2 - t1, handled, finished: a.jobs - left,
+  return { enqueue_seconds: enq, seconds: t2 - t1, handled, finished: a.jobs - left, durability,
            settings: a.mode === "batch"
              ? `work({batchSize: ${a.batchSize}, pollingIntervalSeconds: 0.5})`
              : "work() defaults (batchSize 1, pollingIntervalSeconds 2)" };
@@ -86,6 +95,7 @@ async function graphile(a) {
   await utils.release();
   const client = new Client({ connectionString: a.url });
   await client.connect();
+  const durability = await syncCommit(client);
   let handled = 0;
   const options = {
     connectionString: a.url,
@@ -106,7 +116,8 @@ async function graphile(a) {
     [], a.maxSeconds);
   await client.end();
   await runner.stop();
-  return { enqueue_seconds: enq, seconds: t2 - t1, handled, finished: a.jobs - left, settings };
+  return { enqueue_seconds: enq, seconds: t2 - t1, handled, finished: a.jobs - left, durability,
+           settings };
 }
 
 (async () => {

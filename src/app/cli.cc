@@ -61,6 +61,7 @@ int RunCli(int argc, char** argv, const AppHooks& hooks) {
   AddServeCommand(&app, &run, &hooks);
   AddStatusCommand(&app, &run);
   AddDlqCommand(&app, &run);
+  AddJobsCommand(&app, &run);
   AddMigrateCommand(&app, &run);
   AddUsersCommand(&app, &run);
   AddSendCommand(&app, &run);

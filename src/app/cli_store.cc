@@ -1,5 +1,5 @@
-// `sluice status`, `sluice dlq`, `sluice users show`, `sluice migrate`: commands that open the
-// store directly (no running replica needed).
+// `sluice status`, `sluice dlq`, `sluice jobs`, `sluice users show`, `sluice migrate`:
+// commands that open the store directly (no running replica needed).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "consumers/registry/registry.h"
 #include "ops/dlq.h"
+#include "ops/jobs_admin.h"
 #include "ops/overview.h"
 #include "ops/status_report.h"
 #include "ops/user_json.h"
@@ -186,6 +187,76 @@ int RunUsersShow(const UsersFlags& f) {
   return 0;
 }
 
+struct JobsFlags {
+  StoreFlags store;
+  JobFilter filter;
+  int32_t limit = 100;
+  bool json = false;
+  bool all = false;
+};
+
+// list: every job's figures and the rows of the filter; show: one key's row
+// and its dead runs; requeue/purge: dead runs.
+int RunJobs(const std::string& action, JobsFlags f) {
+  f.filter.limit = std::min(f.limit, kMaxJobList);
+  if (action == "show" && (f.filter.job.empty() || f.filter.key.empty())) {
+    std::fprintf(stderr, "sluice jobs show: --job and --key are required\n");
+    return 2;
+  }
+  if (action == "purge" && JobFilterIsEmpty(f.filter) && !f.all) {
+    std::fprintf(stderr,
+                 "sluice jobs purge: refusing to purge every dead run without --all "
+                 "(or narrow it with --job, --project, --key, --id)\n");
+    return 2;
+  }
+  Result<StorePtr> store = OpenStoreFor("jobs", f.store);
+  if (!store.ok()) return 1;
+  Store& st = **store;
+  auto fail = [&](const Status& s) {
+    std::fprintf(stderr, "sluice jobs %s: %s\n", action.c_str(), s.ToString().c_str());
+    return 1;
+  };
+  if (action == "list" || action == "show") {
+    if (action == "show" && f.filter.project.empty()) f.filter.project = "default";
+    Result<int64_t> now = st.NowMs();
+    if (!now.ok()) return fail(now.status());
+    Result<std::vector<JobStats>> stats = st.JobStatsByName();
+    if (!stats.ok()) return fail(stats.status());
+    Result<std::vector<JobRow>> rows = st.ListJobs(f.filter);
+    if (!rows.ok()) return fail(rows.status());
+    std::vector<DeadRun> dead;
+    if (action == "show") {
+      Result<std::vector<DeadRun>> d = st.ListDeadRuns(f.filter);
+      if (!d.ok()) return fail(d.status());
+      dead = std::move(*d);
+      if (rows->empty() && dead.empty()) {
+        std::fprintf(stderr, "sluice jobs show: no job %s for %s/%s\n", f.filter.job.c_str(),
+                     f.filter.project.c_str(), f.filter.key.c_str());
+        return 1;
+      }
+      std::erase_if(*stats, [&](const JobStats& s) { return s.job != f.filter.job; });
+    } else {
+      Result<std::vector<DeadRun>> d = st.ListDeadRuns(f.filter);
+      if (!d.ok()) return fail(d.status());
+      dead = std::move(*d);
+    }
+    const std::string out = f.json ? RenderJobsJson(*now, *stats, *rows, dead) + "\n"
+                                   : RenderJobsText(*now, *stats, *rows, dead);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return 0;
+  }
+  Result<int64_t> n =
+      action == "requeue" ? st.RequeueDeadRuns(f.filter) : st.PurgeDeadRuns(f.filter);
+  if (!n.ok()) return fail(n.status());
+  const char* verb = action == "requeue" ? "requeued" : "purged";
+  if (f.json) {
+    std::printf("{\"%s\":%lld}\n", verb, static_cast<long long>(*n));
+  } else {
+    std::printf("%s %lld dead run(s)\n", verb, static_cast<long long>(*n));
+  }
+  return 0;
+}
+
 }  // namespace
 
 void AddUsersCommand(CLI::App* app, CliAction* run) {
@@ -199,6 +270,33 @@ void AddUsersCommand(CLI::App* app, CliAction* run) {
   cmd->add_option("--project", flags->project, "Project (default \"default\")");
   cmd->add_flag("--json", flags->json, "Print JSON (the document of GET /v1/users/{id})");
   cmd->callback([flags, run] { *run = [flags] { return RunUsersShow(*flags); }; });
+}
+
+void AddJobsCommand(CLI::App* app, CliAction* run) {
+  CLI::App* jobs = app->add_subcommand("jobs", "Keyed jobs: list, show, requeue, purge");
+  jobs->require_subcommand(1);
+  for (const char* action : {"list", "show", "requeue", "purge"}) {
+    auto flags = std::make_shared<JobsFlags>();
+    const std::string name = action;
+    CLI::App* cmd = jobs->add_subcommand(
+        name, name == "list"      ? "Every job's figures, its rows and dead runs"
+              : name == "show"    ? "One key's job row and its dead runs"
+              : name == "requeue" ? "Dead runs back to their rows, due now"
+                                  : "Delete dead runs for good");
+    AddStoreFlags(cmd, &flags->store);
+    cmd->add_option("--job", flags->filter.job, "Only this job");
+    cmd->add_option("--project", flags->filter.project, "Only this project");
+    cmd->add_option("--key", flags->filter.key, "Only this key");
+    if (name == "requeue" || name == "purge") {
+      cmd->add_option("--id", flags->filter.ids, "Only these dead runs (repeatable)");
+    }
+    cmd->add_flag("--json", flags->json, "Print JSON (the document of GET /admin/jobs)");
+    if (name == "list") {
+      cmd->add_option("--limit", flags->limit, "At most this many rows (default 100, max 1000)");
+    }
+    if (name == "purge") cmd->add_flag("--all", flags->all, "Purge every dead run");
+    cmd->callback([flags, run, name] { *run = [flags, name] { return RunJobs(name, *flags); }; });
+  }
 }
 
 void AddStatusCommand(CLI::App* app, CliAction* run) {

@@ -16,6 +16,8 @@
 #include "ingest/formats/registry.h"
 #include "http/http_server.h"
 #include "ingest/ingest_service.h"
+#include "jobs/job_consumer.h"
+#include "jobs/job_runner.h"
 #include "ops/activity.h"
 #include "ops/console.h"
 #include "ops/event_tail.h"
@@ -101,6 +103,12 @@ Status Replica::StartImpl() {
 
   Result<std::vector<ConsumerPtr>> consumers = MakeConsumers(config_.consumers, &metrics_, hooks_.consumer_types);
   if (!consumers.ok()) return consumers.status();
+  // Each [[job]] is one more in-store consumer: its bit is set in the
+  // transaction that schedules its runs (docs/jobs.md).
+  Result<std::vector<ConsumerPtr>> job_consumers =
+      MakeJobConsumers(config_.jobs, *consumers, &metrics_);
+  if (!job_consumers.ok()) return job_consumers.status();
+  for (ConsumerPtr& c : *job_consumers) consumers->push_back(std::move(c));
   std::string consumer_names;
   std::vector<LocalConsumer> local;
   for (const ConsumerPtr& c : *consumers) {
@@ -160,6 +168,11 @@ Status Replica::StartImpl() {
   }
   port_ = *port;
   watcher_->Start();
+  if (!config_.jobs.empty()) {
+    jobs_ = std::make_unique<JobRunner>(store_.get(), config_.jobs, config_.job_runner, id_,
+                                        &metrics_);
+    jobs_->Start();
+  }
   // Work enqueued by other replicas wakes this one at once where the store can
   // tell (PostgreSQL LISTEN/NOTIFY); idle polling is the fallback.
   store_->SetWakeCallback([watcher] { watcher->Wake(); });
@@ -173,6 +186,7 @@ Status Replica::StartImpl() {
             {"store", RedactUrl(config_.store.url)},
             {"store_kind", store_->kind()},
             {"consumers", consumer_names},
+            {"jobs", static_cast<int64_t>(config_.jobs.size())},
             {"write_keys", static_cast<int64_t>(config_.auth.write_keys.size())},
             {"admin_token", config_.auth.admin_token.empty() ? "unset" : "set"},
             {"loops", config_.watcher.loops},
@@ -296,6 +310,7 @@ void Replica::Shutdown() {
   if (tail_ != nullptr) tail_->Stop();
   if (store_ != nullptr) store_->SetWakeCallback(nullptr);
   if (watcher_ != nullptr) watcher_->Drain();
+  if (jobs_ != nullptr) jobs_->Drain();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;

@@ -35,6 +35,7 @@ class OpsService;
 class HttpServer;
 class EventTail;
 class ReplicaActivity;
+class JobRunner;
 class Console;
 
 // Name of the named lease under which one replica at a time prunes dedup entries.
@@ -83,6 +84,7 @@ class Replica {
   Metrics metrics_;
   StorePtr store_;
   std::unique_ptr<Watcher> watcher_;
+  std::unique_ptr<JobRunner> jobs_;  // null without [[job]] tables
   std::unique_ptr<ReplicaActivity> activity_;
   std::unique_ptr<EventTail> tail_;  // null when the console or its tail is off
   std::unique_ptr<IngestService> ingest_;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/ceiling.h"
+#include "bench/jobs_bench.h"
 #include "bench/load_generator.h"
 #include "bench/queue_bench.h"
 #include "queue/open/open_store.h"
@@ -21,7 +23,11 @@ struct BenchFlags {
   CLI::App* ingest = nullptr;
   CLI::App* claim = nullptr;
   CLI::App* process = nullptr;
+  CLI::App* jobs = nullptr;
+  CLI::App* ceiling = nullptr;
   bool json = false;
+  JobsBenchOptions jobs_opts;
+  CeilingBenchOptions ceiling_opts;
 
   IngestBenchOptions ingest_opts;
 
@@ -134,6 +140,29 @@ int RunClaim(BenchFlags& f) {
   return 0;
 }
 
+int RunJobs(BenchFlags& f) {
+  Result<StoreOptions> options = StoreFlags(f);
+  if (!options.ok()) return Fail(options.status());
+  Result<StorePtr> store = OpenStore(*options);
+  if (!store.ok()) return Fail(store.status());
+  Result<JobsBenchResult> r = RunJobsBench(store->get(), f.jobs_opts);
+  if (!r.ok()) return Fail(r.status());
+  const std::string kind = (*store)->kind();
+  if (f.json) {
+    Print(fmt::format("{{\"store_kind\":\"{}\",\"runs\":{},\"seconds\":{:.3f},"
+                      "\"runs_per_s\":{:.1f},\"loops\":{},\"batch\":{},\"cpu_s\":{:.2f},"
+                      "\"schedule_seconds\":{:.2f}}}\n",
+                      kind, r->runs, r->seconds, r->runs_per_s, f.jobs_opts.loops,
+                      f.jobs_opts.batch, r->cpu_s, r->schedule_seconds));
+  } else {
+    Print(fmt::format("jobs ({}): {} runs in {:.2f} s = {:.0f} runs/s ({} loops, {} per claim, "
+                      "{:.2f} CPU s); scheduling them took {:.2f} s\n",
+                      kind, r->runs, r->seconds, r->runs_per_s, f.jobs_opts.loops,
+                      f.jobs_opts.batch, r->cpu_s, r->schedule_seconds));
+  }
+  return 0;
+}
+
 int RunProcess(BenchFlags& f) {
   Result<StoreOptions> store = StoreFlags(f);
   if (!store.ok()) return Fail(store.status());
@@ -164,6 +193,16 @@ int RunProcess(BenchFlags& f) {
   if (!r.ok()) return Fail(r.status());
   Print(f.json ? r->ToJson(o) + "\n" : r->ToText(o));
   return r->timed_out ? 3 : 0;
+}
+
+int RunCeiling(BenchFlags& f) {
+  Result<StoreOptions> store = StoreFlags(f);
+  if (!store.ok()) return Fail(store.status());
+  f.ceiling_opts.store = *store;
+  Result<CeilingBenchResult> r = RunCeilingBench(f.ceiling_opts);
+  if (!r.ok()) return Fail(r.status());
+  Print(f.json ? r->ToJson(f.ceiling_opts) + "\n" : r->ToText(f.ceiling_opts));
+  return 0;
 }
 
 // Bench output (tables, --json) owns stdout; the store's and watcher's logs go
@@ -204,6 +243,10 @@ void AddBenchCommands(CLI::App* app, StoreDecorator wrap_store,
       ->capture_default_str();
   f.ingest->add_option("--threads", io.threads, "client I/O threads")->capture_default_str();
   f.ingest->add_option("--users", io.users, "distinct user ids")->capture_default_str();
+  f.ingest
+      ->add_option("--window", io.window_s,
+                   "seconds: also report ack latency per window of the send times; 0 = off")
+      ->capture_default_str();
   f.ingest->add_flag("--json", f.json, "print one JSON object instead of the table");
 
   f.claim = bench->add_subcommand("claim", "claim latency at a queue depth (direct Store API)");
@@ -233,18 +276,55 @@ void AddBenchCommands(CLI::App* app, StoreDecorator wrap_store,
       ->capture_default_str();
   f.process->add_option("--timeout", po.timeout_s, "give up after this many seconds")
       ->capture_default_str();
+
+  f.jobs = bench->add_subcommand(
+      "jobs", "job runs/s: one replica's JobRunner runs pre-scheduled runs against --url");
+  AddStoreFlags(f.jobs, &f);
+  JobsBenchOptions& jo = f.jobs_opts;
+  f.jobs->add_option("--url", jo.url, "the handler (a local receiver answering 200)")->required();
+  f.jobs->add_option("--keys", jo.keys, "runs (one per key)")->capture_default_str();
+  f.jobs->add_option("--loops", jo.loops, "runner claim loops")->capture_default_str();
+  f.jobs->add_option("--batch", jo.batch, "runs per claim")->capture_default_str();
+  f.jobs->add_option("--timeout", jo.timeout_s, "give up after this many seconds")
+      ->capture_default_str();
+
+  f.ceiling = bench->add_subcommand(
+      "ceiling", "the rows one event costs the store, in large transactions (no HTTP, no JSON)");
+  CeilingBenchOptions& co = f.ceiling_opts;
+  f.ceiling->add_option("--store", f.store_url, "store URL: sqlite:PATH or postgres://... (fresh)")
+      ->capture_default_str();
+  f.ceiling->add_option("--sync", f.sync, "durable commits (fsync / synchronous_commit)")
+      ->capture_default_str();
+  f.ceiling->add_option("--events", co.events, "events to write")->capture_default_str();
+  f.ceiling->add_option("--txn-events", co.txn_events, "events per transaction")
+      ->capture_default_str();
+  f.ceiling->add_option("--batch", co.batch, "events per aggregate batch (the claim size)")
+      ->capture_default_str();
+  f.ceiling->add_option("--users", co.users, "distinct user ids")->capture_default_str();
+  f.ceiling->add_option("--event-bytes", co.event_bytes, "approximate size of one event")
+      ->capture_default_str();
+  f.ceiling
+      ->add_option("--template-events", co.template_events,
+                   "event i has the content of event i % N (as `bench ingest` repeats "
+                   "connections x batch events); 0 = all distinct")
+      ->capture_default_str();
+  f.ceiling->add_flag("--json", f.json, "print one JSON object instead of the text");
 }
 
 int RunBenchCommand() {
   BenchFlags& f = Flags();
   const bool selected = (f.ingest != nullptr && f.ingest->parsed()) ||
                         (f.claim != nullptr && f.claim->parsed()) ||
-                        (f.process != nullptr && f.process->parsed());
+                        (f.process != nullptr && f.process->parsed()) ||
+                        (f.jobs != nullptr && f.jobs->parsed()) ||
+                        (f.ceiling != nullptr && f.ceiling->parsed());
   if (!selected) return -1;
   QuietLogs();
   if (f.ingest != nullptr && f.ingest->parsed()) return RunIngest(f);
   if (f.claim != nullptr && f.claim->parsed()) return RunClaim(f);
   if (f.process != nullptr && f.process->parsed()) return RunProcess(f);
+  if (f.jobs != nullptr && f.jobs->parsed()) return RunJobs(f);
+  if (f.ceiling != nullptr && f.ceiling->parsed()) return RunCeiling(f);
   return -1;
 }
 

@@ -152,6 +152,7 @@ struct Connection {
   std::string header;  // non-gzip: every body of this connection has the same length
   std::mt19937_64 rng;
   std::vector<int64_t> latencies_us;
+  std::vector<int64_t> sent_at_us;  // with window_s: each latency's send (due) time - t0
 };
 
 asio::awaitable<void> RunConnection(Shared* s, Connection* c) {
@@ -218,6 +219,7 @@ asio::awaitable<void> RunConnection(Shared* s, Connection* c) {
         s->accepted.fetch_add(FindNumber(body, "\"accepted\":"), std::memory_order_relaxed);
         s->duplicates.fetch_add(FindNumber(body, "\"duplicates\":"), std::memory_order_relaxed);
         c->latencies_us.push_back(end_us - start_us);
+        if (o.window_s > 0) c->sent_at_us.push_back(start_us - s->t0_us);
       } else {
         s->Error(fmt::format("HTTP {}", status));
       }
@@ -241,14 +243,37 @@ asio::awaitable<void> RunConnection(Shared* s, Connection* c) {
   socket.close(ignored);
 }
 
+// Groups every answered request by the window its send (due) time falls in.
+// A window is judged by what was sent in it, so a stall shows up in the
+// window whose requests waited, not in the one where the answers arrived.
+std::vector<IngestWindow> SplitWindows(const std::vector<std::unique_ptr<Connection>>& conns,
+                                       double window_s, int32_t batch) {
+  const auto width_us = static_cast<int64_t>(window_s * 1e6);
+  std::vector<std::vector<int64_t>> by_window;
+  for (const auto& c : conns) {
+    for (size_t k = 0; k < c->sent_at_us.size(); ++k) {
+      const auto w = static_cast<size_t>(std::max<int64_t>(0, c->sent_at_us[k]) / width_us);
+      if (w >= by_window.size()) by_window.resize(w + 1);
+      by_window[w].push_back(c->latencies_us[k]);
+    }
+  }
+  std::vector<IngestWindow> out(by_window.size());
+  for (size_t w = 0; w < by_window.size(); ++w) {
+    out[w].start_s = static_cast<double>(w) * window_s;
+    out[w].events_ok = static_cast<int64_t>(by_window[w].size()) * batch;
+    out[w].latency = Summarize(&by_window[w]);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<IngestBenchResult> RunIngestBench(const IngestBenchOptions& o) {
   if (o.events <= 0 || o.batch <= 0 || o.batch > 1000 || o.connections <= 0 || o.threads <= 0 ||
-      o.dup_frac < 0 || o.dup_frac > 1 || o.rate < 0) {
+      o.dup_frac < 0 || o.dup_frac > 1 || o.rate < 0 || o.window_s < 0) {
     return Status::InvalidArgument(
         "need events > 0, 1 <= batch <= 1000, connections >= 1, threads >= 1, "
-        "0 <= dup-frac <= 1, rate >= 0");
+        "0 <= dup-frac <= 1, rate >= 0, window >= 0");
   }
   auto shared = std::make_unique<Shared>();
   Shared& s = *shared;
@@ -310,6 +335,7 @@ Result<IngestBenchResult> RunIngestBench(const IngestBenchOptions& o) {
   }
   std::vector<int64_t> all;
   for (auto& c : conns) all.insert(all.end(), c->latencies_us.begin(), c->latencies_us.end());
+  if (o.window_s > 0) r.windows = SplitWindows(conns, o.window_s, o.batch);
   r.latency = Summarize(&all);
   r.requests_ok = s.requests_ok.load();
   r.requests_failed = s.requests_failed.load();
@@ -330,6 +356,7 @@ std::string IngestBenchResult::ToJson(const IngestBenchOptions& o) const {
   opts.Add("connections", static_cast<int64_t>(o.connections));
   opts.Add("event_bytes", static_cast<int64_t>(o.event_bytes)).Add("dup_frac", o.dup_frac);
   opts.AddBool("gzip", o.gzip).Add("rate", o.rate).Add("threads", static_cast<int64_t>(o.threads));
+  opts.Add("window_s", o.window_s);
   JsonObject errs;
   for (const auto& [what, n] : errors) errs.Add(what, n);
   JsonObject j;
@@ -339,6 +366,13 @@ std::string IngestBenchResult::ToJson(const IngestBenchOptions& o) const {
   j.Add("requests_failed", requests_failed);
   j.Add("events_ok", events_ok).Add("accepted", accepted).Add("duplicates", duplicates);
   j.Add("body_bytes", body_bytes).AddLatency("latency", latency).AddRaw("errors", errs.Build());
+  std::string ws = "[";
+  for (const IngestWindow& w : windows) {
+    JsonObject jw;
+    jw.Add("start_s", w.start_s).Add("events_ok", w.events_ok).AddLatency("latency", w.latency);
+    ws += (ws.size() > 1 ? "," : "") + jw.Build();
+  }
+  j.AddRaw("windows", ws + "]");
   return j.Build();
 }
 
@@ -352,6 +386,10 @@ std::string IngestBenchResult::ToText(const IngestBenchOptions& o) const {
   out += fmt::format("accepted {}  duplicates {}  failed requests {}  client CPU {:.2f} s\n",
                      accepted, duplicates, requests_failed, client_cpu_s);
   out += "ack latency " + FormatLatency(latency) + "\n";
+  for (const IngestWindow& w : windows) {
+    out += fmt::format("  from {:.0f} s: {} events, ack {}\n", w.start_s, w.events_ok,
+                       FormatLatency(w.latency));
+  }
   for (const auto& [what, n] : errors) out += fmt::format("  error x{}: {}\n", n, what);
   return out;
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "bench/bench_util.h"
 #include "common/status.h"
@@ -29,6 +30,14 @@ struct IngestBenchOptions {
   double rate = 0;            // target events/s (open loop); 0 = as fast as possible
   int32_t threads = 1;        // client I/O threads
   int64_t users = 10000;      // distinct user ids in the generated events
+  double window_s = 0;        // > 0: also report ack latency per window of this many seconds
+};
+
+// The requests sent (scheduled, with a rate) in one window of the run.
+struct IngestWindow {
+  double start_s = 0;        // window start, seconds after the first send
+  int64_t events_ok = 0;     // events in 200-answered requests sent in the window
+  LatencySummary latency;    // their ack latency
 };
 
 struct IngestBenchResult {
@@ -44,6 +53,7 @@ struct IngestBenchResult {
   int64_t body_bytes = 0;                 // bytes of one request body (uncompressed)
   LatencySummary latency;                 // ack latency; from the scheduled send time when rate > 0
   std::map<std::string, int64_t> errors;  // "HTTP 503", "connect: ...", ... -> count
+  std::vector<IngestWindow> windows;      // with window_s > 0, in time order
 
   std::string ToJson(const IngestBenchOptions& o) const;
   std::string ToText(const IngestBenchOptions& o) const;

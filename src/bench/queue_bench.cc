@@ -16,6 +16,7 @@
 #include "common/time.h"
 #include "consumers/api/consumer.h"
 #include "consumers/registry/registry.h"
+#include "jobs/job_consumer.h"
 #include "queue/open/open_store.h"
 #include "watcher/watcher.h"
 
@@ -100,15 +101,22 @@ std::string StoreKind(const std::string& url) {
 }
 
 // Builds the consumers of one replica. "sink" is the bench's own; "test"
-// falls back to it when the registry does not know the type.
+// falls back to it when the registry does not know the type; "job" is one
+// [[job]] keyed by user (delay 30 s, max_delay 5 m): its scheduling cost on
+// the process path, without a runner.
 Result<std::vector<ConsumerPtr>> BuildConsumers(const ProcessBenchOptions& o, Metrics* metrics,
                                                 std::string* note) {
   std::vector<ConsumerConfig> configs;
   bool own_sink = false;
+  bool job = false;
   int32_t next_bit = 2;  // users and counters own bits 0 and 1
   for (const std::string& type : o.consumers) {
     if (type == "sink") {
       own_sink = true;
+      continue;
+    }
+    if (type == "job") {
+      job = true;
       continue;
     }
     ConsumerConfig c;
@@ -130,6 +138,16 @@ Result<std::vector<ConsumerPtr>> BuildConsumers(const ProcessBenchOptions& o, Me
     } else {
       out = std::move(made).value();
     }
+  }
+  if (job) {
+    JobOptions j;
+    j.name = "job";
+    j.bit = next_bit++;
+    j.url = "http://127.0.0.1:9/unused";
+    SLUICE_RETURN_IF_ERROR(ValidateJobOptions("bench.job", &j));
+    Result<std::vector<ConsumerPtr>> made = MakeJobConsumers({j}, out, metrics);
+    if (!made.ok()) return made.status();
+    for (ConsumerPtr& c : *made) out.push_back(std::move(c));
   }
   if (own_sink) {
     uint64_t used = 0;

@@ -419,6 +419,77 @@ Status ParseConsumer(const toml::table& t, size_t index, ConsumerConfig* c,
   return Status::Ok();
 }
 
+Status ParseJob(const toml::table& t, size_t index, JobOptions* j) {
+  const std::string base = "job[" + std::to_string(index) + "]";
+  for (const auto& [k, v] : t) {
+    const std::string key = KeyName(base, k.str());
+    const std::string_view dk = DurationKey(k.str());
+    if (k == "name") {
+      SLUICE_RETURN_IF_ERROR(GetString(v, key, &j->name));
+    } else if (k == "bit") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, 62, &j->bit));
+    } else if (k == "key") {
+      SLUICE_RETURN_IF_ERROR(GetString(v, key, &j->key));
+    } else if (k == "events") {
+      SLUICE_RETURN_IF_ERROR(GetStringList(v, key, &j->events));
+    } else if (k == "projects") {
+      SLUICE_RETURN_IF_ERROR(GetStringList(v, key, &j->projects));
+    } else if (dk == "delay") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 0, &j->delay_ms));
+    } else if (dk == "max_delay") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 0, &j->max_delay_ms));
+    } else if (k == "url") {
+      SLUICE_RETURN_IF_ERROR(GetString(v, key, &j->url));
+    } else if (dk == "timeout") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1, &j->timeout_ms));
+    } else if (k == "max_attempts") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 1000000, &j->backoff.max_attempts));
+    } else if (dk == "backoff_base") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 0, &j->backoff.base_ms));
+    } else if (dk == "backoff_cap") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 0, &j->backoff.cap_ms));
+    } else if (k == "jitter") {
+      const auto* f = v.as_floating_point();
+      const auto* i = v.as_integer();
+      const double x = f ? f->get() : i ? static_cast<double>(i->get()) : -1;
+      if (x < 0 || x > 1) return TypeError(key, "a number in [0, 1]");
+      j->backoff.jitter = x;
+    } else {
+      return UnknownKey(key);
+    }
+  }
+  return ValidateJobOptions(base, j);
+}
+
+Status ParseJobRunner(const toml::table& t, JobRunnerOptions* o) {
+  for (const auto& [k, v] : t) {
+    const std::string key = KeyName("jobs", k.str());
+    const std::string_view dk = DurationKey(k.str());
+    if (k == "loops") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 0, 64, &o->loops));
+    } else if (k == "batch") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1, 1000, &o->batch));
+    } else if (dk == "lease_ttl") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 100, &o->lease_ttl_ms));
+    } else if (dk == "heartbeat") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 0, &o->heartbeat_ms));
+    } else if (dk == "idle_poll_min") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1, &o->idle_poll_min_ms));
+    } else if (dk == "idle_poll_max") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1, &o->idle_poll_max_ms));
+    } else if (dk == "drain_timeout") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 0, &o->drain_timeout_ms));
+    } else if (dk == "stats_interval") {
+      SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 100, &o->stats_interval_ms));
+    } else if (k == "max_response_bytes") {
+      SLUICE_RETURN_IF_ERROR(GetIntIn(v, key, 1024, 64 << 20, &o->max_response_bytes));
+    } else {
+      return UnknownKey(key);
+    }
+  }
+  return Status::Ok();
+}
+
 Status ParseLog(const toml::table& t, Config* c) {
   for (const auto& [k, v] : t) {
     const std::string key = KeyName("log", k.str());
@@ -444,7 +515,7 @@ Status ParseToml(const toml::table& root, Config* c) {
     const std::string key(k.str());
     Status st;
     if (k == "server" || k == "store" || k == "ingest" || k == "watcher" || k == "auth" ||
-        k == "log" || k == "console") {
+        k == "log" || k == "console" || k == "jobs") {
       const toml::table* t = AsTable(v, key, &st);
       if (t == nullptr) return st;
       if (k == "server") st = ParseServer(*t, &c->server);
@@ -454,6 +525,7 @@ Status ParseToml(const toml::table& root, Config* c) {
       if (k == "auth") st = ParseAuth(*t, &c->auth);
       if (k == "console") st = ParseConsole(*t, &c->console);
       if (k == "log") st = ParseLog(*t, c);
+      if (k == "jobs") st = ParseJobRunner(*t, &c->job_runner);
       SLUICE_RETURN_IF_ERROR(st);
     } else if (k == "consumer") {
       const auto* arr = v.as_array();
@@ -464,6 +536,16 @@ Status ParseToml(const toml::table& root, Config* c) {
         ConsumerConfig cc;
         SLUICE_RETURN_IF_ERROR(ParseConsumer(*ct, i, &cc, &c->test_only));
         c->consumers.push_back(std::move(cc));
+      }
+    } else if (k == "job") {
+      const auto* arr = v.as_array();
+      if (arr == nullptr) return TypeError("job", "an array of tables ([[job]])");
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const auto* jt = (*arr)[i].as_table();
+        if (jt == nullptr) return TypeError("job", "an array of tables ([[job]])");
+        JobOptions j;
+        SLUICE_RETURN_IF_ERROR(ParseJob(*jt, i, &j));
+        c->jobs.push_back(std::move(j));
       }
     } else if (k == "replica_id") {
       SLUICE_RETURN_IF_ERROR(GetString(v, key, &c->replica_id));
@@ -563,6 +645,28 @@ Status ValidateConfig(Config* c) {
     if (cc.bit >= 0 && !bits.insert(cc.bit).second) {
       return Status::InvalidArgument("config key " + base + ".bit: bit " + std::to_string(cc.bit) +
                                      " used by two consumers");
+    }
+  }
+  const JobRunnerOptions& jr = c->job_runner;
+  if (jr.heartbeat_ms != 0 && jr.heartbeat_ms >= jr.lease_ttl_ms) {
+    return Status::InvalidArgument("config key jobs.heartbeat: must be below jobs.lease_ttl");
+  }
+  if (jr.idle_poll_max_ms < jr.idle_poll_min_ms) {
+    return Status::InvalidArgument("config key jobs.idle_poll_max: must be >= idle_poll_min");
+  }
+  for (size_t i = 0; i < c->jobs.size(); ++i) {
+    const JobOptions& j = c->jobs[i];
+    const std::string base = "job[" + std::to_string(i) + "]";
+    if (!names.insert(j.name).second) {
+      return Status::InvalidArgument("config key " + base + ".name: \"" + j.name +
+                                     "\" is also the name of a consumer or job");
+    }
+    if (!bits.insert(j.bit).second) {
+      return Status::InvalidArgument("config key " + base + ".bit: bit " + std::to_string(j.bit) +
+                                     " used twice");
+    }
+    if (j.timeout_ms >= jr.lease_ttl_ms) {
+      return Status::InvalidArgument("config key " + base + ".timeout: must be below jobs.lease_ttl");
     }
   }
   return Status::Ok();

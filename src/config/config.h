@@ -29,6 +29,13 @@
 //   [[consumer]] type = "users" | "counters" | ...; name = "..."; bit = N;
 //              projects = [..]; events = [..]; any other key (nested tables
 //              flattened "a.b", arrays joined with ",") goes to options as a string
+//   [[job]]    name = "..." (required); bit = N (required); key = "user" | "project" |
+//              "property:NAME"; events = [..]; projects = [..]; delay = "30s";
+//              max_delay = "5m"; url = "http://..." (required); timeout = "10s";
+//              max_attempts = 10; backoff_base = "1s"; backoff_cap = "5m"; jitter = 0.5
+//   [jobs]     loops = 1; batch = 16; lease_ttl = "30s"; heartbeat = 0 (= ttl/3);
+//              idle_poll_min = "20ms"; idle_poll_max = "500ms"; drain_timeout = "20s";
+//              stats_interval = "5s"; max_response_bytes = 65536
 // Environment overrides (after the file): SLUICE_LISTEN, SLUICE_STORE,
 // SLUICE_ADMIN_TOKEN, SLUICE_REPLICA_ID, SLUICE_LOG_LEVEL. `sluice serve`
 // flags override both.
@@ -47,6 +54,7 @@
 #include "http/http_server.h"
 #include "http/http_util.h"
 #include "ingest/ingest_options.h"
+#include "jobs/job_options.h"
 #include "ops/console.h"
 #include "queue/store.h"
 #include "queue/store_wrapper.h"
@@ -67,6 +75,8 @@ struct Config {
   AuthOptions auth;
   ConsoleOptions console;
   std::vector<ConsumerConfig> consumers;  // default: users + counters
+  std::vector<JobOptions> jobs;           // [[job]]; none by default
+  JobRunnerOptions job_runner;            // [jobs]
   std::string replica_id;                 // "" = host-pid-random
   std::string log_level = "info";
   std::string log_format = "json";  // "json" | "text"

@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "common/time.h"
 #include "ops/dlq.h"
+#include "ops/jobs_admin.h"
 #include "http/http_util.h"
 #include "ops/status_report.h"
 #include "ops/user_json.h"
@@ -89,6 +90,9 @@ std::vector<OpsRoute> OpsService::Routes() {
       {"GET", "/admin/dlq", sync(&OpsService::AdminDlqList)},
       {"POST", "/admin/dlq/requeue", sync(&OpsService::AdminDlqRequeue)},
       {"POST", "/admin/dlq/purge", sync(&OpsService::AdminDlqPurge)},
+      {"GET", "/admin/jobs", sync(&OpsService::AdminJobs)},
+      {"POST", "/admin/jobs/requeue", sync(&OpsService::AdminJobsRequeue)},
+      {"POST", "/admin/jobs/purge", sync(&OpsService::AdminJobsPurge)},
       {"GET", "/v1/users/*", sync(&OpsService::GetUser)},
       {"GET", "/v1/counters", sync(&OpsService::GetCounters)},
   };
@@ -190,6 +194,65 @@ HttpResponse OpsService::AdminDlqList(const HttpRequest& req) {
     return StatusError(dead.status());
   }
   return JsonResponse(kHttpOk, RenderDeadJson(*dead));
+}
+
+// Stats of every job, the rows matching the query (job, project, key,
+// limit) and the dead runs matching it.
+std::optional<HttpResponse> OpsService::AdminJobFilter(const HttpRequest& req, JobFilter* filter,
+                                                       bool* all) {
+  if (auto refused = CheckAdmin(req)) return refused;
+  Status st = ParseJobFilter(req, filter, all);
+  if (!st.ok()) {
+    bad_request_->Inc();
+    return StatusError(st);
+  }
+  return std::nullopt;
+}
+
+HttpResponse OpsService::AdminJobs(const HttpRequest& req) {
+  JobFilter filter;
+  bool all = false;
+  if (auto refused = AdminJobFilter(req, &filter, &all)) return *refused;
+  Result<int64_t> now = store_->NowMs();
+  Result<std::vector<JobStats>> stats = store_->JobStatsByName();
+  Result<std::vector<JobRow>> rows = store_->ListJobs(filter);
+  Result<std::vector<DeadRun>> dead = store_->ListDeadRuns(filter);
+  for (const Status* s : {&now.status(), &stats.status(), &rows.status(), &dead.status()}) {
+    if (!s->ok()) {
+      store_errors_->Inc();
+      return StatusError(*s);
+    }
+  }
+  return JsonResponse(kHttpOk, RenderJobsJson(*now, *stats, *rows, *dead));
+}
+
+HttpResponse OpsService::AdminJobsRequeue(const HttpRequest& req) {
+  JobFilter filter;
+  bool all = false;
+  if (auto refused = AdminJobFilter(req, &filter, &all)) return *refused;
+  // An empty filter requeues every dead run: harmless, they run again.
+  Result<int64_t> n = store_->RequeueDeadRuns(filter);
+  if (!n.ok()) {
+    store_errors_->Inc();
+    return StatusError(n.status());
+  }
+  return JsonResponse(kHttpOk, "{\"requeued\":" + std::to_string(*n) + "}");
+}
+
+HttpResponse OpsService::AdminJobsPurge(const HttpRequest& req) {
+  JobFilter filter;
+  bool all = false;
+  if (auto refused = AdminJobFilter(req, &filter, &all)) return *refused;
+  if (JobFilterIsEmpty(filter) && !all) {
+    bad_request_->Inc();
+    return JsonError(Code::kInvalidArgument, "purge needs job, project, key or id, or all=true");
+  }
+  Result<int64_t> n = store_->PurgeDeadRuns(filter);
+  if (!n.ok()) {
+    store_errors_->Inc();
+    return StatusError(n.status());
+  }
+  return JsonResponse(kHttpOk, "{\"purged\":" + std::to_string(*n) + "}");
 }
 
 HttpResponse OpsService::AdminDlqRequeue(const HttpRequest& req) {

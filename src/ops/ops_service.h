@@ -76,12 +76,18 @@ class OpsService {
   HttpResponse AdminDlqList(const HttpRequest& req);
   HttpResponse AdminDlqRequeue(const HttpRequest& req);
   HttpResponse AdminDlqPurge(const HttpRequest& req);
+  HttpResponse AdminJobs(const HttpRequest& req);
+  HttpResponse AdminJobsRequeue(const HttpRequest& req);
+  HttpResponse AdminJobsPurge(const HttpRequest& req);
   HttpResponse GetUser(const HttpRequest& req);
   HttpResponse GetCounters(const HttpRequest& req);
 
  private:
   // nullopt when the request may use admin endpoints, else the refusal.
   std::optional<HttpResponse> CheckAdmin(const HttpRequest& req);
+  // CheckAdmin, then the job filter of the query (ops/jobs_admin.h); the
+  // answer to send instead when either refuses.
+  std::optional<HttpResponse> AdminJobFilter(const HttpRequest& req, JobFilter* filter, bool* all);
   // Resolves the project a read may see: Ok with *project set, or the refusal.
   std::optional<HttpResponse> CheckRead(const HttpRequest& req, std::string* project);
   void RefreshQueueGauges();

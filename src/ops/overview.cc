@@ -8,6 +8,7 @@
 
 #include "common/event.h"
 #include "common/time.h"
+#include "ops/jobs_admin.h"
 
 namespace sluice {
 namespace {
@@ -230,6 +231,7 @@ Result<Overview> CollectOverview(Store* store, const std::vector<ConsumerSpec>& 
   o.consumers =
       ComputeBacklogs(scan, MergeConsumers(local, o.replicas), options.delay_warning_ms);
   AddFleetActivity(&o);
+  SLUICE_ASSIGN_OR_RETURN(o.jobs, store->JobStatsByName());
   return o;
 }
 
@@ -304,13 +306,41 @@ std::string RenderOverviewJson(const Overview& o) {
     if (i > 0) out.push_back(',');
     out += std::to_string(o.processed[i]);
   }
-  out += "]},\"delay_warning_ms\":" + std::to_string(o.delay_warning_ms) + ",\"store\":";
+  out += "]},\"jobs\":[";
+  for (size_t i = 0; i < o.jobs.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out += JobStatsJson(o.jobs[i]);
+  }
+  out += "],\"delay_warning_ms\":" + std::to_string(o.delay_warning_ms) + ",\"store\":";
   AppendJsonString(o.store_kind, &out);
   out += ",\"now\":";
   AppendJsonString(FormatIso8601Ms(o.now_ms), &out);
   out += ",\"now_ms\":" + std::to_string(o.now_ms) + "}";
   return out;
 }
+
+namespace {
+
+// The consumers table of RenderOverviewText.
+std::string ConsumersText(const Overview& o) {
+  std::string out;
+  char line[768];
+  std::snprintf(line, sizeof line, "consumers:\n  %-20s %4s %12s %10s %8s %8s %10s %7s\n", "NAME",
+                "BIT", "BACKLOG", "OLDEST", "WAITING", "DEAD", "FAILED/5m", "DELAYED");
+  out += line;
+  for (const ConsumerBacklog& c : o.consumers) {
+    const std::string backlog = (c.exact ? "" : "~") + std::to_string(c.backlog);
+    const std::string failed = std::to_string(c.failed) + "/" + std::to_string(c.delivered);
+    std::snprintf(line, sizeof line, "  %-20s %4d %12s %10s %8lld %8lld %10s %7s\n",
+                  c.spec.name.c_str(), std::countr_zero(c.spec.bit), backlog.c_str(),
+                  Seconds(c.oldest_age_ms).c_str(), static_cast<long long>(c.waiting),
+                  static_cast<long long>(c.dead), failed.c_str(), c.delayed ? "yes" : "");
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string RenderOverviewText(const Overview& o) {
   std::string out;
@@ -356,18 +386,20 @@ std::string RenderOverviewText(const Overview& o) {
     for (const ReplicaView& r : o.replicas) any_stale = any_stale || r.stale;
     if (any_stale) out += "  (! = stale: no heartbeat within the alive window)\n";
   }
-  if (o.consumers.empty()) return out;
-  std::snprintf(line, sizeof line, "consumers:\n  %-20s %4s %12s %10s %8s %8s %10s %7s\n", "NAME",
-                "BIT", "BACKLOG", "OLDEST", "WAITING", "DEAD", "FAILED/5m", "DELAYED");
-  out += line;
-  for (const ConsumerBacklog& c : o.consumers) {
-    const std::string backlog = (c.exact ? "" : "~") + std::to_string(c.backlog);
-    const std::string failed = std::to_string(c.failed) + "/" + std::to_string(c.delivered);
-    std::snprintf(line, sizeof line, "  %-20s %4d %12s %10s %8lld %8lld %10s %7s\n",
-                  c.spec.name.c_str(), std::countr_zero(c.spec.bit), backlog.c_str(),
-                  Seconds(c.oldest_age_ms).c_str(), static_cast<long long>(c.waiting),
-                  static_cast<long long>(c.dead), failed.c_str(), c.delayed ? "yes" : "");
+  if (!o.consumers.empty()) out += ConsumersText(o);
+  if (!o.jobs.empty()) {
+    out += "jobs:\n";
+    std::snprintf(line, sizeof line, "  %-20s %8s %8s %8s %8s %6s %9s %10s\n", "NAME", "KEYS",
+                  "WAITING", "DUE", "LEASED", "DEAD", "LAG", "RUNS");
     out += line;
+    for (const JobStats& j : o.jobs) {
+      std::snprintf(line, sizeof line, "  %-20s %8lld %8lld %8lld %8lld %6lld %9s %10lld\n",
+                    j.job.c_str(), static_cast<long long>(j.keys),
+                    static_cast<long long>(j.waiting), static_cast<long long>(j.due),
+                    static_cast<long long>(j.leased), static_cast<long long>(j.dead),
+                    Seconds(j.oldest_due_ms).c_str(), static_cast<long long>(j.runs_done));
+      out += line;
+    }
   }
   return out;
 }

@@ -85,6 +85,7 @@ struct Overview {
   QueueView queue;
   std::vector<ReplicaView> replicas;  // alive first, by id
   std::vector<ConsumerBacklog> consumers;
+  std::vector<JobStats> jobs;  // keyed jobs (Store::JobStatsByName), by name
   // Fleet rates: events per bucket, oldest first, the last bucket ending at
   // series_end_ms (alive replicas summed).
   int64_t bucket_ms = kActivityBucketMs;

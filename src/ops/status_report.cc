@@ -5,6 +5,7 @@
 
 #include "common/event.h"
 #include "common/time.h"
+#include "ops/jobs_admin.h"
 
 namespace sluice {
 
@@ -16,6 +17,7 @@ Result<StatusReport> CollectStatus(Store* store, int64_t alive_within_ms) {
   SLUICE_ASSIGN_OR_RETURN(r.replicas, store->ListReplicas(alive_within_ms));
   std::sort(r.replicas.begin(), r.replicas.end(),
             [](const ReplicaInfo& a, const ReplicaInfo& b) { return a.id < b.id; });
+  SLUICE_ASSIGN_OR_RETURN(r.jobs, store->JobStatsByName());
   return r;
 }
 
@@ -42,6 +44,11 @@ std::string RenderStatusJson(const StatusReport& r) {
     out += ",\"heartbeat_age_ms\":" +
            std::to_string(std::max<int64_t>(0, r.now_ms - rep.heartbeat_ms));
     out += ",\"leases_held\":" + std::to_string(rep.leases_held) + "}";
+  }
+  out += "],\"jobs\":[";
+  for (size_t i = 0; i < r.jobs.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out += JobStatsJson(r.jobs[i]);
   }
   out += "],\"store\":";
   AppendJsonString(r.store_kind, &out);

@@ -17,6 +17,7 @@ struct StatusReport {
   int64_t now_ms = 0;      // store clock
   QueueStats queue;
   std::vector<ReplicaInfo> replicas;  // heartbeat within the alive window
+  std::vector<JobStats> jobs;         // keyed jobs, by name
 };
 
 // A replica counts as alive when its heartbeat is within this window; default
@@ -28,7 +29,8 @@ Result<StatusReport> CollectStatus(Store* store,
 
 // {"queue":{"pending","leased","dead","oldest_pending_age_ms"},
 //  "replicas":[{"id","host","pid","version","started","heartbeat","heartbeat_age_ms",
-//               "leases_held"}],"store":"sqlite","now":"<ISO-8601>"}
+//               "leases_held"}],"jobs":[{"name","keys","waiting","due","leased","dead",
+//  "lag_ms","runs_done"}],"store":"sqlite","now":"<ISO-8601>"}
 std::string RenderStatusJson(const StatusReport& report);
 // A human table of the same.
 std::string RenderStatusText(const StatusReport& report);

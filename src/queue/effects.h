@@ -1,4 +1,4 @@
-// Effects: what the in-store consumers (users, counters) want applied.
+// Effects: what the in-store consumers (users, counters, jobs) want applied.
 //
 // Consumers turn a batch of events into these deltas in plain C++ (pure,
 // store-agnostic), outside any store transaction; the watcher hands them to
@@ -17,6 +17,7 @@
 
 #include "common/status.h"
 #include "profile/profile.h"
+#include "queue/jobs.h"
 
 namespace sluice {
 
@@ -52,7 +53,9 @@ struct CounterDelta {
 struct Effects {
   std::vector<IdDelta> users;  // one per (project, id), sorted
   std::vector<CounterDelta> counters;
-  bool empty() const { return users.empty() && counters.empty(); }
+  // Job schedules (queue/jobs.h): one upsert of (job, project, key) each.
+  std::vector<JobDelta> jobs;
+  bool empty() const { return users.empty() && counters.empty() && jobs.empty(); }
 };
 
 // One in-store consumer's part of a MarkDone/Complete: its done bit and the

@@ -27,6 +27,11 @@
 //  6. An event is deleted only when every configured consumer bit is set.
 //  7. Enqueue stores a batch whole or not at all, deduplicated by
 //     (project, insert_id) within the dedup window.
+//  8. Job runs (queue/jobs.h) follow 1-4 on their own table: one atomic
+//     claim of due or expired runs, a token from the same counter, a lease
+//     on the store clock, every later write fenced. A run's content is
+//     frozen at its first claim; a job delta applied meanwhile schedules the
+//     next run, due when this one completes.
 //
 // Thread-safe: every method may be called from any thread concurrently; a
 // store keeps its own connection pool.
@@ -42,6 +47,7 @@
 
 #include "common/status.h"
 #include "queue/effects.h"
+#include "queue/jobs.h"
 
 namespace sluice {
 
@@ -364,6 +370,35 @@ class Store {
   // The queue's head rows grouped by done_mask, and the dead rows likewise,
   // each bounded by `req` (BacklogScan). Read-only.
   virtual Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) = 0;
+
+  // ---- keyed jobs (queue/jobs.h, docs/jobs.md) ----
+  // Leases the due runs (pending with a due time <= now) and the runs whose
+  // lease expired, of the named jobs, earliest due first, in one atomic
+  // statement, under one fresh token. A run claimed for the first time takes
+  // the pending events as its frozen content.
+  virtual Result<RunLease> ClaimJobRuns(const JobClaimRequest& req) = 0;
+  // Pushes the deadline of every run held under `token` to now + ttl.
+  // Returns it; kLeaseLost when no run is held any more.
+  virtual Result<int64_t> ExtendJobRuns(int64_t token, int64_t lease_ttl_ms) = 0;
+  // Fenced. The run is done: the row goes idle, or, when events arrived
+  // since the claim, on to the next run (due at max(now, its due time)).
+  // kLeaseLost when the run is not held under token (nothing changed).
+  virtual Status CompleteJobRun(int64_t token, const JobRef& ref) = 0;
+  // Fenced. Back to pending at now + backoff(attempts), content kept; or,
+  // at max_attempts, the run is moved to the dead runs and the row goes on
+  // as after a completion. kLeaseLost as CompleteJobRun. The result counts
+  // one run, retried or dead.
+  virtual Result<FailResult> FailJobRun(int64_t token, const JobRef& ref, const std::string& error,
+                                        const BackoffPolicy& backoff) = 0;
+  // Job rows, by (job, project, key); `limit` as DeadFilter's.
+  virtual Result<std::vector<JobRow>> ListJobs(const JobFilter& filter) = 0;
+  // One entry per job name that has rows or dead runs, by name.
+  virtual Result<std::vector<JobStats>> JobStatsByName() = 0;
+  virtual Result<std::vector<DeadRun>> ListDeadRuns(const JobFilter& filter) = 0;
+  // Each dead run's events go back to its row, due now (they join the
+  // pending events; a leased row runs them next). Returns runs requeued.
+  virtual Result<int64_t> RequeueDeadRuns(const JobFilter& filter) = 0;
+  virtual Result<int64_t> PurgeDeadRuns(const JobFilter& filter) = 0;
 
   // ---- cross-replica wake-ups ----
   // Registers `cb`, called (from a store thread, possibly often; keep it

@@ -84,6 +84,32 @@ class StoreWrapper : public Store {
   Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) override {
     return inner_->ScanBacklog(req);
   }
+  Result<RunLease> ClaimJobRuns(const JobClaimRequest& req) override {
+    return inner_->ClaimJobRuns(req);
+  }
+  Result<int64_t> ExtendJobRuns(int64_t token, int64_t lease_ttl_ms) override {
+    return inner_->ExtendJobRuns(token, lease_ttl_ms);
+  }
+  Status CompleteJobRun(int64_t token, const JobRef& ref) override {
+    return inner_->CompleteJobRun(token, ref);
+  }
+  Result<FailResult> FailJobRun(int64_t token, const JobRef& ref, const std::string& error,
+                                const BackoffPolicy& backoff) override {
+    return inner_->FailJobRun(token, ref, error, backoff);
+  }
+  Result<std::vector<JobRow>> ListJobs(const JobFilter& filter) override {
+    return inner_->ListJobs(filter);
+  }
+  Result<std::vector<JobStats>> JobStatsByName() override { return inner_->JobStatsByName(); }
+  Result<std::vector<DeadRun>> ListDeadRuns(const JobFilter& filter) override {
+    return inner_->ListDeadRuns(filter);
+  }
+  Result<int64_t> RequeueDeadRuns(const JobFilter& filter) override {
+    return inner_->RequeueDeadRuns(filter);
+  }
+  Result<int64_t> PurgeDeadRuns(const JobFilter& filter) override {
+    return inner_->PurgeDeadRuns(filter);
+  }
   void SetWakeCallback(std::function<void()> cb) override {
     inner_->SetWakeCallback(std::move(cb));
   }

@@ -69,6 +69,26 @@ TEST(BenchIngest, GzipBodiesAtATargetRateAreAccepted) {
   EXPECT_NE(r.out.find("accepted 1000"), std::string::npos) << r.out;
 }
 
+TEST(BenchIngest, RateRunReportsAckLatencyPerWindowOfSendTimes) {
+  ServeFixture serve;
+  ASSERT_TRUE(serve.proc().Start()) << serve.proc().error();
+  // 2,000 events at 2,000/s: sends due over 1 s, so two windows of 0.5 s.
+  auto r = RunSluice({"bench", "ingest", "--url", serve.proc().url(), "--events", "2000", "--batch",
+                      "50", "--connections", "2", "--rate", "2000", "--window", "0.5", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const size_t windows = r.out.find("\"windows\":[");
+  ASSERT_NE(windows, std::string::npos) << r.out;
+  int64_t events = 0;
+  int n = 0;
+  for (size_t at = r.out.find("\"start_s\":", windows); at != std::string::npos;
+       at = r.out.find("\"start_s\":", at + 1)) {
+    ++n;
+    events += static_cast<int64_t>(JsonNumber(r.out.substr(at), "events_ok"));
+  }
+  EXPECT_EQ(n, 2) << r.out;
+  EXPECT_EQ(events, 2000) << r.out;
+}
+
 TEST(BenchIngest, UnreachableServerIsAnError) {
   const int port = testing::FreePort();
   auto r = RunSluice({"bench", "ingest", "--url",
@@ -131,6 +151,35 @@ TEST(BenchProcess, NaiveClaimRunsForTheDuration) {
   EXPECT_NE(r.out.find("\"claim_strategy\":\"naive\""), std::string::npos) << r.out;
 }
 
+TEST(BenchCeiling, SqliteWritesEveryRowAndDeletesTheQueueRows) {
+  TempDir dir;
+  auto r = RunSluice({"bench", "ceiling", "--store", "sqlite:" + dir.File("s.db"), "--events",
+                      "2000", "--txn-events", "1000", "--template-events", "600", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(JsonNumber(r.out, "events"), 2000) << r.out;
+  // Two transactions of rows, one more deleting the last one's queue rows.
+  EXPECT_EQ(JsonNumber(r.out, "transactions"), 3) << r.out;
+  // Queue row, dedup row, delete, and at least the user and counter rows.
+  EXPECT_GE(JsonNumber(r.out, "rows_per_event"), 4) << r.out;
+  // The ceiling refuses a store holding events: a second run succeeds only
+  // because the first deleted every queue row it wrote.
+  auto again = RunSluice({"bench", "ceiling", "--store", "sqlite:" + dir.File("s.db"), "--events",
+                          "500", "--txn-events", "500", "--json"});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+}
+
+TEST(BenchCeiling, PostgresWritesEveryRowAndDeletesTheQueueRows) {
+  std::string error;
+  const std::string url = testing::FreshPostgresUrl(&error);
+  ASSERT_FALSE(url.empty()) << error;
+  auto r = RunSluice({"bench", "ceiling", "--store", url, "--events", "2000", "--txn-events",
+                      "1000", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(JsonNumber(r.out, "events"), 2000) << r.out;
+  EXPECT_EQ(JsonNumber(r.out, "transactions"), 3) << r.out;
+  EXPECT_GE(JsonNumber(r.out, "rows_per_event"), 4) << r.out;
+}
+
 // Runs bench/NAME.sh at SIZE=smoke; its results go to a temp dir.
 void RunScript(const std::string& name) {
   TempDir results;
@@ -152,6 +201,7 @@ TEST(BenchScripts, ProcessRunsAtSmokeSize) { RunScript("process"); }
 TEST(BenchScripts, ClaimRunsAtSmokeSize) { RunScript("claim"); }
 TEST(BenchScripts, ScalingRunsAtSmokeSize) { RunScript("scaling"); }
 TEST(BenchScripts, PeersRunsAtSmokeSize) { RunScript("peers"); }
+TEST(BenchScripts, SustainedRunsAtSmokeSize) { RunScript("sustained"); }
 
 }  // namespace
 }  // namespace sluice

@@ -295,3 +295,68 @@ TEST(ParseConfig, ConsoleBoundsAreChecked) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(ParseConfig, ReadsJobTablesAndTheRunnerOptions) {
+  const char* text = R"(
+[jobs]
+loops = 3
+batch = 8
+lease_ttl = "20s"
+[[job]]
+name = "rescore"
+bit = 5
+key = "property:account_id"
+events = ["purchase", "signup"]
+delay = "2s"
+max_delay = "1m"
+url = "http://127.0.0.1:9/rescore"
+timeout = "3s"
+max_attempts = 4
+backoff_base = "200ms"
+)";
+  Result<Config> c = ParseConfig(text, [](const char*) { return nullptr; });
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->job_runner.loops, 3);
+  EXPECT_EQ(c->job_runner.batch, 8);
+  EXPECT_EQ(c->job_runner.lease_ttl_ms, 20000);
+  ASSERT_EQ(c->jobs.size(), 1u);
+  const JobOptions& j = c->jobs[0];
+  EXPECT_EQ(j.name, "rescore");
+  EXPECT_EQ(j.bit, 5);
+  EXPECT_EQ(j.key_kind, JobKeyKind::kProperty);
+  EXPECT_EQ(j.key_property, "account_id");
+  EXPECT_EQ(j.events, (std::vector<std::string>{"purchase", "signup"}));
+  EXPECT_EQ(j.delay_ms, 2000);
+  EXPECT_EQ(j.max_delay_ms, 60000);
+  EXPECT_EQ(j.timeout_ms, 3000);
+  EXPECT_EQ(j.backoff.max_attempts, 4);
+  EXPECT_EQ(j.backoff.base_ms, 200);
+}
+
+TEST(ParseConfig, BadJobTablesAreRefusedNamingTheKey) {
+  auto refused = [](const std::string& text, const std::string& key) {
+    Result<Config> c = ParseConfig(text, [](const char*) { return nullptr; });
+    EXPECT_FALSE(c.ok()) << text;
+    if (!c.ok()) {
+      EXPECT_NE(c.status().message().find(key), std::string::npos) << c.status().message();
+    }
+  };
+  const std::string ok = "url = \"http://h/x\"\n";
+  refused("[[job]]\nname = \"a\"\n" + ok, "job[0].bit");
+  refused("[[job]]\nbit = 3\n" + ok, "job[0].name");
+  refused("[[job]]\nname = \"a\"\nbit = 3\nkey = \"person\"\n" + ok, "job[0].key");
+  refused("[[job]]\nname = \"a\"\nbit = 3\ndelay = \"10s\"\nmax_delay = \"1s\"\n" + ok,
+          "job[0].max_delay");
+  refused("[[job]]\nname = \"a\"\nbit = 3\nbogus = 1\n" + ok, "job[0].bogus");
+  refused("[[job]]\nname = \"a\"\nbit = 3\n", "job[0].url");
+  refused("[[consumer]]\ntype = \"webhook\"\nname = \"a\"\nbit = 3\n[[job]]\nname = \"b\"\nbit = 3\n" +
+              ok,
+          "job[0].bit");
+  refused("[[job]]\nname = \"a\"\nbit = 3\ntimeout = \"40s\"\n" + ok, "job[0].timeout");
+}
+
+}  // namespace
+}  // namespace sluice

@@ -217,6 +217,46 @@ TEST_F(OpsTest, DlqSeqsFromBodyOrQuery) {
   EXPECT_FALSE(ParseDeadFilter(Post("/x", R"({"nope":1})"), &bad, &all).ok());
 }
 
+TEST_F(OpsTest, AdminJobsListsStatsRowsAndDeadRunsAndPurgeNeedsAFilter) {
+  // One run of job "j" for key u1, dead after one attempt; one pending for u2.
+  NewEvent e{"p", "i1", "{}"};
+  EnqueueBatch batch{std::span<const NewEvent>(&e, 1)};
+  ASSERT_TRUE(store_->Enqueue(std::span<const EnqueueBatch>(&batch, 1)).ok());
+  auto lease = store_->Claim(ClaimRequest{"w", 10, 30000});
+  ASSERT_TRUE(lease.ok());
+  CompleteRequest req{lease->token, lease->events, 8, 0, {}};
+  InStoreEffects part{.bit = 8, .effects = {}};
+  part.effects.jobs.push_back(JobDelta{"j", "p", "u1", 1, 5, 5, 0, 0});
+  part.effects.jobs.push_back(JobDelta{"j", "p", "u2", 2, 5, 6, 60000, 60000});
+  req.in_store.push_back(std::move(part));
+  ASSERT_TRUE(store_->Complete(req).ok());
+  auto runs = store_->ClaimJobRuns(JobClaimRequest{"r", {"j"}, 10, 30000});
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->runs.size(), 1u);
+  BackoffPolicy once{.base_ms = 0, .cap_ms = 0, .max_attempts = 1, .jitter = 0};
+  ASSERT_EQ(store_->FailJobRun(runs->token, runs->runs[0].ref, "job j: 500", once)->dead, 1);
+
+  auto ops = Make();
+  HttpResponse list = ops->AdminJobs(Get("/admin/jobs", "job=j"));
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_NE(list.body.find("\"name\":\"j\",\"keys\":2,\"waiting\":1"), std::string::npos)
+      << list.body;
+  EXPECT_NE(list.body.find("\"key\":\"u2\",\"state\":\"pending\""), std::string::npos);
+  EXPECT_NE(list.body.find("\"last_error\":\"job j: 500\""), std::string::npos);
+  EXPECT_EQ(ops->AdminJobs(Get("/admin/jobs", "id=x")).status, 400);
+  EXPECT_EQ(ops->AdminJobs(Get("/admin/jobs", "", /*loopback=*/false)).status, 403);
+  EXPECT_EQ(ops->AdminJobsPurge(Post("/admin/jobs/purge", "")).status, 400);
+  HttpResponse requeue = ops->AdminJobsRequeue(Post("/admin/jobs/requeue", "", "key=u1"));
+  ASSERT_EQ(requeue.status, 200);
+  EXPECT_EQ(requeue.body, "{\"requeued\":1}");
+  HttpResponse purge = ops->AdminJobsPurge(Post("/admin/jobs/purge", "", "all=true"));
+  ASSERT_EQ(purge.status, 200);
+  EXPECT_EQ(purge.body, "{\"purged\":0}");
+  // /admin/status lists the job too.
+  HttpResponse status = ops->AdminStatus(Get("/admin/status"));
+  EXPECT_NE(status.body.find("\"jobs\":[{\"name\":\"j\""), std::string::npos) << status.body;
+}
+
 TEST_F(OpsTest, UnknownUserIs404Json) {
   auto ops = Make();
   HttpResponse r = ops->GetUser(Get("/v1/users/nobody"));

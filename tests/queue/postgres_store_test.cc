@@ -423,6 +423,37 @@ TEST(PostgresStoreTest, LowWaterMarkNeverHidesARowEnqueuedDuringARefresh) {
   EXPECT_EQ(Query(url, "SELECT count(*) FROM queue"), "0");
 }
 
+// v5 adds the job tables: a v4 database with events in flight is migrated
+// in place, its events stay, and jobs schedule and run on it.
+TEST(PostgresStoreTest, V4DatabaseMigratesToTheJobTablesKeepingItsEvents) {
+  const std::string url = FreshUrl();
+  ASSERT_FALSE(url.empty());
+  {
+    auto conn = PgConn::Connect(url, PgSessionOptions{});
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    ASSERT_TRUE(MigratePostgres(**conn, /*target=*/4).ok());
+  }
+  ASSERT_EQ(testing::PostgresExec(
+                url, "INSERT INTO queue(project, insert_id, body) VALUES ('p', 'old', '{}')"),
+            "");
+  StorePtr s = OpenPg(url);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(Query(url, "SELECT max(version) FROM sluice_schema"),
+            std::to_string(kPostgresSchemaVersion));
+  auto lease = s->Claim(ClaimRequest{"t/0", 10, 60000});
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->events.size(), 1u);
+  CompleteRequest req{lease->token, lease->events, 8, 0, {}};
+  InStoreEffects part{.bit = 8, .effects = {}};
+  part.effects.jobs.push_back(JobDelta{"j", "p", "k", 1, 0, 0, 0, 0});
+  req.in_store.push_back(std::move(part));
+  ASSERT_TRUE(s->Complete(req).ok());
+  auto runs = s->ClaimJobRuns(JobClaimRequest{"t", {"j"}, 10, 60000});
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+  ASSERT_EQ(runs->runs.size(), 1u);
+  EXPECT_GT(runs->token, lease->token);
+}
+
 // v2 kept distinct users per counter bucket as five text columns; v3 as
 // (bucket, series hash, user hash). A v2 database is rehashed in place, and
 // a user it had already counted in a bucket is not counted again afterwards;

@@ -100,6 +100,39 @@ TEST(SqliteStoreTest, FileFromANewerBuildIsRefused) {
   EXPECT_NE(s.status().message().find("newer"), std::string::npos);
 }
 
+// v4 adds the job tables: a v3 file with events in flight is migrated in
+// place, its events stay, and jobs schedule and run on it.
+TEST(SqliteStoreTest, V3FileMigratesToTheJobTablesKeepingItsEvents) {
+  testing::TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  {
+    auto conn = SqliteConn::Open(path, /*sync=*/false, /*busy_timeout_ms=*/1000, &Clock::Real());
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    ASSERT_TRUE(MigrateSqlite(**conn, /*target=*/3).ok());
+    ASSERT_TRUE((*conn)->Exec("INSERT INTO queue(project, insert_id, body, visible_at, enqueued_at) "
+                              "VALUES ('p', 'old', '{}', 0, 0)")
+                    .ok());
+  }
+  StoreOptions o;
+  o.url = "sqlite:" + path;
+  auto store = OpenStore(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(Query(path, "PRAGMA user_version"),
+            std::vector<std::string>{std::to_string(kSqliteSchemaVersion)});
+  auto lease = (*store)->Claim(ClaimRequest{.owner = "t", .max_events = 10, .lease_ttl_ms = 60000});
+  ASSERT_TRUE(lease.ok());
+  ASSERT_EQ(lease->events.size(), 1u);
+  CompleteRequest req{lease->token, lease->events, 8, 0, {}};
+  InStoreEffects part{.bit = 8, .effects = {}};
+  part.effects.jobs.push_back(JobDelta{"j", "p", "k", 1, 0, 0, 0, 0});
+  req.in_store.push_back(std::move(part));
+  ASSERT_TRUE((*store)->Complete(req).ok());
+  auto runs = (*store)->ClaimJobRuns(JobClaimRequest{"t", {"j"}, 10, 60000});
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+  ASSERT_EQ(runs->runs.size(), 1u);
+  EXPECT_GT(runs->token, lease->token);
+}
+
 // v1 kept distinct users per counter bucket as text keys; v2 as hashes. A
 // file written by v1 is migrated in place, and users it had already counted
 // in a bucket are not counted again afterwards.

@@ -262,6 +262,41 @@ Status RawSql::Reown(int64_t token, std::span<const int64_t> seqs) {
   return sqlite_ ? SqliteReown(*sqlite_, token, seqs) : PgReown(*pg_, token, seqs);
 }
 
+Status RawSql::ReownJob(int64_t token, const JobRef& ref) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (sqlite_) {
+    SqliteConn& c = *sqlite_;
+    return SqliteWrite(c, [&](int64_t now) -> Status {
+      SLUICE_ASSIGN_OR_RETURN(
+          Stmt s, c.Prepare("UPDATE jobs SET state = 'leased', lease_token = ?4, "
+                            "lease_until = ?5, visible_at = ?5 WHERE job = ?1 AND project = ?2 "
+                            "AND key = ?3 AND (state = 'leased' OR attempts > 0)"));
+      s.Bind(1, ref.job).Bind(2, ref.project).Bind(3, ref.key).Bind(4, token);
+      return s.Bind(5, now + kReownTtlMs).Run();
+    });
+  }
+  PgParams p;
+  p.Add(ref.job).Add(ref.project).Add(ref.key).Add(token).Add(kReownTtlMs);
+  return pg_
+      ->Exec("UPDATE jobs SET state = 'leased', lease_token = $4::bigint, "
+             "lease_until = sluice_now_ms() + $5::bigint, visible_at = sluice_now_ms() + $5::bigint "
+             "WHERE job = $1 AND project = $2 AND key = $3 AND (state = 'leased' OR attempts > 0)",
+             p)
+      .status();
+}
+
+Status UnfencedStore::CompleteJobRun(int64_t token, const JobRef& ref) {
+  SLUICE_RETURN_IF_ERROR(sql_->ReownJob(token, ref));
+  return inner()->CompleteJobRun(token, ref);
+}
+
+Result<FailResult> UnfencedStore::FailJobRun(int64_t token, const JobRef& ref,
+                                             const std::string& error,
+                                             const BackoffPolicy& backoff) {
+  SLUICE_RETURN_IF_ERROR(sql_->ReownJob(token, ref));
+  return inner()->FailJobRun(token, ref, error, backoff);
+}
+
 Result<int64_t> RawSql::ExtendUnfenced(int64_t token, int64_t lease_ttl_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   return sqlite_ ? SqliteExtendUnfenced(*sqlite_, token, lease_ttl_ms)

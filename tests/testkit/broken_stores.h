@@ -5,7 +5,8 @@
 //  - NaiveClaimStore: Claim in two steps, select then update in separate
 //    transactions (DESIGN §1, the bug sluice exists to prevent);
 //  - UnfencedStore: Extend/MarkDone/Complete/Fail ignore the fencing token
-//    (any live row counts as held, whoever holds it);
+//    (any live row counts as held, whoever holds it), and so do
+//    CompleteJobRun/FailJobRun (any claimed job run counts as held);
 //  - IngestFaultStore: the first N enqueued requests fail (before or after
 //    their commit), as SDK retry tests need.
 // None of this is linked into the shipped binary; the test binary
@@ -41,6 +42,9 @@ class RawSql {
   Status Reown(int64_t token, std::span<const int64_t> seqs);
   // Extend without the expiry check: rows whose lease expired come back.
   Result<int64_t> ExtendUnfenced(int64_t token, int64_t lease_ttl_ms);
+  // Makes `token` the holder of the job row `ref` when it is leased or
+  // waiting for a retry, whoever held it, with a fresh lease.
+  Status ReownJob(int64_t token, const JobRef& ref);
 
  private:
   RawSql() = default;
@@ -67,6 +71,9 @@ class UnfencedStore final : public StoreWrapper {
   Result<MarkDoneResult> MarkDone(const MarkDoneRequest& req) override;
   Result<CompleteResult> Complete(const CompleteRequest& req) override;
   Result<FailResult> Fail(const FailRequest& req) override;
+  Status CompleteJobRun(int64_t token, const JobRef& ref) override;
+  Result<FailResult> FailJobRun(int64_t token, const JobRef& ref, const std::string& error,
+                                const BackoffPolicy& backoff) override;
 
  private:
   const std::unique_ptr<RawSql> sql_;

@@ -255,9 +255,60 @@ ALTER INDEX counter_users_v3_pkey RENAME TO counter_users_pkey;
     R"sql(
 ALTER TABLE replicas ADD COLUMN stats text NOT NULL DEFAULT '';
 )sql",
-    // v5: per-person profiles as mergeable state (src/profile/profile.h,
+    // v5: keyed jobs (queue/jobs.h, docs/jobs.md), as the SQLite store's v4.
+    // Times the store sets are epoch ms of the server clock (sluice_now_ms:
+    // the transaction's now()), so the job SQL reads the same in both stores.
+    R"sql(
+CREATE FUNCTION sluice_now_ms() RETURNS bigint LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
+  SELECT floor(extract(epoch FROM now()) * 1000)::bigint
+$fn$;
+CREATE TABLE jobs (
+  job         text    NOT NULL,
+  project     text    NOT NULL,
+  key         text    NOT NULL,
+  run         bigint  NOT NULL DEFAULT 1,
+  state       text    NOT NULL DEFAULT 'pending' CHECK (state IN ('idle', 'pending', 'leased')),
+  attempts    integer NOT NULL DEFAULT 0,
+  visible_at  bigint  NOT NULL,  -- ms; due time, == lease_until while leased
+  lease_owner text,
+  lease_token bigint,
+  lease_until bigint,
+  reclaimed   boolean NOT NULL DEFAULT false,
+  last_error  text,
+  run_events  bigint  NOT NULL DEFAULT 0,
+  run_first   bigint  NOT NULL DEFAULT 0,
+  run_last    bigint  NOT NULL DEFAULT 0,
+  pend_events bigint  NOT NULL DEFAULT 0,
+  pend_first  bigint  NOT NULL DEFAULT 0,
+  pend_last   bigint  NOT NULL DEFAULT 0,
+  pend_since  bigint  NOT NULL DEFAULT 0,
+  pend_due    bigint  NOT NULL DEFAULT 0,
+  delay       bigint  NOT NULL DEFAULT 0,
+  max_delay   bigint  NOT NULL DEFAULT 0,
+  runs_done   bigint  NOT NULL DEFAULT 0,
+  last_run    bigint  NOT NULL DEFAULT 0,
+  PRIMARY KEY (job, project, key)
+) WITH (fillfactor = 70);  -- every run updates its row 2-4 times: room for HOT updates
+CREATE INDEX jobs_claim ON jobs (visible_at) WHERE state <> 'idle';
+CREATE INDEX jobs_token ON jobs (lease_token) WHERE state = 'leased';
+
+CREATE TABLE job_dead (
+  id          bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  job         text    NOT NULL,
+  project     text    NOT NULL,
+  key         text    NOT NULL,
+  run         bigint  NOT NULL,
+  events      bigint  NOT NULL,
+  first_event bigint  NOT NULL,
+  last_event  bigint  NOT NULL,
+  attempts    integer NOT NULL,
+  last_error  text    NOT NULL,
+  died_at     bigint  NOT NULL
+);
+)sql",
+    // v6: per-person profiles as mergeable state (src/profile/profile.h,
     // docs/users.md). users keeps one row per distinct id; properties hold
-    // each property's registers (a plain value of v4 becomes a $set keyed at
+    // each property's registers (a plain value of v5 becomes a $set keyed at
     // the row's last_seen with an empty insert_id, so events older than the
     // stored value do not overwrite it; jsonb's key order and spacing are
     // rewritten canonically by the next write of the row); identity flags and

@@ -56,6 +56,16 @@ class PostgresStore final : public Store {
   Status PublishReplicaStats(const std::string& id, const std::string& stats_json) override;
   Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) override;
   void SetWakeCallback(std::function<void()> cb) override;
+  Result<RunLease> ClaimJobRuns(const JobClaimRequest& req) override;
+  Result<int64_t> ExtendJobRuns(int64_t token, int64_t lease_ttl_ms) override;
+  Status CompleteJobRun(int64_t token, const JobRef& ref) override;
+  Result<FailResult> FailJobRun(int64_t token, const JobRef& ref, const std::string& error,
+                                const BackoffPolicy& backoff) override;
+  Result<std::vector<JobRow>> ListJobs(const JobFilter& filter) override;
+  Result<std::vector<JobStats>> JobStatsByName() override;
+  Result<std::vector<DeadRun>> ListDeadRuns(const JobFilter& filter) override;
+  Result<int64_t> RequeueDeadRuns(const JobFilter& filter) override;
+  Result<int64_t> PurgeDeadRuns(const JobFilter& filter) override;
 
  private:
   PostgresStore(const StoreOptions& options, Clock* clock);
@@ -101,9 +111,13 @@ class PostgresStore final : public Store {
                               uint64_t external_bits, const std::vector<InStoreEffects>& in_store,
                               std::optional<uint64_t> all_bits);
   // Runs `before` (the caller's row writes), then every in-store effect with
-  // set-based SQL (users, then counters), then COMMIT, in one round trip (two
+  // set-based SQL (users, then counters, then jobs), then COMMIT, in one round trip (two
   // when user properties must be merged: the merge needs the stored ones).
   // Sets *commit_sent.
+  // Fills the parameters of UpsertJobsSql() from every in-store consumer's
+  // job deltas, merged per key; false when there are none (pg_store_jobs.cc).
+  static bool PrepareJobs(std::span<const InStoreEffects> in_store, PgParams* out);
+  static const char* UpsertJobsSql();
   static Status ApplyEffects(PgConn& c, std::span<const InStoreEffects> in_store,
                              std::span<const PgStatement> before, bool* commit_sent);
 

@@ -328,7 +328,7 @@ Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in
   std::vector<PgStatement> pipeline(before.begin(), before.end());
   const IdDeltaSet deltas(in_store);
   UserWrites users;
-  PgParams counter_params;
+  PgParams counter_params, job_params;
   const bool read = std::any_of(deltas.rows().begin(), deltas.rows().end(),
                                 [](const IdDelta* d) { return NeedsStoredRow(d->state); });
   if (!deltas.rows().empty() && !read) {
@@ -355,6 +355,7 @@ Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in
   if (PrepareCounters(in_store, &counter_params)) {
     pipeline.push_back({kUpsertCounters, &counter_params});
   }
+  if (PrepareJobs(in_store, &job_params)) pipeline.push_back({UpsertJobsSql(), &job_params});
   pipeline.push_back({kCommit, nullptr});
   *commit_sent = true;
   SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));

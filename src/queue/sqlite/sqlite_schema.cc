@@ -130,9 +130,60 @@ ALTER TABLE counter_users_v2 RENAME TO counter_users;
     R"sql(
 ALTER TABLE replicas ADD COLUMN stats TEXT NOT NULL DEFAULT '';
 )sql",
-    // v4: per-person profiles as mergeable state (src/profile/profile.h,
+    // v4: keyed jobs (queue/jobs.h, docs/jobs.md). One row per (job,
+    // project, key): the claimed run's frozen content (run_*) and the events
+    // pending for the next run (pend_*). Claimed like the queue: visible_at
+    // is the due time while pending and == lease_until while leased.
+    R"sql(
+CREATE TABLE jobs (
+  job         TEXT    NOT NULL,
+  project     TEXT    NOT NULL,
+  key         TEXT    NOT NULL,
+  run         INTEGER NOT NULL DEFAULT 1,          -- current run; the same on its retries
+  state       TEXT    NOT NULL DEFAULT 'pending',  -- idle | pending | leased
+  attempts    INTEGER NOT NULL DEFAULT 0,          -- claims of the current run
+  visible_at  INTEGER NOT NULL,                    -- ms; due time, == lease_until while leased
+  lease_owner TEXT,
+  lease_token INTEGER,
+  lease_until INTEGER,
+  reclaimed   INTEGER NOT NULL DEFAULT 0,
+  last_error  TEXT,
+  run_events  INTEGER NOT NULL DEFAULT 0,          -- frozen at the run's first claim
+  run_first   INTEGER NOT NULL DEFAULT 0,          -- event time, ms
+  run_last    INTEGER NOT NULL DEFAULT 0,
+  pend_events INTEGER NOT NULL DEFAULT 0,          -- for the next run not yet claimed
+  pend_first  INTEGER NOT NULL DEFAULT 0,
+  pend_last   INTEGER NOT NULL DEFAULT 0,
+  pend_since  INTEGER NOT NULL DEFAULT 0,          -- store clock of the first pending upsert
+  pend_due    INTEGER NOT NULL DEFAULT 0,          -- min(last upsert + delay, since + max_delay)
+  delay       INTEGER NOT NULL DEFAULT 0,          -- ms, of the last upsert (the job's config)
+  max_delay   INTEGER NOT NULL DEFAULT 0,
+  runs_done   INTEGER NOT NULL DEFAULT 0,
+  last_run    INTEGER NOT NULL DEFAULT 0,          -- store clock of the last completion
+  PRIMARY KEY (job, project, key)
+);
+-- The claim scan: due or expired runs, earliest first.
+CREATE INDEX jobs_claim ON jobs(visible_at) WHERE state != 'idle';
+-- Extend finds a lease's runs by token.
+CREATE INDEX jobs_token ON jobs(lease_token) WHERE state = 'leased';
+
+CREATE TABLE job_dead (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  job         TEXT    NOT NULL,
+  project     TEXT    NOT NULL,
+  key         TEXT    NOT NULL,
+  run         INTEGER NOT NULL,
+  events      INTEGER NOT NULL,
+  first_event INTEGER NOT NULL,
+  last_event  INTEGER NOT NULL,
+  attempts    INTEGER NOT NULL,
+  last_error  TEXT    NOT NULL,
+  died_at     INTEGER NOT NULL
+);
+)sql",
+    // v5: per-person profiles as mergeable state (src/profile/profile.h,
     // docs/users.md). users keeps one row per distinct id; properties hold
-    // each property's registers (a plain value of v3 becomes a $set keyed at
+    // each property's registers (a plain value of v4 becomes a $set keyed at
     // the row's last_seen with an empty insert_id, so events older than the
     // stored value do not overwrite it); identity flags and the earliest link
     // are columns (link_target is indexed: the ids that join a person);
@@ -178,7 +229,7 @@ void UserHashFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   sqlite3_result_int64(ctx, CounterUserHash(ArgText(argv[0])));
 }
 
-// sluice_profile_state(plain properties, last_seen): the v4 data migration.
+// sluice_profile_state(plain properties, last_seen): the v5 data migration.
 void ProfileStateFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   PropertyMap props;
   Status st = ParseProperties(ArgText(argv[0]), OpKey{sqlite3_value_int64(argv[1]), ""}, &props);

@@ -56,6 +56,16 @@ class SqliteStore final : public Store {
   const char* kind() const override { return "sqlite"; }
   Status PublishReplicaStats(const std::string& id, const std::string& stats_json) override;
   Result<BacklogScan> ScanBacklog(const BacklogScanRequest& req) override;
+  Result<RunLease> ClaimJobRuns(const JobClaimRequest& req) override;
+  Result<int64_t> ExtendJobRuns(int64_t token, int64_t lease_ttl_ms) override;
+  Status CompleteJobRun(int64_t token, const JobRef& ref) override;
+  Result<FailResult> FailJobRun(int64_t token, const JobRef& ref, const std::string& error,
+                                const BackoffPolicy& backoff) override;
+  Result<std::vector<JobRow>> ListJobs(const JobFilter& filter) override;
+  Result<std::vector<JobStats>> JobStatsByName() override;
+  Result<std::vector<DeadRun>> ListDeadRuns(const JobFilter& filter) override;
+  Result<int64_t> RequeueDeadRuns(const JobFilter& filter) override;
+  Result<int64_t> PurgeDeadRuns(const JobFilter& filter) override;
 
  private:
   SqliteStore(const StoreOptions& options, Clock* clock, std::unique_ptr<SqliteConn> writer,
@@ -98,7 +108,11 @@ class SqliteStore final : public Store {
   // fn may write them.
   Status ForEachDeadPageLocked(SqliteConn& c, const DeadFilter& filter,
                                const std::function<Status(std::span<const int64_t>)>& fn);
-  Status ApplyEffectsLocked(SqliteConn& c, const Effects& effects);
+  // Applies `effects` inside a write transaction; `now` is its store clock
+  // (job schedules are computed on it).
+  Status ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects& effects);
+  // Upserts each delta's (job, project, key) row (sqlite_store_jobs.cc).
+  Status ApplyJobDeltasLocked(SqliteConn& c, int64_t now, const std::vector<JobDelta>& jobs);
 
   // Constant after construction.
   const StoreOptions options_;

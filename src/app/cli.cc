@@ -63,6 +63,7 @@ int RunCli(int argc, char** argv, const AppHooks& hooks) {
   AddDlqCommand(&app, &run);
   AddJobsCommand(&app, &run);
   AddMigrateCommand(&app, &run);
+  AddUsersCommand(&app, &run);
   AddSendCommand(&app, &run);
   AddBenchCommands(&app, hooks.wrap_store, hooks.consumer_types);
   try {

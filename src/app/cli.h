@@ -26,6 +26,7 @@ void AddDlqCommand(CLI::App* app, CliAction* run);
 // `sluice jobs list|show|requeue|purge` (cli_jobs.cc).
 void AddJobsCommand(CLI::App* app, CliAction* run);
 void AddMigrateCommand(CLI::App* app, CliAction* run);
+void AddUsersCommand(CLI::App* app, CliAction* run);  // `sluice users show ID`
 void AddSendCommand(CLI::App* app, CliAction* run);
 
 }  // namespace sluice

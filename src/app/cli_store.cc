@@ -1,5 +1,5 @@
-// `sluice status`, `sluice dlq`, `sluice jobs`, `sluice migrate`: commands that open the
-// store directly (no running replica needed).
+// `sluice status`, `sluice dlq`, `sluice jobs`, `sluice users show`, `sluice migrate`:
+// commands that open the store directly (no running replica needed).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -8,12 +8,14 @@
 #include "app/logging.h"
 #include "app/version.h"
 #include "common/strings.h"
+#include "common/time.h"
 #include "config/config.h"
 #include "consumers/registry/registry.h"
 #include "ops/dlq.h"
 #include "ops/jobs_admin.h"
 #include "ops/overview.h"
 #include "ops/status_report.h"
+#include "ops/user_json.h"
 #include "queue/open/open_store.h"
 #include "queue/store.h"
 
@@ -144,6 +146,47 @@ int RunDlq(const std::string& action, const DlqFlags& f) {
   return 0;
 }
 
+struct UsersFlags {
+  StoreFlags store;
+  std::string project;
+  std::string id;
+  bool json = false;
+};
+
+std::string JoinIds(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const std::string& id : ids) out += (out.empty() ? "" : ", ") + id;
+  return out;
+}
+
+// The person as text: one field a line.
+std::string RenderUserText(const UserProfile& u) {
+  std::string out = "user_id:    " + u.user_id + "\nids:        " + JoinIds(u.ids) +
+                    "\nproject:    " + u.project + "\nfirst_seen: " +
+                    FormatIso8601Ms(u.first_seen_ms) + "\nlast_seen:  " +
+                    FormatIso8601Ms(u.last_seen_ms) + "\nevents:     " + std::to_string(u.events);
+  for (const auto& [name, n] : u.event_counts) out += "\n  " + name + ": " + std::to_string(n);
+  out += "\nproperties: " + (u.properties.empty() ? std::string("{}") : u.properties);
+  for (const RefusedMerge& m : u.merges_refused) {
+    out += "\nmerge refused: " + m.from + " -> " + m.to + " at " +
+           FormatIso8601Ms(m.key.time_ms) + " (" + m.key.insert_id + ")";
+  }
+  return out + "\n";
+}
+
+int RunUsersShow(const UsersFlags& f) {
+  Result<StorePtr> store = OpenStoreFor("users show", f.store);
+  if (!store.ok()) return 1;
+  Result<UserProfile> user = (*store)->GetUser(f.project, f.id);
+  if (!user.ok()) {
+    std::fprintf(stderr, "sluice users show: %s\n", user.status().ToString().c_str());
+    return user.status().code() == Code::kNotFound ? 3 : 1;
+  }
+  const std::string out = f.json ? UserProfileJson(*user) + "\n" : RenderUserText(*user);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
 struct JobsFlags {
   StoreFlags store;
   JobFilter filter;
@@ -215,6 +258,19 @@ int RunJobs(const std::string& action, JobsFlags f) {
 }
 
 }  // namespace
+
+void AddUsersCommand(CLI::App* app, CliAction* run) {
+  CLI::App* users = app->add_subcommand("users", "Per-person profiles (docs/users.md)");
+  users->require_subcommand(1);
+  auto flags = std::make_shared<UsersFlags>();
+  CLI::App* cmd = users->add_subcommand(
+      "show", "The person an id belongs to: merged ids, counts, properties, refused merges");
+  AddStoreFlags(cmd, &flags->store);
+  cmd->add_option("ID", flags->id, "Any id of the person (user_id or anonymous_id)")->required();
+  cmd->add_option("--project", flags->project, "Project (default \"default\")");
+  cmd->add_flag("--json", flags->json, "Print JSON (the document of GET /v1/users/{id})");
+  cmd->callback([flags, run] { *run = [flags] { return RunUsersShow(*flags); }; });
+}
 
 void AddJobsCommand(CLI::App* app, CliAction* run) {
   CLI::App* jobs = app->add_subcommand("jobs", "Keyed jobs: list, show, requeue, purge");

@@ -34,7 +34,8 @@ void AppendJsonString(std::string_view s, std::string* out) {
 std::string ToBody(const Event& e) {
   std::string out;
   out.reserve(64 + e.event.size() + e.user_id.size() + e.anonymous_id.size() +
-              e.properties.size() + e.set.size() + e.set_once.size());
+              e.properties.size() + e.set.size() + e.set_once.size() + e.unset.size() +
+              e.add.size() + e.previous_id.size());
   out.append("{\"event\":");
   AppendJsonString(e.event, &out);
   if (!e.user_id.empty()) {
@@ -51,6 +52,10 @@ std::string ToBody(const Event& e) {
     out.append(",\"type\":");
     AppendJsonString(e.type, &out);
   }
+  if (!e.previous_id.empty()) {
+    out.append(",\"previous_id\":");
+    AppendJsonString(e.previous_id, &out);
+  }
   if (!e.properties.empty()) {
     out.append(",\"properties\":");
     out.append(e.properties);
@@ -62,6 +67,14 @@ std::string ToBody(const Event& e) {
   if (!e.set_once.empty()) {
     out.append(",\"set_once\":");
     out.append(e.set_once);
+  }
+  if (!e.unset.empty()) {
+    out.append(",\"unset\":");
+    out.append(e.unset);
+  }
+  if (!e.add.empty()) {
+    out.append(",\"add\":");
+    out.append(e.add);
   }
   if (e.received_ms != 0) {
     out.append(",\"received\":");
@@ -88,6 +101,9 @@ Status ParseBody(std::string_view body, Event* out) {
   out->properties.clear();
   out->set.clear();
   out->set_once.clear();
+  out->unset.clear();
+  out->add.clear();
+  out->previous_id.clear();
   out->received_ms = 0;
   bool have_event = false, have_time = false;
   for (auto field : obj) {
@@ -102,6 +118,8 @@ Status ParseBody(std::string_view body, Event* out) {
       out->anonymous_id.assign(sv);
     } else if (k == "type" && field.value.get_string().get(sv) == simdjson::SUCCESS) {
       out->type.assign(sv);
+    } else if (k == "previous_id" && field.value.get_string().get(sv) == simdjson::SUCCESS) {
+      out->previous_id.assign(sv);
     } else if (k == "time") {
       int64_t t;
       if (field.value.get_int64().get(t) == simdjson::SUCCESS) {
@@ -117,6 +135,10 @@ Status ParseBody(std::string_view body, Event* out) {
       out->set = simdjson::minify(field.value);
     } else if (k == "set_once") {
       out->set_once = simdjson::minify(field.value);
+    } else if (k == "unset") {
+      out->unset = simdjson::minify(field.value);
+    } else if (k == "add") {
+      out->add = simdjson::minify(field.value);
     }
   }
   if (!have_event || !have_time) return Status::InvalidArgument("body lacks event or time");

@@ -6,8 +6,9 @@
 //
 // Stored body: minified JSON, keys in this order, absent keys omitted:
 //   {"event":"..","user_id":"..","anonymous_id":"..","time":<epoch ms>,
-//    "type":"track|identify|page|screen|group|alias",
-//    "properties":{..},"set":{..},"set_once":{..},"received":<epoch ms>}
+//    "type":"track|identify|page|screen|group|alias","previous_id":"..",
+//    "properties":{..},"set":{..},"set_once":{..},"unset":[..],"add":{..},
+//    "received":<epoch ms>}
 // `project` and `insert_id` are queue columns, not part of the body.
 #pragma once
 
@@ -32,6 +33,11 @@ struct Event {
   std::string properties;
   std::string set;           // user properties to overwrite ($set, identify traits)
   std::string set_once;      // user properties to set only when absent
+  std::string unset;         // JSON array of property names to remove ($unset), "" when none
+  std::string add;           // JSON object of numeric increments ($add), "" when none
+  // alias: the id being aliased to user_id (Segment previousId, PostHog/Mixpanel
+  // alias); "" otherwise.
+  std::string previous_id;
 
   // The user the event is attributed to: user_id, else anonymous_id.
   const std::string& distinct_id() const { return user_id.empty() ? anonymous_id : user_id; }

@@ -10,6 +10,7 @@
 #include "ops/jobs_admin.h"
 #include "http/http_util.h"
 #include "ops/status_report.h"
+#include "ops/user_json.h"
 
 namespace sluice {
 namespace {
@@ -43,6 +44,13 @@ OpsService::OpsService(Store* store, sluice::Metrics* metrics, OpsOptions option
   dead_ = &metrics_->GetGauge("sluice_queue_events", depth_help, Labels({{"state", "dead"}}));
   oldest_pending_age_ms_ = &metrics_->GetGauge("sluice_queue_oldest_pending_age_ms",
                                                "Age of the oldest pending event, store clock, ms");
+  const char* links_help =
+      "Identity links (docs/users.md): applied = ids merged into another person, refused = "
+      "links that would merge two persons (store-wide, refreshed from the store at scrape)";
+  links_applied_ = &metrics_->GetGauge("sluice_identity_links", links_help,
+                                       Labels({{"state", "applied"}}));
+  links_refused_ = &metrics_->GetGauge("sluice_identity_links", links_help,
+                                       Labels({{"state", "refused"}}));
   store_up_ = &metrics_->GetGauge("sluice_store_up",
                                   "1 when the last scrape-time store query succeeded, else 0");
   const char* rej_help = "Ops/admin/read API requests refused, by reason";
@@ -66,6 +74,8 @@ void OpsService::RefreshQueueGauges() {
   leased_->Set(stats->leased);
   dead_->Set(stats->dead);
   oldest_pending_age_ms_->Set(stats->oldest_pending_age_ms);
+  links_applied_->Set(stats->identity_links_applied);
+  links_refused_->Set(stats->identity_links_refused);
 }
 
 std::vector<OpsRoute> OpsService::Routes() {
@@ -308,27 +318,7 @@ HttpResponse OpsService::GetUser(const HttpRequest& req) {
     store_errors_->Inc();
     return StatusError(user.status());
   }
-  const UserProfile& u = *user;
-  std::string out = "{\"user_id\":";
-  AppendJsonString(u.user_id.empty() ? user_id : u.user_id, &out);
-  out += ",\"project\":";
-  AppendJsonString(u.project.empty() ? (project.empty() ? "default" : project) : u.project, &out);
-  out += ",\"first_seen\":";
-  AppendJsonString(FormatIso8601Ms(u.first_seen_ms), &out);
-  out += ",\"last_seen\":";
-  AppendJsonString(FormatIso8601Ms(u.last_seen_ms), &out);
-  out += ",\"events\":" + std::to_string(u.events) + ",\"event_counts\":{";
-  bool first = true;
-  for (const auto& [name, n] : u.event_counts) {
-    if (!first) out.push_back(',');
-    first = false;
-    AppendJsonString(name, &out);
-    out += ":" + std::to_string(n);
-  }
-  out += "},\"properties\":";
-  out += u.properties.empty() ? "{}" : u.properties;
-  out += "}";
-  return JsonResponse(kHttpOk, std::move(out));
+  return JsonResponse(kHttpOk, UserProfileJson(*user));
 }
 
 HttpResponse OpsService::GetCounters(const HttpRequest& req) {

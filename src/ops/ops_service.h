@@ -102,6 +102,8 @@ class OpsService {
   Gauge* leased_;
   Gauge* dead_;
   Gauge* oldest_pending_age_ms_;
+  Gauge* links_applied_;
+  Gauge* links_refused_;
   Gauge* store_up_;
   Counter* unauthorized_;
   Counter* bad_request_;

@@ -9,28 +9,27 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <string>
+#include <optional>
+#include <span>
+#include <utility>
 #include <vector>
 
+#include "common/status.h"
+#include "profile/profile.h"
 #include "queue/jobs.h"
 
 namespace sluice {
 
-// Per (project, user) increments and property merges of one batch.
-struct UserDelta {
+// What one batch adds to one (project, distinct id): its mergeable state
+// (profile::IdState, built with AddEvent) — counts, first/last seen, each
+// property's registers, identity flags and links. The store merges it into
+// the stored state with IdState::Merge, so the result does not depend on
+// which batch comes first.
+struct IdDelta {
   std::string project;
-  std::string user_id;
-  int64_t first_seen_ms = 0;  // min event time in the batch
-  int64_t last_seen_ms = 0;   // max event time in the batch
-  int64_t events = 0;         // events in the batch for this user
-  std::map<std::string, int64_t> event_counts;  // event name -> count
-  // Minified JSON objects, "" when none. `set` is the batch's $set merged in
-  // event order (later wins); applied over stored properties (overwrite).
-  // `set_once` is the batch's $set_once merged (earlier wins); applied only to
-  // keys the stored properties do not have yet.
-  std::string set;
-  std::string set_once;
+  std::string id;
+  IdState state;
 };
 
 enum class Granularity { kMinute, kHour, kDay };
@@ -52,7 +51,7 @@ struct CounterDelta {
 };
 
 struct Effects {
-  std::vector<UserDelta> users;
+  std::vector<IdDelta> users;  // one per (project, id), sorted
   std::vector<CounterDelta> counters;
   // Job schedules (queue/jobs.h): one upsert of (job, project, key) each.
   std::vector<JobDelta> jobs;
@@ -67,8 +66,53 @@ struct InStoreEffects {
   Effects effects;
 };
 
-// Merges two JSON objects (minified text). Keys of `over` replace those of
-// `base` when `overwrite`, else only fill keys `base` lacks. "" is {}.
-std::string MergeJsonObjects(const std::string& base, const std::string& over, bool overwrite);
+// ---- the users part, as both stores apply it ----
+
+// Every in-store part's id deltas of one request, one per (project, id), in
+// (project, id) order (an id several parts name is merged with
+// IdState::Merge). Valid while the request lives.
+class IdDeltaSet {
+ public:
+  explicit IdDeltaSet(std::span<const InStoreEffects> in_store);
+  const std::vector<const IdDelta*>& rows() const { return rows_; }
+
+ private:
+  std::vector<IdDelta> merged_;  // ids named by several parts
+  std::vector<const IdDelta*> rows_;
+};
+
+// One id as a store keeps it: the users row (and its links).
+struct StoredId {
+  bool exists = false;
+  // Counts, times, flags. properties are left empty (see `properties`);
+  // event_counts are not read (they add up in SQL); links hold every link of
+  // the id when `all_links`, else only the earliest (the row's link columns).
+  IdState state;
+  std::string properties;  // the stored text (SerializeProperties)
+  bool all_links = false;
+};
+
+// True when the store must read every link of the id before merging
+// `delta` (MergeId counts the merges the id takes part in): the delta adds
+// links or makes the id a link target.
+bool NeedsAllLinks(const IdState& delta);
+
+// True when merging `delta` needs the stored row: it has property ops, links
+// or makes the id a link target. Otherwise a store may add it with SQL alone —
+// events add, first/last seen min/max over rows with events (a row with no
+// events takes the delta's times), user_seen or — which is exactly what
+// IdState::Merge does with such a delta (and what the property tests check).
+bool NeedsStoredRow(const IdState& delta);
+
+// What to write back for one id: the stored state merged with the delta by
+// IdState::Merge (the only merge; the stores hold SQL only).
+struct IdWrite {
+  IdState merged;          // properties and event_counts not filled
+  std::string properties;  // the text to store
+  std::optional<std::pair<std::string, OpKey>> earliest;  // the row's link columns
+  LinkCounts change;       // after - before (zero unless the links were all read)
+};
+// REQUIRES: stored.all_links when NeedsAllLinks(delta).
+Result<IdWrite> MergeId(const StoredId& stored, const IdState& delta);
 
 }  // namespace sluice

@@ -167,6 +167,10 @@ struct QueueStats {
   int64_t leased = 0;
   int64_t dead = 0;
   int64_t oldest_pending_age_ms = 0;  // store clock; 0 when none pending
+  // Identity merges (profile::CountLinks summed over every stored id, kept
+  // up to date by the users effects' transactions: a read of one row).
+  int64_t identity_links_applied = 0;  // ids merged into another person
+  int64_t identity_links_refused = 0;  // links that would merge two persons
 };
 
 struct DeadEvent {
@@ -202,15 +206,25 @@ struct ReplicaInfo {
   std::string stats{};        // JSON the replica last published (PublishReplicaStats); "" = none
 };
 
+// A person (docs/users.md): its root id and every id merged into it.
 struct UserProfile {
   std::string project;
-  std::string user_id;
+  std::string user_id;           // the person's root id
+  std::vector<std::string> ids;  // every id merged into the person, sorted (user_id included)
   int64_t first_seen_ms = 0;
   int64_t last_seen_ms = 0;
   int64_t events = 0;
   std::vector<std::pair<std::string, int64_t>> event_counts;  // by name
-  std::string properties;  // minified JSON object
+  std::string properties;  // effective values, minified JSON object, keys sorted
+  std::vector<RefusedMerge> merges_refused;  // sorted
 };
+
+// The person `root` from the id rows a store read for it (the root's, the
+// rows whose earliest link targets it, the sources of links to it; each with
+// its event counts, parsed properties and every link): AssemblePerson, then
+// the fields above. Store-agnostic, so both stores answer byte-identically.
+UserProfile MakeUserProfile(const std::string& project, const std::string& root,
+                            const std::vector<IdRow>& rows);
 
 struct CounterQuery {
   std::string project;  // "" = all projects, summed (users summed too)
@@ -339,7 +353,8 @@ class Store {
   virtual Result<int64_t> NowMs() = 0;
 
   // ---- read API of the in-store aggregates ----
-  // kNotFound when the user has no events yet. project "" = "default".
+  // The person `user_id` (any of its ids) belongs to, read in one snapshot.
+  // kNotFound when no event named the id yet. project "" = "default".
   virtual Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) = 0;
   virtual Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) = 0;
 

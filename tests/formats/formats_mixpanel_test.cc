@@ -131,7 +131,8 @@ TEST(MixpanelFormat, EngageSetsUserProperties) {
   ASSERT_EQ(r.events.size(), 2u);
   EXPECT_EQ(r.events[0].set_once, R"({"first":1})");
   EXPECT_EQ(r.events[1].set, "");
-  EXPECT_EQ(r.events[1].properties, R"({"$add":{"logins":1}})");
+  EXPECT_EQ(r.events[1].add, R"({"logins":1})");
+  EXPECT_EQ(r.events[1].properties, "");
 }
 
 TEST(MixpanelFormat, GroupsBecomeAGroupProfile) {

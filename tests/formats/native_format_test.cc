@@ -127,8 +127,14 @@ TEST(NativeFormat, WrongTypesNameTheIndexAndField) {
               Code::kInvalidArgument, 0, "user_properties");
   ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$set":2}})")),
               Code::kInvalidArgument, 0, "user_properties.$set");
-  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$unset":{}}})")),
+  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$append":{}}})")),
+              Code::kInvalidArgument, 0, "user_properties.$append");
+  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$unset":"plan"}})")),
               Code::kInvalidArgument, 0, "user_properties.$unset");
+  ExpectError(Decode(One(R"({"event":"e","user_id":"u","user_properties":{"$add":{"n":"x"}}})")),
+              Code::kInvalidArgument, 0, "user_properties.$add");
+  ExpectError(Decode(One(R"({"event":"e","type":"alias","user_id":"u"})")),
+              Code::kInvalidArgument, 0, "previous_id");
   ExpectError(Decode(One(R"({"event":"e","user_id":"u","type":"weird"})")), Code::kInvalidArgument,
               0, "type");
   ExpectError(Decode(R"({"events":[1]})"), Code::kInvalidArgument, 0, "");
@@ -262,6 +268,7 @@ TEST(NativeEncoder, RoundTripsThroughTheDecoder) {
   in[2].event = "alias";
   in[2].user_id = "u2";
   in[2].anonymous_id = "anon-2";
+  in[2].previous_id = "anon-2";
   in[2].type = "alias";
   in[2].time_ms = 253402300799999;  // the latest time the decoder accepts
   in[2].set_once = R"({"only":"once"})";
@@ -271,6 +278,8 @@ TEST(NativeEncoder, RoundTripsThroughTheDecoder) {
   in[3].type = "page";
   in[3].time_ms = 1714557600000;
   in[3].set = R"({"k":1})";
+  in[3].unset = R"(["gone"])";
+  in[3].add = R"({"n":2.5})";
 
   const std::string body = EncodeNativeBody(in, "wk-1");
   DecodeResult r = Decode(body);
@@ -290,6 +299,9 @@ TEST(NativeEncoder, RoundTripsThroughTheDecoder) {
     EXPECT_EQ(b.properties, a.properties);
     EXPECT_EQ(b.set, a.set);
     EXPECT_EQ(b.set_once, a.set_once);
+    EXPECT_EQ(b.unset, a.unset);
+    EXPECT_EQ(b.add, a.add);
+    EXPECT_EQ(b.previous_id, a.previous_id);
     // What the queue stores is the same, too.
     Event stored_a = a, stored_b = b;
     stored_a.received_ms = stored_b.received_ms = kNow;

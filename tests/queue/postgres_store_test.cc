@@ -438,7 +438,8 @@ TEST(PostgresStoreTest, V4DatabaseMigratesToTheJobTablesKeepingItsEvents) {
             "");
   StorePtr s = OpenPg(url);
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(Query(url, "SELECT max(version) FROM sluice_schema"), "5");
+  EXPECT_EQ(Query(url, "SELECT max(version) FROM sluice_schema"),
+            std::to_string(kPostgresSchemaVersion));
   auto lease = s->Claim(ClaimRequest{"t/0", 10, 60000});
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   ASSERT_EQ(lease->events.size(), 1u);

@@ -117,7 +117,8 @@ TEST(SqliteStoreTest, V3FileMigratesToTheJobTablesKeepingItsEvents) {
   o.url = "sqlite:" + path;
   auto store = OpenStore(o);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  EXPECT_EQ(Query(path, "PRAGMA user_version"), std::vector<std::string>{"4"});
+  EXPECT_EQ(Query(path, "PRAGMA user_version"),
+            std::vector<std::string>{std::to_string(kSqliteSchemaVersion)});
   auto lease = (*store)->Claim(ClaimRequest{.owner = "t", .max_events = 10, .lease_ttl_ms = 60000});
   ASSERT_TRUE(lease.ok());
   ASSERT_EQ(lease->events.size(), 1u);

@@ -103,22 +103,18 @@ inline InStoreBuilder CounterWork(uint64_t bit, std::atomic<int>* calls = nullpt
       }};
 }
 
-// Per-user profile deltas, like the users consumer.
+// Per-id profile deltas, as the users consumer builds them.
 inline InStoreBuilder UserWork(uint64_t bit) {
   return InStoreBuilder{bit,
                         [](std::span<const ClaimedEvent* const> events, Effects* out) {
+                          ProfileBatch batch;
                           for (const ClaimedEvent* c : events) {
                             Event e;
                             ASSERT_TRUE(ParseBody(c->body, &e).ok());
-                            UserDelta d;
-                            d.project = c->project;
-                            d.user_id = e.distinct_id();
-                            d.first_seen_ms = d.last_seen_ms = e.time_ms;
-                            d.events = 1;
-                            d.event_counts[e.event] = 1;
-                            d.set = e.set;
-                            d.set_once = e.set_once;
-                            out->users.push_back(std::move(d));
+                            AddEvent(c->project, c->insert_id, e, &batch);
+                          }
+                          for (auto& [key, state] : batch) {
+                            out->users.push_back(IdDelta{key.first, key.second, std::move(state)});
                           }
                         },
                         {}};

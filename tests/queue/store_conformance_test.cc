@@ -683,8 +683,11 @@ TEST_P(StoreConformanceTest, GetUserReturnsExactMergedProfile) {
   ASSERT_EQ(u->event_counts.size(), 2u);
   EXPECT_EQ(u->event_counts[0], (std::pair<std::string, int64_t>{"login", 1}));
   EXPECT_EQ(u->event_counts[1], (std::pair<std::string, int64_t>{"view", 2}));
-  // $set overwrites, later wins; $set_once keeps the first value; key order stable.
-  EXPECT_EQ(u->properties, R"({"plan":"pro","n":1,"src":"ad","ref":"x"})");
+  // $set: the latest event time wins; $set_once: the earliest event time
+  // (event 2, in the first batch but older than event 1); keys sorted.
+  EXPECT_EQ(u->properties, R"({"n":1,"plan":"pro","ref":"x","src":"seo"})");
+  EXPECT_EQ(u->ids, std::vector<std::string>{"alice"});
+  EXPECT_TRUE(u->merges_refused.empty());
   auto q = store_->GetUser("q", "alice");
   ASSERT_TRUE(q.ok());
   EXPECT_EQ(q->events, 1);

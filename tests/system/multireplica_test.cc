@@ -33,17 +33,9 @@ class Cluster {
   // `store_toml` goes into the [store] table, `extra_toml` after it.
   Cluster(const TempDir& dir, int replicas, const std::string& extra_toml,
           const std::string& store_toml = "") {
-    const std::string config = dir.File("sluice.toml");
-    const std::string text = ReplicaConfig("sqlite:" + dir.File("sluice.db"), store_toml + extra_toml);
-    std::ofstream(config) << text;
-    for (int i = 0; i < replicas; ++i) {
-      SluiceProcessOptions o;
-      o.binary = BinaryFor(text);
-      o.dir = dir.path();
-      o.args = {"--config", config, "--replica-id", "r" + std::to_string(i)};
-      o.log_name = "replica-" + std::to_string(i) + ".log";
-      procs_.push_back(std::make_unique<SluiceProcess>(o));
-    }
+    procs_ = MakeReplicas(
+        dir, replicas,
+        ReplicaConfig("sqlite:" + dir.File("sluice.db"), store_toml + extra_toml));
   }
   bool StartAll() {
     for (auto& p : procs_) {

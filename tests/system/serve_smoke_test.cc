@@ -243,6 +243,39 @@ TEST_F(ServeSmokeTest, CliVersionMigrateDlqAndConfigErrors) {
   EXPECT_TRUE(Contains(bad.err, "watcher.loops")) << bad.err;
 }
 
+TEST_F(ServeSmokeTest, AnyIdOfAPersonAnswersThePersonOverHttpAndUsersShow) {
+  auto p = StartServe();
+  ASSERT_TRUE(p->Running());
+  auto r = HttpPost(p->Url("/v1/events"), R"({"events":[
+    {"insert_id":"v1","event":"view","anonymous_id":"anon-9","time":1714557600000,
+     "user_properties":{"$set":{"plan":"free"}}},
+    {"insert_id":"v2","event":"identify","type":"identify","user_id":"ann",
+     "anonymous_id":"anon-9","time":1714557700000,"user_properties":{"$set":{"plan":"pro"}}}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  testing::HttpResult person;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        person = HttpGet(p->Url("/v1/users/anon-9"));
+        return person.status == 200 && Contains(person.body, "\"events\":2");
+      },
+      seconds(20), milliseconds(50)))
+      << person.status << " " << person.body;
+  EXPECT_EQ(person.body,
+            R"({"user_id":"ann","ids":["ann","anon-9"],"project":"default",)"
+            R"("first_seen":"2024-05-01T10:00:00.000Z","last_seen":"2024-05-01T10:01:40.000Z",)"
+            R"("events":2,"event_counts":{"identify":1,"view":1},"properties":{"plan":"pro"},)"
+            R"("merges_refused":[]})");
+  EXPECT_EQ(HttpGet(p->Url("/v1/users/ann")).body, person.body);
+
+  auto json = RunSluice({"users", "show", "anon-9", "--json", "--store", StoreUrl()});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(json.out, person.body + "\n");
+  auto text = RunSluice({"users", "show", "ann", "--store", StoreUrl()});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_TRUE(Contains(text.out, "ids:        ann, anon-9")) << text.out;
+  EXPECT_EQ(RunSluice({"users", "show", "nobody", "--store", StoreUrl()}).exit_code, 3);
+}
+
 TEST_F(ServeSmokeTest, AdminTokenAndWriteKeysGuardTheApis) {
   const std::string cfg = dir_.File("auth.toml");
   std::ofstream(cfg) << "[auth]\nadmin_token = \"adm-token\"\n[auth.write_keys]\nwk-1 = \"p1\"\n";

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -192,6 +193,22 @@ std::string CheckAggregates(const Workload& w, const std::string& base_url) {
     }
   }
   return "";
+}
+
+std::vector<std::unique_ptr<SluiceProcess>> MakeReplicas(const TempDir& dir, int n,
+                                                         const std::string& config_text) {
+  const std::string config = dir.File("sluice.toml");
+  std::ofstream(config) << config_text;
+  std::vector<std::unique_ptr<SluiceProcess>> procs;
+  for (int i = 0; i < n; ++i) {
+    SluiceProcessOptions o;
+    o.binary = BinaryFor(config_text);
+    o.dir = dir.path();
+    o.args = {"--config", config, "--replica-id", "r" + std::to_string(i)};
+    o.log_name = "replica-" + std::to_string(i) + ".log";
+    procs.push_back(std::make_unique<SluiceProcess>(o));
+  }
+  return procs;
 }
 
 std::string ReplicaConfig(const std::string& store_url, const std::string& extra) {

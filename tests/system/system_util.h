@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -67,6 +68,12 @@ int64_t QueueBacklog(const std::string& base_url);
 // Checks every user and every (event, hour) bucket of `w` against the read
 // API of `base_url`; returns "" when exact, else the first mismatch.
 std::string CheckAggregates(const Workload& w, const std::string& base_url);
+
+// `n` replicas (not started) of `sluice serve` in `dir` sharing one config,
+// `config_text` written to <dir>/sluice.toml: replica ids r0.., logs
+// replica-<i>.log, the binary BinaryFor(config_text).
+std::vector<std::unique_ptr<SluiceProcess>> MakeReplicas(const TempDir& dir, int n,
+                                                         const std::string& config_text);
 
 // A TOML config for a replica on `store_url` with extra TOML appended.
 std::string ReplicaConfig(const std::string& store_url, const std::string& extra = "");

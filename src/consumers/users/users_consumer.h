@@ -1,9 +1,11 @@
-// UsersConsumer: the in-store per-user profile consumer (DESIGN §4 `users`).
+// UsersConsumer: the in-store per-person profile consumer (DESIGN §4 `users`,
+// docs/users.md).
 //
-// BuildEffects groups a batch by (project, distinct_id) into UserDeltas:
-// first/last seen (event time), event count, count per event name, `$set`
-// merged in event order (later wins; order = event time, then seq) and
-// `$set_once` merged keeping the earliest value. The store applies the deltas
+// BuildEffects folds a batch into one IdDelta per (project, distinct id)
+// with profile::AddEvent: counts, first/last seen (event time), each
+// property's registers keyed by (event time, insert_id), identity flags and
+// links. The deltas are mergeable state, so the order of the events inside
+// the batch, and of the batches, does not matter; the store merges them
 // inside the fenced transaction that sets this consumer's bit (exactly-once).
 // Thread-safe (stateless apart from metrics).
 #pragma once
@@ -22,10 +24,10 @@ class UsersConsumer final : public Consumer {
   UsersConsumer(std::string name, uint64_t bit, Counter* unattributed = nullptr);
 
   bool in_store() const override { return true; }
-  // Pure: appends one UserDelta per (project, user) of `events`, sorted by
-  // (project, user_id). Rows whose body did not parse (validated at ingest,
-  // so never expected; the watcher counts them) or that name no user are
-  // skipped.
+  // Pure: appends one IdDelta per (project, id) that `events` touch (the
+  // event's own id, and the ids its links name), sorted by (project, id).
+  // Rows whose body did not parse (validated at ingest, so never expected;
+  // the watcher counts them) or that name no user are skipped.
   void BuildEffects(std::span<const DecodedEvent> events, Effects* out) const override;
 
  private:

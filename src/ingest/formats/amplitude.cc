@@ -161,8 +161,17 @@ bool DecodeEvent(object ev, int32_t index, int64_t now_ms, Event* e, EventErrors
         set.AddRaw(k, simdjson::minify(field.value));
         continue;
       }
+      if (k == "$add" || k == "$unset") {
+        Status st = k == "$add" ? AddAmounts(field.value, &e->add) : UnsetNames(field.value, &e->unset);
+        if (!st.ok()) {
+          errors->Add(false, index, "user_properties",
+                      "user_properties." + std::string(k) + ": " + st.message());
+          return false;
+        }
+        continue;
+      }
       JsonObjectBuilder* target = k == "$set" ? &set : k == "$setOnce" ? &set_once : nullptr;
-      if (target == nullptr) continue;  // $add, $append, $unset, ...: not supported
+      if (target == nullptr) continue;  // $append, $prepend, $remove, ...: not supported
       object o;
       if (field.value.get_object().get(o) != simdjson::SUCCESS) {
         errors->Add(false, index, "user_properties",

@@ -5,6 +5,7 @@
 
 #include "common/time.h"
 #include "ingest/formats/gzip.h"
+#include "profile/profile.h"
 
 namespace sluice {
 namespace {
@@ -194,6 +195,52 @@ Status ObjectOrEmpty(simdjson::dom::element e, std::string* out) {
   return Status::Ok();
 }
 
+Status UnsetNames(simdjson::dom::element e, std::string* out) {
+  out->clear();
+  if (e.is_null()) return Status::Ok();
+  std::vector<std::string_view> names;
+  simdjson::dom::array arr;
+  simdjson::dom::object obj;
+  if (e.get_array().get(arr) == simdjson::SUCCESS) {
+    for (auto v : arr) {
+      std::string_view name;
+      if (v.get_string().get(name) != simdjson::SUCCESS) {
+        return Status::InvalidArgument("must list property names (strings)");
+      }
+      names.push_back(name);
+    }
+  } else if (e.get_object().get(obj) == simdjson::SUCCESS) {
+    for (auto f : obj) names.push_back(f.key);
+  } else {
+    return Status::InvalidArgument("must be an array of property names");
+  }
+  if (names.empty()) return Status::Ok();
+  out->push_back('[');
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendJsonString(names[i], out);
+  }
+  out->push_back(']');
+  return Status::Ok();
+}
+
+Status AddAmounts(simdjson::dom::element e, std::string* out) {
+  out->clear();
+  if (e.is_null()) return Status::Ok();
+  simdjson::dom::object obj;
+  if (e.get_object().get(obj) != simdjson::SUCCESS) {
+    return Status::InvalidArgument("must be an object of numbers");
+  }
+  for (auto f : obj) {
+    if (!f.value.is_number() || !Decimal::Parse(simdjson::minify(f.value))) {
+      return Status::InvalidArgument("increment of \"" + std::string(f.key) +
+                                     "\" must be a number within +/-1e27");
+    }
+  }
+  if (obj.size() > 0) *out = simdjson::minify(e);
+  return Status::Ok();
+}
+
 void JsonObjectBuilder::AddAll(simdjson::dom::object obj,
                                std::initializer_list<std::string_view> skip) {
   for (auto field : obj) {
@@ -254,7 +301,8 @@ std::optional<std::string_view> FormValue(std::string_view form, std::string_vie
 int64_t ApproxEventBytes(const Event& e) {
   return 96 + static_cast<int64_t>(e.event.size() + e.user_id.size() + e.anonymous_id.size() +
                                    e.type.size() + e.properties.size() + e.set.size() +
-                                   e.set_once.size());
+                                   e.set_once.size() + e.unset.size() + e.add.size() +
+                                   e.previous_id.size());
 }
 
 DecodeResult CheckEventLimits(DecodeResult result, const DecodeLimits& limits) {

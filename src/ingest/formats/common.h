@@ -56,6 +56,16 @@ std::optional<int64_t> TimeFromElement(simdjson::dom::element e, NumericTime num
 // InvalidArgument when `e` is not an object (and not null).
 Status ObjectOrEmpty(simdjson::dom::element e, std::string* out);
 
+// $unset: the property names as a minified JSON array of strings ("" when
+// none), from an array of strings or an object whose keys are the names
+// (Amplitude's {"name":"-"}). InvalidArgument for anything else.
+Status UnsetNames(simdjson::dom::element e, std::string* out);
+
+// $add: an object of numeric increments, minified ("" when none); each value
+// must be a JSON number within +/-1e27 (profile/profile.h Decimal).
+// InvalidArgument for anything else.
+Status AddAmounts(simdjson::dom::element e, std::string* out);
+
 // Builds a minified JSON object from members, dropping repeated keys (the last
 // value wins). Thread-compatible.
 class JsonObjectBuilder {

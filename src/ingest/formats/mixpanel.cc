@@ -86,7 +86,26 @@ Status DecodeTrack(object ev, int64_t now_ms, Event* e, std::string* token, std:
   if (distinct.starts_with(kDevicePrefix)) {
     if (device.empty()) device = distinct.substr(kDevicePrefix.size());
   } else if (user.empty()) {
-    user = std::move(distinct);
+    user = distinct;
+  }
+  if (e->type == "identify") {
+    // Original ID merge: {"$anon_id": anonymous, "$identified_id": the user}.
+    std::string anon, identified;
+    if (props["$anon_id"].get(v) == simdjson::SUCCESS) anon = IdString(v).value_or("");
+    if (props["$identified_id"].get(v) == simdjson::SUCCESS) identified = IdString(v).value_or("");
+    if (!identified.empty()) user = std::move(identified);
+    if (!anon.empty()) device = std::move(anon);
+  } else if (e->type == "alias") {
+    // mixpanel.alias(alias, distinct_id): the new id `alias` and the id it
+    // names, distinct_id: an identity link distinct_id -> alias.
+    std::string alias;
+    if (props["alias"].get(v) == simdjson::SUCCESS) alias = IdString(v).value_or("");
+    if (alias.empty()) {
+      *field = "properties.alias";
+      return Status::InvalidArgument("$create_alias needs properties.alias");
+    }
+    e->previous_id = distinct;
+    user = std::move(alias);
   }
   e->user_id = std::move(user);
   e->anonymous_id = std::move(device);
@@ -118,8 +137,9 @@ Status DecodeTrack(object ev, int64_t now_ms, Event* e, std::string* token, std:
   return Status::Ok();
 }
 
-// The profile operations other than $set / $set_once go to properties (archived,
-// not merged into the profile).
+// $set, $set_once, $add and $unset go to the profile; the other operations
+// ($append, $union, $remove, $delete) go to properties (archived, not merged
+// into the profile).
 Status DecodeProfileOps(object op, Event* e, std::string* field,
                         std::initializer_list<std::string_view> skip) {
   element v;
@@ -129,10 +149,22 @@ Status DecodeProfileOps(object op, Event* e, std::string* field,
       return Status::InvalidArgument(std::string(key) + " must be an object");
     }
   }
+  if (op["$add"].get(v) == simdjson::SUCCESS) {
+    if (Status st = AddAmounts(v, &e->add); !st.ok()) {
+      *field = "$add";
+      return Status::InvalidArgument("$add " + st.message());
+    }
+  }
+  if (op["$unset"].get(v) == simdjson::SUCCESS) {
+    if (Status st = UnsetNames(v, &e->unset); !st.ok()) {
+      *field = "$unset";
+      return Status::InvalidArgument("$unset " + st.message());
+    }
+  }
   JsonObjectBuilder b;
   for (auto f : op) {
-    bool skipped = f.key == "$set" || f.key == "$set_once" || f.key == "$token" ||
-                   f.key == "$time";
+    bool skipped = f.key == "$set" || f.key == "$set_once" || f.key == "$add" ||
+                   f.key == "$unset" || f.key == "$token" || f.key == "$time";
     for (std::string_view s : skip) skipped = skipped || f.key == s;
     if (!skipped) b.AddRaw(f.key, simdjson::minify(f.value));
   }

@@ -3,8 +3,11 @@
 #include <simdjson.h>
 
 #include <cmath>
+#include <string_view>
+#include <utility>
 
 #include "common/time.h"
+#include "ingest/formats/common.h"
 
 namespace sluice {
 namespace {
@@ -115,6 +118,8 @@ std::optional<Failure> DecodeEvent(const element& v, const IngestRequest& req,
       f = ReadString(kv.value, "user_id", max_string, &ev->user_id);
     } else if (k == "anonymous_id") {
       f = ReadString(kv.value, "anonymous_id", max_string, &ev->anonymous_id);
+    } else if (k == "previous_id") {
+      f = ReadString(kv.value, "previous_id", max_string, &ev->previous_id);
     } else if (k == "insert_id") {
       f = ReadString(kv.value, "insert_id", max_string, &ev->insert_id);
     } else if (k == "type") {
@@ -141,9 +146,23 @@ std::optional<Failure> DecodeEvent(const element& v, const IngestRequest& req,
             f = ReadObject(op.value, "user_properties.$set", max_string, &ev->set);
           } else if (op.key == "$set_once") {
             f = ReadObject(op.value, "user_properties.$set_once", max_string, &ev->set_once);
+          } else if (op.key == "$unset" || op.key == "$add") {
+            const std::string field = "user_properties." + std::string(op.key);
+            std::string out;
+            Status st = op.key == "$unset" ? UnsetNames(op.value, &out) : AddAmounts(op.value, &out);
+            if (st.ok() && !StringsWithin(op.value, max_string)) {
+              st = Status::InvalidArgument("a string is over " + std::to_string(max_string) +
+                                           " bytes");
+            }
+            if (!st.ok()) {
+              f = Failure{Status::InvalidArgument(field + ": " + st.message()), field};
+            } else {
+              (op.key == "$unset" ? ev->unset : ev->add) = std::move(out);
+            }
           } else {
             const std::string field = "user_properties." + std::string(op.key);
-            f = Failure{Status::InvalidArgument(field + ": unsupported (use $set or $set_once)"),
+            f = Failure{Status::InvalidArgument(
+                            field + ": unsupported (use $set, $set_once, $unset or $add)"),
                         field};
           }
           if (f) break;
@@ -158,6 +177,11 @@ std::optional<Failure> DecodeEvent(const element& v, const IngestRequest& req,
   }
   if (ev->user_id.empty() && ev->anonymous_id.empty()) {
     return Failure{Status::InvalidArgument("user_id or anonymous_id is required"), "user_id"};
+  }
+  if (ev->type == "alias" && (ev->previous_id.empty() || ev->user_id.empty())) {
+    return Failure{Status::InvalidArgument(
+                       "alias: previous_id (the id being aliased) and user_id are required"),
+                   ev->previous_id.empty() ? "previous_id" : "user_id"};
   }
   if (!have_time) ev->time_ms = req.now_ms;
   if (ev->insert_id.empty()) ev->insert_id = RandomInsertId();
@@ -269,6 +293,7 @@ void EncodeNativeEvent(const Event& e, std::string* out) {
   string_field("event", e.event);
   string_field("user_id", e.user_id);
   string_field("anonymous_id", e.anonymous_id);
+  string_field("previous_id", e.previous_id);
   if (e.time_ms > 0) {
     key("time");
     out->append(std::to_string(e.time_ms));
@@ -278,12 +303,21 @@ void EncodeNativeEvent(const Event& e, std::string* out) {
     key("properties");
     out->append(e.properties);
   }
-  if (!e.set.empty() || !e.set_once.empty()) {
+  if (!e.set.empty() || !e.set_once.empty() || !e.unset.empty() || !e.add.empty()) {
     key("user_properties");
     out->push_back('{');
-    if (!e.set.empty()) out->append("\"$set\":").append(e.set);
-    if (!e.set.empty() && !e.set_once.empty()) out->push_back(',');
-    if (!e.set_once.empty()) out->append("\"$set_once\":").append(e.set_once);
+    bool first_op = true;
+    for (const auto& [op, v] : {std::pair<std::string_view, const std::string*>{"$set", &e.set},
+                                {"$set_once", &e.set_once},
+                                {"$unset", &e.unset},
+                                {"$add", &e.add}}) {
+      if (v->empty()) continue;
+      if (!first_op) out->push_back(',');
+      first_op = false;
+      AppendJsonString(op, out);
+      out->push_back(':');
+      out->append(*v);
+    }
     out->push_back('}');
   }
   out->push_back('}');

@@ -28,7 +28,8 @@ FormatPtr NewNativeFormat();
 // format above. Left out: empty strings and objects, type "track" (the
 // decoder's default) and time_ms <= 0 (the server then uses its receive
 // time). `project` and `received_ms` are not part of the wire form.
-// REQUIRES: properties, set and set_once are "" or JSON objects.
+// REQUIRES: properties, set, set_once and add are "" or JSON objects, unset
+// "" or a JSON array of names.
 void EncodeNativeEvent(const Event& e, std::string* out);
 
 // Builds one native request body event by event. Thread-compatible.

@@ -82,8 +82,13 @@ Status DecodeEvent(object ev, int64_t now_ms, Event* e, std::string* key, std::s
     return Status::InvalidArgument("distinct_id must be a non-empty string");
   }
   e->user_id = std::move(*distinct);
+  // Identity links: $identify carries the anonymous id it identifies,
+  // $create_alias the id it aliases into distinct_id's person.
   if (have_props && props["$anon_distinct_id"].get(v) == simdjson::SUCCESS) {
     if (auto anon = IdString(v)) e->anonymous_id = std::move(*anon);
+  }
+  if (e->type == "alias" && have_props && props["alias"].get(v) == simdjson::SUCCESS) {
+    if (auto alias = IdString(v)) e->previous_id = std::move(*alias);
   }
 
   if (ev["uuid"].get(v) == simdjson::SUCCESS && !v.is_null()) {
@@ -135,10 +140,23 @@ Status DecodeEvent(object ev, int64_t now_ms, Event* e, std::string* key, std::s
   }
   e->set = set.Build();
   e->set_once = set_once.Build();
+  // $unset: a list of property names, at the top or in properties.
+  auto read_unset = [&](object o) -> Status {
+    if (o["$unset"].get(v) != simdjson::SUCCESS) return Status::Ok();
+    std::string names;
+    if (Status st = UnsetNames(v, &names); !st.ok()) {
+      *field = "$unset";
+      return Status::InvalidArgument("$unset " + st.message());
+    }
+    if (!names.empty()) e->unset = std::move(names);
+    return Status::Ok();
+  };
+  SLUICE_RETURN_IF_ERROR(read_unset(ev));
+  if (have_props) SLUICE_RETURN_IF_ERROR(read_unset(props));
 
   if (have_props) {
     JsonObjectBuilder p;
-    p.AddAll(props, {"$set", "$set_once", "token"});
+    p.AddAll(props, {"$set", "$set_once", "$unset", "token"});
     e->properties = p.Build();
   }
 

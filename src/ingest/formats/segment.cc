@@ -162,6 +162,7 @@ Status DecodeMessage(object msg, std::string_view default_type, int64_t now_ms, 
     JsonObjectBuilder b;
     b.AddString("previous_id", previous);
     e->properties = b.Build();
+    e->previous_id = std::move(previous);  // previousId -> userId: an identity link
   }
   e->received_ms = now_ms;
   return Status::Ok();

@@ -306,6 +306,44 @@ CREATE TABLE job_dead (
   died_at     bigint  NOT NULL
 );
 )sql",
+    // v6: per-person profiles as mergeable state (src/profile/profile.h,
+    // docs/users.md). users keeps one row per distinct id; properties hold
+    // each property's registers (a plain value of v5 becomes a $set keyed at
+    // the row's last_seen with an empty insert_id, so events older than the
+    // stored value do not overwrite it; jsonb's key order and spacing are
+    // rewritten canonically by the next write of the row); identity flags and
+    // the earliest link are columns (link_target is indexed: the ids that join
+    // a person); user_links keeps every link, earliest key per (from, to).
+    R"sql(
+ALTER TABLE users ADD COLUMN user_seen boolean NOT NULL DEFAULT false,
+                  ADD COLUMN linked_to boolean NOT NULL DEFAULT false,
+                  ADD COLUMN link_target text,
+                  ADD COLUMN link_time bigint,
+                  ADD COLUMN link_insert_id text;
+UPDATE users SET properties = (
+  SELECT coalesce(jsonb_object_agg(key, jsonb_build_object('w',
+           jsonb_build_array(users.last_seen, '', value))), '{}'::jsonb)::text
+    FROM jsonb_each(users.properties::jsonb))
+ WHERE properties <> '{}';
+CREATE INDEX users_link_target ON users (project, link_target) WHERE link_target IS NOT NULL;
+CREATE TABLE user_links (
+  project   text   NOT NULL,
+  from_id   text   NOT NULL,
+  to_id     text   NOT NULL,
+  time      bigint NOT NULL,  -- the earliest link's key: event time, epoch ms ...
+  insert_id text   NOT NULL,  -- ... then insert_id
+  PRIMARY KEY (project, from_id, to_id)
+);
+CREATE INDEX user_links_to ON user_links (project, to_id);
+-- sluice_identity_links: profile::CountLinks summed over users, one row kept
+-- by the users effects (no row has links yet).
+CREATE TABLE identity_links (
+  one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+  applied bigint  NOT NULL,
+  refused bigint  NOT NULL
+);
+INSERT INTO identity_links (applied, refused) VALUES (0, 0);
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion);

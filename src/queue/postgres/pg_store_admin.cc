@@ -31,30 +31,62 @@ namespace {
 // counter buckets lock them in the same order (users, then counters; each
 // sorted), which rules out deadlocks between them.
 //
-// users + user_events: the upsert locks each user row and returns its stored
-// properties; the merge ($set overwrite, then $set_once fill) runs in C++
-// with MergeJsonObjects exactly as in the SQLite store, then one UPDATE
-// writes the merged objects of the users that have property changes.
-constexpr char kUpsertUsers[] =
-    "WITH u AS ("
-    "  INSERT INTO users AS x (project, user_id, first_seen, last_seen, events) "
-    "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) "
-    "  ORDER BY 1, 2 "
-    "  ON CONFLICT (project, user_id) DO UPDATE SET "
-    "  first_seen = least(x.first_seen, excluded.first_seen), "
-    "  last_seen = greatest(x.last_seen, excluded.last_seen), "
-    "  events = x.events + excluded.events "
-    "  RETURNING project, user_id, properties), "
-    "e AS ("
-    "  INSERT INTO user_events AS x (project, user_id, event, count) "
-    "  SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[]) "
-    "  ORDER BY 1, 2, 3 "
-    "  ON CONFLICT (project, user_id, event) DO UPDATE SET count = x.count + excluded.count) "
-    "SELECT project, user_id, properties FROM u WHERE user_id = ANY($10::text[])";
-constexpr char kSetProps[] =
-    "UPDATE users SET properties = p.props "
-    "FROM unnest($1::text[], $2::text[], $3::text[]) AS p(project, user_id, props) "
-    "WHERE users.project = p.project AND users.user_id = p.user_id";
+// users: read, merged in C++ (MergeId) and written whole. The rows are
+// locked first: an INSERT .. DO NOTHING creates the ids not stored yet
+// (waiting for a concurrent inserter of the same id), then SELECT .. FOR
+// UPDATE locks every row in key order; a second reader of an id waits for
+// the first to commit, so no merge is lost. The links of an id are written
+// only by the holder of its users row, so reading them after the lock is
+// exact. user_links keeps every link with its earliest key (a row compare:
+// time, then insert_id bytewise as in SQLite); identity_links is
+// profile::CountLinks summed over users, changed only when it changes.
+constexpr char kCreateIds[] =
+    "INSERT INTO users (project, user_id, first_seen, last_seen, events) "
+    "SELECT p, u, 0, 0, 0 FROM unnest($1::text[], $2::text[]) AS t(p, u) ORDER BY 1, 2 "
+    "ON CONFLICT (project, user_id) DO NOTHING";
+constexpr char kLockIds[] =
+    "SELECT x.project, x.user_id, x.first_seen, x.last_seen, x.events, x.properties, "
+    "x.user_seen::int, x.linked_to::int, x.link_target, x.link_time, x.link_insert_id "
+    "FROM users x JOIN unnest($1::text[], $2::text[]) AS t(p, u) "
+    "ON x.project = t.p AND x.user_id = t.u ORDER BY x.project, x.user_id FOR UPDATE OF x";
+constexpr char kReadLinks[] =
+    "SELECT l.project, l.from_id, l.to_id, l.time, l.insert_id "
+    "FROM user_links l JOIN unnest($1::text[], $2::text[]) AS t(p, u) "
+    "ON l.project = t.p AND l.from_id = t.u";
+constexpr char kWriteIds[] =
+    "UPDATE users SET first_seen = w.f, last_seen = w.l, events = w.n, properties = w.props, "
+    "user_seen = w.us <> 0, linked_to = w.lt <> 0, link_target = nullif(w.tgt, ''), "
+    "link_time = CASE WHEN w.tgt = '' THEN NULL ELSE w.tt END, "
+    "link_insert_id = CASE WHEN w.tgt = '' THEN NULL ELSE w.ti END "
+    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], "
+    "$7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[]) "
+    "AS w(p, u, f, l, n, props, us, lt, tgt, tt, ti) "
+    "WHERE users.project = w.p AND users.user_id = w.u";
+// A batch whose deltas need no stored row (NeedsStoredRow) is added in SQL
+// alone, in one upsert (key order, like the locks above).
+constexpr char kAddIds[] =
+    "INSERT INTO users AS x (project, user_id, first_seen, last_seen, events, user_seen) "
+    "SELECT p, u, f, l, n, us <> 0 FROM unnest($1::text[], $2::text[], $3::bigint[], "
+    "$4::bigint[], $5::bigint[], $6::bigint[]) AS t(p, u, f, l, n, us) ORDER BY 1, 2 "
+    "ON CONFLICT (project, user_id) DO UPDATE SET "
+    "first_seen = CASE WHEN excluded.events = 0 THEN x.first_seen WHEN x.events = 0 "
+    "THEN excluded.first_seen ELSE least(x.first_seen, excluded.first_seen) END, "
+    "last_seen = CASE WHEN excluded.events = 0 THEN x.last_seen WHEN x.events = 0 "
+    "THEN excluded.last_seen ELSE greatest(x.last_seen, excluded.last_seen) END, "
+    "events = x.events + excluded.events, user_seen = x.user_seen OR excluded.user_seen";
+constexpr char kAddUserEvents[] =
+    "INSERT INTO user_events AS x (project, user_id, event, count) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ORDER BY 1, 2, 3 "
+    "ON CONFLICT (project, user_id, event) DO UPDATE SET count = x.count + excluded.count";
+constexpr char kAddLinks[] =
+    "INSERT INTO user_links AS x (project, from_id, to_id, time, insert_id) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) "
+    "ORDER BY 1, 2, 3 "
+    "ON CONFLICT (project, from_id, to_id) DO UPDATE SET time = excluded.time, "
+    "insert_id = excluded.insert_id "
+    "WHERE (excluded.time, excluded.insert_id COLLATE \"C\") < (x.time, x.insert_id COLLATE \"C\")";
+constexpr char kAddLinkCounts[] =
+    "UPDATE identity_links SET applied = applied + $1, refused = refused + $2";
 // counters: counter_users rows that are new (ON CONFLICT DO NOTHING
 // RETURNING) are exactly the distinct users this bucket had not seen; a
 // concurrent batch inserting the same (bucket, series, user) waits for us
@@ -82,86 +114,154 @@ constexpr char kUpsertCounters[] =
     "ON CONFLICT (project, event, granularity, bucket) DO UPDATE SET "
     "count = x.count + excluded.count, users = x.users + excluded.users";
 
-// The user deltas of one transaction, one row per (project, user): an upsert
-// may not touch a row twice.
-struct UserRows {
-  struct Agg {
-    int64_t first = 0, last = 0, events = 0;
-    // Property deltas in order, merged in C++ once the upsert has returned
-    // the stored objects (applied in order, like SQLite).
-    std::vector<const UserDelta*> props;
-  };
-  std::map<std::pair<std::string_view, std::string_view>, Agg> users;
-  PgParams params;           // of kUpsertUsers
-  bool merge_props = false;  // some user's properties change
+// The users part of one transaction: the ids to lock, then what to write.
+struct UserWrites {
+  PgParams ids;    // kCreateIds, kLockIds
+  PgParams links;  // kReadLinks: the ids whose every link MergeId needs
+  PgParams rows, events, new_links, counts;
+  bool any_events = false, any_links = false, any_counts = false;
 };
 
-// Fills *out from every in-store consumer's user deltas; false when there are none.
-bool PrepareUsers(std::span<const InStoreEffects> in_store, UserRows* out) {
-  std::map<std::tuple<std::string_view, std::string_view, std::string_view>, int64_t> counts;
-  for (const InStoreEffects& part : in_store) {
-    for (const UserDelta& u : part.effects.users) {
-      auto [it, fresh] = out->users.try_emplace({u.project, u.user_id});
-      UserRows::Agg& a = it->second;
-      a.first = fresh ? u.first_seen_ms : std::min(a.first, u.first_seen_ms);
-      a.last = fresh ? u.last_seen_ms : std::max(a.last, u.last_seen_ms);
-      a.events += u.events;
-      if (!u.set.empty() || !u.set_once.empty()) a.props.push_back(&u);
-      for (const auto& [name, n] : u.event_counts) counts[{u.project, u.user_id, name}] += n;
+// Fills the lock and read parameters from the request's id deltas.
+void PrepareUserReads(const IdDeltaSet& deltas, UserWrites* out) {
+  std::vector<std::string_view> p, u, lp, lu;
+  for (const IdDelta* d : deltas.rows()) {
+    p.push_back(d->project);
+    u.push_back(d->id);
+    if (NeedsAllLinks(d->state)) {
+      lp.push_back(d->project);
+      lu.push_back(d->id);
     }
   }
-  if (out->users.empty()) return false;
-  std::vector<std::string_view> up, uu, ep, eu, en, want;
-  std::vector<int64_t> uf, ul, ue, ec;
-  for (const auto& [k, a] : out->users) {
-    up.push_back(k.first);
-    uu.push_back(k.second);
-    uf.push_back(a.first);
-    ul.push_back(a.last);
-    ue.push_back(a.events);
-    if (!a.props.empty()) want.push_back(k.second);
-  }
-  for (const auto& [k, n] : counts) {
-    ep.push_back(std::get<0>(k));
-    eu.push_back(std::get<1>(k));
-    en.push_back(std::get<2>(k));
-    ec.push_back(n);
-  }
-  out->params.AddArray(std::span<const std::string_view>(up))
-      .AddArray(std::span<const std::string_view>(uu))
-      .AddArray(std::span<const int64_t>(uf))
-      .AddArray(std::span<const int64_t>(ul))
-      .AddArray(std::span<const int64_t>(ue))
-      .AddArray(std::span<const std::string_view>(ep))
-      .AddArray(std::span<const std::string_view>(eu))
-      .AddArray(std::span<const std::string_view>(en))
-      .AddArray(std::span<const int64_t>(ec))
-      .AddArray(std::span<const std::string_view>(want));
-  out->merge_props = !want.empty();
-  return true;
+  out->ids.AddArray(std::span<const std::string_view>(p))
+      .AddArray(std::span<const std::string_view>(u));
+  out->links.AddArray(std::span<const std::string_view>(lp))
+      .AddArray(std::span<const std::string_view>(lu));
 }
 
-// Merges the property deltas over the stored objects the users upsert
-// returned (`stored`); fills the parameters of kSetProps. False when no
-// user's properties are written.
-bool PrepareProps(const PgResult& stored, const UserRows& rows, PgParams* out) {
-  std::vector<std::string> pp, pu, pv;
-  for (int i = 0; i < stored.rows(); ++i) {
-    auto it = rows.users.find({stored.Text(i, 0), stored.Text(i, 1)});
-    if (it == rows.users.end() || it->second.props.empty()) continue;
-    std::string props = stored.Str(i, 2);
-    for (const UserDelta* d : it->second.props) {
-      props = MergeJsonObjects(MergeJsonObjects(props, d->set, true), d->set_once, false);
-    }
-    pp.push_back(stored.Str(i, 0));
-    pu.push_back(stored.Str(i, 1));
-    pv.push_back(std::move(props));
+// Appends the event-count rows of `d` (kAddUserEvents).
+void AppendUserEvents(const IdDelta& d, std::vector<std::string>* ep, std::vector<std::string>* eu,
+                      std::vector<std::string>* en, std::vector<int64_t>* ec) {
+  for (const auto& [name, n] : d.state.event_counts) {
+    ep->push_back(d.project);
+    eu->push_back(d.id);
+    en->push_back(name);
+    ec->push_back(n);
   }
-  if (pp.empty()) return false;
-  out->AddArray(std::span<const std::string>(pp))
-      .AddArray(std::span<const std::string>(pu))
-      .AddArray(std::span<const std::string>(pv));
-  return true;
+}
+
+void SetUserEvents(std::vector<std::string>& ep, std::vector<std::string>& eu,
+                   std::vector<std::string>& en, std::vector<int64_t>& ec, UserWrites* out) {
+  out->any_events = !ep.empty();
+  if (!out->any_events) return;
+  out->events.AddArray(std::span<const std::string>(ep))
+      .AddArray(std::span<const std::string>(eu))
+      .AddArray(std::span<const std::string>(en))
+      .AddArray(std::span<const int64_t>(ec));
+}
+
+// Fills kAddIds and kAddUserEvents for a batch no delta of which needs the
+// stored row.
+void PrepareUserAdds(const IdDeltaSet& deltas, UserWrites* out) {
+  std::vector<std::string> rp, ru, ep, eu, en;
+  std::vector<int64_t> rf, rl, rn, rus, ec;
+  for (const IdDelta* d : deltas.rows()) {
+    rp.push_back(d->project);
+    ru.push_back(d->id);
+    rf.push_back(d->state.first_seen_ms);
+    rl.push_back(d->state.last_seen_ms);
+    rn.push_back(d->state.events);
+    rus.push_back(d->state.user_seen ? 1 : 0);
+    AppendUserEvents(*d, &ep, &eu, &en, &ec);
+  }
+  out->rows.AddArray(std::span<const std::string>(rp))
+      .AddArray(std::span<const std::string>(ru))
+      .AddArray(std::span<const int64_t>(rf))
+      .AddArray(std::span<const int64_t>(rl))
+      .AddArray(std::span<const int64_t>(rn))
+      .AddArray(std::span<const int64_t>(rus));
+  SetUserEvents(ep, eu, en, ec, out);
+}
+
+// Merges the stored rows (kLockIds, kReadLinks results) with the deltas
+// and fills the write parameters.
+Status PrepareUserWrites(const IdDeltaSet& deltas, const PgResult& stored_rows,
+                         const PgResult& stored_links, UserWrites* out) {
+  using Key = std::pair<std::string_view, std::string_view>;
+  std::map<Key, StoredId> stored;
+  for (int i = 0; i < stored_rows.rows(); ++i) {
+    StoredId& s = stored[{stored_rows.Text(i, 0), stored_rows.Text(i, 1)}];
+    s.exists = true;
+    s.state.first_seen_ms = stored_rows.Int(i, 2);
+    s.state.last_seen_ms = stored_rows.Int(i, 3);
+    s.state.events = stored_rows.Int(i, 4);
+    s.properties = stored_rows.Str(i, 5);
+    s.state.user_seen = stored_rows.Int(i, 6) != 0;
+    s.state.linked_to = stored_rows.Int(i, 7) != 0;
+    if (!stored_rows.IsNull(i, 8)) {
+      s.state.links[stored_rows.Str(i, 8)] =
+          OpKey{stored_rows.Int(i, 9), stored_rows.Str(i, 10)};
+    }
+  }
+  for (int i = 0; i < stored_links.rows(); ++i) {
+    auto it = stored.find({stored_links.Text(i, 0), stored_links.Text(i, 1)});
+    if (it == stored.end()) continue;
+    it->second.state.links[stored_links.Str(i, 2)] =
+        OpKey{stored_links.Int(i, 3), stored_links.Str(i, 4)};
+  }
+  std::vector<std::string> rp, ru, rprops, rtgt, rti, ep, eu, en, lp, lf, lt, li;
+  std::vector<int64_t> rf, rl, rn, rus, rlt, rtt, ec, ltime;
+  LinkCounts change;
+  for (const IdDelta* d : deltas.rows()) {
+    auto it = stored.find({d->project, d->id});
+    if (it == stored.end()) return Status::Internal("postgres: a locked users row is missing");
+    it->second.all_links = NeedsAllLinks(d->state);
+    SLUICE_ASSIGN_OR_RETURN(IdWrite w, MergeId(it->second, d->state));
+    rp.push_back(d->project);
+    ru.push_back(d->id);
+    rf.push_back(w.merged.first_seen_ms);
+    rl.push_back(w.merged.last_seen_ms);
+    rn.push_back(w.merged.events);
+    rprops.push_back(std::move(w.properties));
+    rus.push_back(w.merged.user_seen ? 1 : 0);
+    rlt.push_back(w.merged.linked_to ? 1 : 0);
+    rtgt.push_back(w.earliest ? w.earliest->first : std::string());
+    rtt.push_back(w.earliest ? w.earliest->second.time_ms : 0);
+    rti.push_back(w.earliest ? w.earliest->second.insert_id : std::string());
+    AppendUserEvents(*d, &ep, &eu, &en, &ec);
+    for (const auto& [target, key] : d->state.links) {
+      lp.push_back(d->project);
+      lf.push_back(d->id);
+      lt.push_back(target);
+      ltime.push_back(key.time_ms);
+      li.push_back(key.insert_id);
+    }
+    change.applied += w.change.applied;
+    change.refused += w.change.refused;
+  }
+  out->rows.AddArray(std::span<const std::string>(rp))
+      .AddArray(std::span<const std::string>(ru))
+      .AddArray(std::span<const int64_t>(rf))
+      .AddArray(std::span<const int64_t>(rl))
+      .AddArray(std::span<const int64_t>(rn))
+      .AddArray(std::span<const std::string>(rprops))
+      .AddArray(std::span<const int64_t>(rus))
+      .AddArray(std::span<const int64_t>(rlt))
+      .AddArray(std::span<const std::string>(rtgt))
+      .AddArray(std::span<const int64_t>(rtt))
+      .AddArray(std::span<const std::string>(rti));
+  SetUserEvents(ep, eu, en, ec, out);
+  out->any_links = !lp.empty();
+  if (out->any_links) {
+    out->new_links.AddArray(std::span<const std::string>(lp))
+        .AddArray(std::span<const std::string>(lf))
+        .AddArray(std::span<const std::string>(lt))
+        .AddArray(std::span<const int64_t>(ltime))
+        .AddArray(std::span<const std::string>(li));
+  }
+  out->any_counts = change.applied != 0 || change.refused != 0;
+  if (out->any_counts) out->counts.Add(change.applied).Add(change.refused);
+  return Status::Ok();
 }
 
 // Fills the parameters of kUpsertCounters from every in-store consumer's
@@ -226,16 +326,31 @@ Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in
   // Everything up to the next statement whose input depends on a result is
   // sent as one pipeline.
   std::vector<PgStatement> pipeline(before.begin(), before.end());
-  UserRows users;
-  PgParams prop_params, counter_params, job_params;
-  if (PrepareUsers(in_store, &users)) pipeline.push_back({kUpsertUsers, &users.params});
-  if (users.merge_props) {
-    // The merge needs the stored properties: send what we have, then merge.
+  const IdDeltaSet deltas(in_store);
+  UserWrites users;
+  PgParams counter_params, job_params;
+  const bool read = std::any_of(deltas.rows().begin(), deltas.rows().end(),
+                                [](const IdDelta* d) { return NeedsStoredRow(d->state); });
+  if (!deltas.rows().empty() && !read) {
+    // Counts and times only (the common case): no read, no extra round trip.
+    PrepareUserAdds(deltas, &users);
+    pipeline.push_back({kAddIds, &users.rows});
+    if (users.any_events) pipeline.push_back({kAddUserEvents, &users.events});
+  } else if (!deltas.rows().empty()) {
+    // The merge needs the stored rows: lock and read them (all of the batch's
+    // ids, so that every transaction locks in key order), then merge.
+    PrepareUserReads(deltas, &users);
+    pipeline.push_back({kCreateIds, &users.ids});
+    pipeline.push_back({kLockIds, &users.ids});
+    pipeline.push_back({kReadLinks, &users.links});
     SLUICE_ASSIGN_OR_RETURN(std::vector<PgResult> results, c.ExecPipeline(pipeline));
     pipeline.clear();
-    if (PrepareProps(results.back(), users, &prop_params)) {
-      pipeline.push_back({kSetProps, &prop_params});
-    }
+    const size_t n = results.size();
+    SLUICE_RETURN_IF_ERROR(PrepareUserWrites(deltas, results[n - 2], results[n - 1], &users));
+    pipeline.push_back({kWriteIds, &users.rows});
+    if (users.any_events) pipeline.push_back({kAddUserEvents, &users.events});
+    if (users.any_links) pipeline.push_back({kAddLinks, &users.new_links});
+    if (users.any_counts) pipeline.push_back({kAddLinkCounts, &users.counts});
   }
   if (PrepareCounters(in_store, &counter_params)) {
     pipeline.push_back({kUpsertCounters, &counter_params});
@@ -252,37 +367,79 @@ Status PostgresStore::ApplyEffects(PgConn& c, std::span<const InStoreEffects> in
 
 Result<UserProfile> PostgresStore::GetUser(const std::string& project,
                                            const std::string& user_id) {
-  // One statement, one snapshot. Event names sort bytewise (COLLATE "C"),
-  // as in SQLite, whatever the database's collation.
-  static constexpr char kUser[] =
-      "SELECT u.first_seen, u.last_seen, u.events, u.properties, e.event, e.count "
-      "FROM users u LEFT JOIN user_events e ON e.project = u.project AND e.user_id = u.user_id "
-      "WHERE u.project = $1 AND u.user_id = $2 ORDER BY e.event COLLATE \"C\"";
-  UserProfile p;
-  p.project = project.empty() ? "default" : project;
-  p.user_id = user_id;
-  PgParams params;
-  params.Add(p.project).Add(p.user_id);
+  // One snapshot (REPEATABLE READ): the asked id's row names its person
+  // (PersonOf), then one statement reads the person's candidate rows — the
+  // root, the ids whose earliest link targets it (users_link_target), the
+  // sources of links to it (user_links_to: refused merges) — with their
+  // event counts and links, tagged by kind.
+  static constexpr char kAsked[] =
+      "SELECT user_seen::int, linked_to::int, link_target, link_time, link_insert_id "
+      "FROM users WHERE project = $1 AND user_id = $2";
+  static constexpr char kPerson[] =
+      "WITH ids AS (SELECT $2::text AS id "
+      "  UNION SELECT user_id FROM users WHERE project = $1 AND link_target = $2 "
+      "  UNION SELECT from_id FROM user_links WHERE project = $1 AND to_id = $2) "
+      "SELECT 0, u.user_id, u.first_seen, u.last_seen, u.events, u.properties, NULL::text, "
+      "  u.user_seen::int, u.linked_to::int "
+      "FROM users u JOIN ids ON u.project = $1 AND u.user_id = ids.id "
+      "UNION ALL SELECT 1, e.user_id, e.count, 0, 0, e.event, NULL, 0, 0 "
+      "FROM user_events e JOIN ids ON e.project = $1 AND e.user_id = ids.id "
+      "UNION ALL SELECT 2, l.from_id, l.time, 0, 0, l.to_id, l.insert_id, 0, 0 "
+      "FROM user_links l JOIN ids ON l.project = $1 AND l.from_id = ids.id";
+  const std::string p = project.empty() ? "default" : project;
+  UserProfile out;
   bool found = false;
-  Status st = Single(
-      [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kUser, params));
-        p.event_counts.clear();
-        found = r.rows() > 0;
-        if (!found) return Status::Ok();
-        p.first_seen_ms = r.Int(0, 0);
-        p.last_seen_ms = r.Int(0, 1);
-        p.events = r.Int(0, 2);
-        p.properties = r.Str(0, 3);
-        for (int i = 0; i < r.rows(); ++i) {
-          if (!r.IsNull(i, 4)) p.event_counts.emplace_back(r.Str(i, 4), r.Int(i, 5));
-        }
-        return Status::Ok();
-      },
-      /*idempotent=*/true);
+  Status st = Txn([&](PgConn& c) -> Status {
+    SLUICE_RETURN_IF_ERROR(
+        c.ExecOnce("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").status());
+    PgParams asked_params;
+    asked_params.Add(p).Add(user_id);
+    SLUICE_ASSIGN_OR_RETURN(PgResult a, c.Exec(kAsked, asked_params));
+    found = a.rows() > 0;
+    if (!found) return Status::Ok();
+    IdState asked;
+    asked.user_seen = a.Int(0, 0) != 0;
+    asked.linked_to = a.Int(0, 1) != 0;
+    if (!a.IsNull(0, 2)) asked.links[a.Str(0, 2)] = OpKey{a.Int(0, 3), a.Str(0, 4)};
+    const std::string root = PersonOf(user_id, asked);
+    PgParams person_params;
+    person_params.Add(p).Add(root);
+    SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kPerson, person_params));
+    std::map<std::string, IdState> states;
+    std::map<std::string, std::string> props;
+    for (int i = 0; i < r.rows(); ++i) {
+      IdState& s = states[r.Str(i, 1)];
+      switch (r.Int(i, 0)) {
+        case 0:
+          s.first_seen_ms = r.Int(i, 2);
+          s.last_seen_ms = r.Int(i, 3);
+          s.events = r.Int(i, 4);
+          props[r.Str(i, 1)] = r.Str(i, 5);
+          s.user_seen = r.Int(i, 7) != 0;
+          s.linked_to = r.Int(i, 8) != 0;
+          break;
+        case 1:
+          s.event_counts[r.Str(i, 5)] = r.Int(i, 2);
+          break;
+        default:
+          s.links[r.Str(i, 5)] = OpKey{r.Int(i, 2), r.Str(i, 6)};
+          break;
+      }
+    }
+    std::vector<IdRow> rows;
+    for (auto& [id, s] : states) {
+      auto text = props.find(id);
+      if (text == props.end()) continue;  // no users row in this snapshot
+      SLUICE_RETURN_IF_ERROR(
+          ParseProperties(text->second, OpKey{s.last_seen_ms, ""}, &s.properties));
+      rows.push_back(IdRow{id, std::move(s)});
+    }
+    out = MakeUserProfile(p, root, rows);
+    return Status::Ok();
+  });
   if (!st.ok()) return st;
-  if (!found) return Status::NotFound(fmt::format("user {}/{} not found", p.project, user_id));
-  return p;
+  if (!found) return Status::NotFound(fmt::format("user {}/{} not found", p, user_id));
+  return out;
 }
 
 Result<std::vector<CounterPoint>> PostgresStore::QueryCounters(const CounterQuery& q) {
@@ -623,7 +780,8 @@ Result<QueueStats> PostgresStore::Stats() {
       "(SELECT count(*) FROM queue WHERE state = 'dead'), "
       "coalesce((SELECT greatest(0, " SLUICE_MS("now()") " - " SLUICE_MS("enqueued_at") ") "
       "  FROM queue WHERE state = 'pending' AND seq >= (SELECT low FROM queue_head) "
-      "  ORDER BY seq LIMIT 1), 0)";
+      "  ORDER BY seq LIMIT 1), 0), "
+      "(SELECT applied FROM identity_links), (SELECT refused FROM identity_links)";
   QueueStats stats;
   Status st = Single(
       [&](PgConn& c) -> Status {
@@ -633,6 +791,8 @@ Result<QueueStats> PostgresStore::Stats() {
         stats.dead = r.Int(0, 2);
         stats.pending = live - stats.leased;
         stats.oldest_pending_age_ms = r.Int(0, 3);
+        stats.identity_links_applied = r.Int(0, 4);
+        stats.identity_links_refused = r.Int(0, 5);
         return Status::Ok();
       },
       /*idempotent=*/true);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "fmt/format.h"
+#include "profile/profile.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -180,6 +181,35 @@ CREATE TABLE job_dead (
   died_at     INTEGER NOT NULL
 );
 )sql",
+    // v5: per-person profiles as mergeable state (src/profile/profile.h,
+    // docs/users.md). users keeps one row per distinct id; properties hold
+    // each property's registers (a plain value of v4 becomes a $set keyed at
+    // the row's last_seen with an empty insert_id, so events older than the
+    // stored value do not overwrite it); identity flags and the earliest link
+    // are columns (link_target is indexed: the ids that join a person);
+    // user_links keeps every link, earliest key per (from, to).
+    R"sql(
+ALTER TABLE users ADD COLUMN user_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN linked_to INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN link_target TEXT;
+ALTER TABLE users ADD COLUMN link_time INTEGER;
+ALTER TABLE users ADD COLUMN link_insert_id TEXT;
+UPDATE users SET properties = sluice_profile_state(properties, last_seen)
+ WHERE properties != '{}';
+CREATE INDEX users_link_target ON users(project, link_target) WHERE link_target IS NOT NULL;
+CREATE TABLE user_links (
+  project   TEXT    NOT NULL,
+  from_id   TEXT    NOT NULL,
+  to_id     TEXT    NOT NULL,
+  time      INTEGER NOT NULL,  -- the earliest link's key: event time, epoch ms ...
+  insert_id TEXT    NOT NULL,  -- ... then insert_id
+  PRIMARY KEY (project, from_id, to_id)
+) WITHOUT ROWID;
+CREATE INDEX user_links_to ON user_links(project, to_id);
+-- sluice_identity_links: profile::CountLinks summed over users, kept by the
+-- users effects (no row has links yet).
+INSERT INTO meta(k, v) VALUES ('links_applied', 0), ('links_refused', 0);
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion);
@@ -199,6 +229,18 @@ void UserHashFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   sqlite3_result_int64(ctx, CounterUserHash(ArgText(argv[0])));
 }
 
+// sluice_profile_state(plain properties, last_seen): the v5 data migration.
+void ProfileStateFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  PropertyMap props;
+  Status st = ParseProperties(ArgText(argv[0]), OpKey{sqlite3_value_int64(argv[1]), ""}, &props);
+  if (!st.ok()) {
+    sqlite3_result_error(ctx, st.message().c_str(), -1);
+    return;
+  }
+  const std::string out = SerializeProperties(props);
+  sqlite3_result_text(ctx, out.data(), static_cast<int>(out.size()), SQLITE_TRANSIENT);
+}
+
 Status RegisterHashFunctions(SqliteConn& conn) {
   constexpr int kFlags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
   int rc = sqlite3_create_function_v2(conn.db(), "sluice_counter_series", 3, kFlags, nullptr,
@@ -206,6 +248,10 @@ Status RegisterHashFunctions(SqliteConn& conn) {
   if (rc == SQLITE_OK) {
     rc = sqlite3_create_function_v2(conn.db(), "sluice_user_hash", 1, kFlags, nullptr,
                                     &UserHashFn, nullptr, nullptr, nullptr);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(conn.db(), "sluice_profile_state", 2, kFlags, nullptr,
+                                    &ProfileStateFn, nullptr, nullptr, nullptr);
   }
   if (rc != SQLITE_OK) return SqliteError(rc, conn.db(), "create hash functions");
   return Status::Ok();

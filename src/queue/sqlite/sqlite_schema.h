@@ -11,7 +11,7 @@
 namespace sluice {
 
 // The schema version this build writes.
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 
 // Keys of counter_users (v2): 64-bit XXH3 hashes, so the distinct-user check
 // is an insert of three integers. Stable across builds and machines (XXH3 is

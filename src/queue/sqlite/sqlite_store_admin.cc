@@ -10,20 +10,79 @@ namespace sluice {
 
 // ---- in-store aggregates ----
 
+namespace {
+
+// users: one row per (project, id), read, merged in C++ (MergeId) and
+// written whole; read-modify-write is safe because the transaction holds
+// the write lock. A delta with counts and times only is added in SQL
+// (kAddId, NeedsStoredRow). link_* is the earliest link; user_links keeps every link
+// with its earliest key (a row compare: time, then insert_id, bytewise).
+constexpr char kGetId[] =
+    "SELECT first_seen, last_seen, events, properties, user_seen, linked_to, link_target, "
+    "link_time, link_insert_id FROM users WHERE project = ?1 AND user_id = ?2";
+constexpr char kGetLinks[] =
+    "SELECT to_id, time, insert_id FROM user_links WHERE project = ?1 AND from_id = ?2";
+constexpr char kPutId[] =
+    "INSERT INTO users(project, user_id, first_seen, last_seen, events, properties, user_seen, "
+    "linked_to, link_target, link_time, link_insert_id) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+    "ON CONFLICT(project, user_id) DO UPDATE SET first_seen = excluded.first_seen, "
+    "last_seen = excluded.last_seen, events = excluded.events, properties = excluded.properties, "
+    "user_seen = excluded.user_seen, linked_to = excluded.linked_to, "
+    "link_target = excluded.link_target, link_time = excluded.link_time, "
+    "link_insert_id = excluded.link_insert_id";
+// A delta that needs no stored row (NeedsStoredRow): added in SQL alone.
+constexpr char kAddId[] =
+    "INSERT INTO users(project, user_id, first_seen, last_seen, events, user_seen) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(project, user_id) DO UPDATE SET "
+    "first_seen = CASE WHEN excluded.events = 0 THEN first_seen WHEN events = 0 "
+    "THEN excluded.first_seen ELSE min(first_seen, excluded.first_seen) END, "
+    "last_seen = CASE WHEN excluded.events = 0 THEN last_seen WHEN events = 0 "
+    "THEN excluded.last_seen ELSE max(last_seen, excluded.last_seen) END, "
+    "events = events + excluded.events, user_seen = max(user_seen, excluded.user_seen)";
+constexpr char kPutLink[] =
+    "INSERT INTO user_links(project, from_id, to_id, time, insert_id) VALUES (?1, ?2, ?3, ?4, ?5) "
+    "ON CONFLICT(project, from_id, to_id) DO UPDATE SET time = excluded.time, "
+    "insert_id = excluded.insert_id "
+    "WHERE (excluded.time, excluded.insert_id) < (time, insert_id)";
+constexpr char kUpsertUserEvent[] =
+    "INSERT INTO user_events(project, user_id, event, count) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT(project, user_id, event) DO UPDATE SET count = count + excluded.count";
+constexpr char kAddLinkCount[] = "UPDATE meta SET v = v + ?2 WHERE k = ?1";
+
+// Reads the stored row of `id` (and every link when `all_links`).
+Status ReadStoredId(Stmt& get, Stmt& links, const IdDelta& d, bool all_links, StoredId* out) {
+  *out = StoredId{};
+  get.Reset();
+  get.Bind(1, d.project).Bind(2, d.id);
+  SLUICE_ASSIGN_OR_RETURN(bool row, get.Step());
+  if (row) {
+    out->exists = true;
+    IdState& s = out->state;
+    s.first_seen_ms = get.Int(0);
+    s.last_seen_ms = get.Int(1);
+    s.events = get.Int(2);
+    out->properties = get.Str(3);
+    s.user_seen = get.Int(4) != 0;
+    s.linked_to = get.Int(5) != 0;
+    if (!get.IsNull(6)) s.links[get.Str(6)] = OpKey{get.Int(7), get.Str(8)};
+  }
+  if (all_links) {
+    out->all_links = true;
+    links.Reset();
+    links.Bind(1, d.project).Bind(2, d.id);
+    while (true) {
+      SLUICE_ASSIGN_OR_RETURN(bool more, links.Step());
+      if (!more) break;
+      out->state.links[links.Str(0)] = OpKey{links.Int(1), links.Str(2)};
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects& effects) {
-  static constexpr char kGetProps[] =
-      "SELECT properties FROM users WHERE project = ?1 AND user_id = ?2";
-  // ?6 = merged properties, or NULL to keep the stored ones.
-  static constexpr char kUpsertUser[] =
-      "INSERT INTO users(project, user_id, first_seen, last_seen, events, properties) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, coalesce(?6, '{}')) "
-      "ON CONFLICT(project, user_id) DO UPDATE SET "
-      "first_seen = min(first_seen, excluded.first_seen), "
-      "last_seen = max(last_seen, excluded.last_seen), events = events + excluded.events, "
-      "properties = coalesce(?6, properties)";
-  static constexpr char kUpsertUserEvent[] =
-      "INSERT INTO user_events(project, user_id, event, count) VALUES (?1, ?2, ?3, ?4) "
-      "ON CONFLICT(project, user_id, event) DO UPDATE SET count = count + excluded.count";
   static constexpr char kAddCounterUser[] =
       "INSERT OR IGNORE INTO counter_users(bucket, series, user_hash) VALUES (?1, ?2, ?3)";
   static constexpr char kUpsertCounter[] =
@@ -33,35 +92,63 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects
       "count = count + excluded.count, users = users + excluded.users";
 
   if (!effects.users.empty()) {
-    SLUICE_ASSIGN_OR_RETURN(Stmt get, c.Prepare(kGetProps));
-    SLUICE_ASSIGN_OR_RETURN(Stmt upsert, c.Prepare(kUpsertUser));
+    SLUICE_ASSIGN_OR_RETURN(Stmt get, c.Prepare(kGetId));
+    SLUICE_ASSIGN_OR_RETURN(Stmt links, c.Prepare(kGetLinks));
+    SLUICE_ASSIGN_OR_RETURN(Stmt put, c.Prepare(kPutId));
+    SLUICE_ASSIGN_OR_RETURN(Stmt put_link, c.Prepare(kPutLink));
     SLUICE_ASSIGN_OR_RETURN(Stmt event, c.Prepare(kUpsertUserEvent));
-    for (const UserDelta& u : effects.users) {
-      // Property merges need the stored object: read-modify-write is safe
-      // because the transaction holds the write lock.
-      std::string props;
-      const bool merge = !u.set.empty() || !u.set_once.empty();
-      if (merge) {
-        get.Reset();
-        get.Bind(1, u.project).Bind(2, u.user_id);
-        SLUICE_ASSIGN_OR_RETURN(bool row, get.Step());
-        std::string stored = row ? get.Str(0) : std::string();
-        props = MergeJsonObjects(MergeJsonObjects(stored, u.set, true), u.set_once, false);
-      }
-      upsert.Reset();
-      upsert.Bind(1, u.project).Bind(2, u.user_id).Bind(3, u.first_seen_ms);
-      upsert.Bind(4, u.last_seen_ms).Bind(5, u.events);
-      if (merge) {
-        upsert.Bind(6, props);
-      } else {
-        upsert.BindNull(6);
-      }
-      SLUICE_RETURN_IF_ERROR(upsert.Run());
-      for (const auto& [name, count] : u.event_counts) {
+    SLUICE_ASSIGN_OR_RETURN(Stmt add_id, c.Prepare(kAddId));
+    auto add_events = [&](const IdDelta& d) -> Status {
+      for (const auto& [name, count] : d.state.event_counts) {
         event.Reset();
-        event.Bind(1, u.project).Bind(2, u.user_id).Bind(3, name).Bind(4, count);
+        event.Bind(1, d.project).Bind(2, d.id).Bind(3, name).Bind(4, count);
         SLUICE_RETURN_IF_ERROR(event.Run());
       }
+      return Status::Ok();
+    };
+    LinkCounts change;
+    StoredId stored;
+    for (const IdDelta& d : effects.users) {
+      if (!NeedsStoredRow(d.state)) {  // the common case: counts and times only
+        add_id.Reset();
+        add_id.Bind(1, d.project).Bind(2, d.id).Bind(3, d.state.first_seen_ms);
+        add_id.Bind(4, d.state.last_seen_ms).Bind(5, d.state.events);
+        add_id.Bind(6, static_cast<int64_t>(d.state.user_seen));
+        SLUICE_RETURN_IF_ERROR(add_id.Run());
+        SLUICE_RETURN_IF_ERROR(add_events(d));
+        continue;
+      }
+      SLUICE_RETURN_IF_ERROR(ReadStoredId(get, links, d, NeedsAllLinks(d.state), &stored));
+      SLUICE_ASSIGN_OR_RETURN(IdWrite w, MergeId(stored, d.state));
+      put.Reset();
+      put.Bind(1, d.project).Bind(2, d.id).Bind(3, w.merged.first_seen_ms);
+      put.Bind(4, w.merged.last_seen_ms).Bind(5, w.merged.events).Bind(6, w.properties);
+      put.Bind(7, static_cast<int64_t>(w.merged.user_seen));
+      put.Bind(8, static_cast<int64_t>(w.merged.linked_to));
+      if (w.earliest) {
+        put.Bind(9, w.earliest->first).Bind(10, w.earliest->second.time_ms);
+        put.Bind(11, w.earliest->second.insert_id);
+      } else {
+        put.BindNull(9).BindNull(10).BindNull(11);
+      }
+      SLUICE_RETURN_IF_ERROR(put.Run());
+      for (const auto& [target, key] : d.state.links) {
+        put_link.Reset();
+        put_link.Bind(1, d.project).Bind(2, d.id).Bind(3, target);
+        put_link.Bind(4, key.time_ms).Bind(5, key.insert_id);
+        SLUICE_RETURN_IF_ERROR(put_link.Run());
+      }
+      SLUICE_RETURN_IF_ERROR(add_events(d));
+      change.applied += w.change.applied;
+      change.refused += w.change.refused;
+    }
+    SLUICE_ASSIGN_OR_RETURN(Stmt add, c.Prepare(kAddLinkCount));
+    for (const auto& [k, n] : {std::pair{"links_applied", change.applied},
+                               std::pair{"links_refused", change.refused}}) {
+      if (n == 0) continue;
+      add.Reset();
+      add.Bind(1, std::string_view(k)).Bind(2, n);
+      SLUICE_RETURN_IF_ERROR(add.Run());
     }
   }
   if (!effects.counters.empty()) {
@@ -91,35 +178,53 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects
 }
 
 Result<UserProfile> SqliteStore::GetUser(const std::string& project, const std::string& user_id) {
-  static constexpr char kUser[] =
-      "SELECT first_seen, last_seen, events, properties FROM users "
-      "WHERE project = ?1 AND user_id = ?2";
+  // The asked id's row names its person (PersonOf: the earliest link's
+  // target unless the id is a root); the person's candidate rows are the
+  // root, the ids whose earliest link targets it (users_link_target) and
+  // the sources of links to it (user_links_to: refused merges).
+  static constexpr char kCandidates[] =
+      "SELECT ?2 UNION SELECT user_id FROM users WHERE project = ?1 AND link_target = ?2 "
+      "UNION SELECT from_id FROM user_links WHERE project = ?1 AND to_id = ?2";
   static constexpr char kEvents[] =
-      "SELECT event, count FROM user_events WHERE project = ?1 AND user_id = ?2 ORDER BY event";
-  UserProfile p;
-  p.project = project.empty() ? "default" : project;
-  p.user_id = user_id;
+      "SELECT event, count FROM user_events WHERE project = ?1 AND user_id = ?2";
+  const std::string p = project.empty() ? "default" : project;
+  UserProfile out;
   Status st = Read([&](SqliteConn& c, int64_t) -> Status {
-    p.event_counts.clear();
-    SLUICE_ASSIGN_OR_RETURN(Stmt u, c.Prepare(kUser));
-    u.Bind(1, p.project).Bind(2, p.user_id);
-    SLUICE_ASSIGN_OR_RETURN(bool row, u.Step());
-    if (!row) return Status::NotFound(fmt::format("user {}/{} not found", p.project, user_id));
-    p.first_seen_ms = u.Int(0);
-    p.last_seen_ms = u.Int(1);
-    p.events = u.Int(2);
-    p.properties = u.Str(3);
-    SLUICE_ASSIGN_OR_RETURN(Stmt e, c.Prepare(kEvents));
-    e.Bind(1, p.project).Bind(2, p.user_id);
+    SLUICE_ASSIGN_OR_RETURN(Stmt get, c.Prepare(kGetId));
+    SLUICE_ASSIGN_OR_RETURN(Stmt links, c.Prepare(kGetLinks));
+    SLUICE_ASSIGN_OR_RETURN(Stmt events, c.Prepare(kEvents));
+    StoredId asked;
+    SLUICE_RETURN_IF_ERROR(ReadStoredId(get, links, IdDelta{p, user_id, {}}, false, &asked));
+    if (!asked.exists) return Status::NotFound(fmt::format("user {}/{} not found", p, user_id));
+    const std::string root = PersonOf(user_id, asked.state);
+    SLUICE_ASSIGN_OR_RETURN(Stmt cand, c.Prepare(kCandidates));
+    cand.Bind(1, p).Bind(2, root);
+    std::vector<IdRow> rows;
     while (true) {
-      SLUICE_ASSIGN_OR_RETURN(bool more, e.Step());
+      SLUICE_ASSIGN_OR_RETURN(bool more, cand.Step());
       if (!more) break;
-      p.event_counts.emplace_back(e.Str(0), e.Int(1));
+      rows.push_back(IdRow{cand.Str(0), {}});
     }
+    for (IdRow& row : rows) {
+      StoredId stored;
+      SLUICE_RETURN_IF_ERROR(ReadStoredId(get, links, IdDelta{p, row.id, {}}, true, &stored));
+      if (!stored.exists) continue;  // only the root can be missing, and it is not
+      row.state = std::move(stored.state);
+      SLUICE_RETURN_IF_ERROR(ParseProperties(
+          stored.properties, OpKey{row.state.last_seen_ms, ""}, &row.state.properties));
+      events.Reset();
+      events.Bind(1, p).Bind(2, row.id);
+      while (true) {
+        SLUICE_ASSIGN_OR_RETURN(bool more, events.Step());
+        if (!more) break;
+        row.state.event_counts[events.Str(0)] = events.Int(1);
+      }
+    }
+    out = MakeUserProfile(p, root, rows);
     return Status::Ok();
   });
   if (!st.ok()) return st;
-  return p;
+  return out;
 }
 
 Result<std::vector<CounterPoint>> SqliteStore::QueryCounters(const CounterQuery& q) {
@@ -303,6 +408,10 @@ Result<QueueStats> SqliteStore::Stats() {
   static constexpr char kOldest[] =
       "SELECT enqueued_at FROM queue WHERE state != 'dead' AND state = 'pending' "
       "ORDER BY seq LIMIT 1";  // "!= 'dead'" lets the planner walk queue_claim
+  static constexpr char kLinks[] =
+      "SELECT coalesce(sum(v) FILTER (WHERE k = 'links_applied'), 0), "
+      "coalesce(sum(v) FILTER (WHERE k = 'links_refused'), 0) FROM meta "
+      "WHERE k IN ('links_applied', 'links_refused')";
   QueueStats stats;
   Status st = Read([&](SqliteConn& c, int64_t now) -> Status {
     auto count = [&](const char* sql) -> Result<int64_t> {
@@ -317,6 +426,12 @@ Result<QueueStats> SqliteStore::Stats() {
     SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kOldest));
     SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
     stats.oldest_pending_age_ms = row ? std::max<int64_t>(0, now - s.Int(0)) : 0;
+    SLUICE_ASSIGN_OR_RETURN(Stmt l, c.Prepare(kLinks));
+    SLUICE_ASSIGN_OR_RETURN(bool links, l.Step());
+    if (links) {
+      stats.identity_links_applied = l.Int(0);
+      stats.identity_links_refused = l.Int(1);
+    }
     return Status::Ok();
   });
   if (!st.ok()) return st;

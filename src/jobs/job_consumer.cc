@@ -42,7 +42,8 @@ std::optional<std::string> JobKeyFor(JobKeyKind kind, const std::string& propert
                                      const Event& e) {
   switch (kind) {
     case JobKeyKind::kUser: {
-      // The distinct id until persons land (issue 12): then PersonOf here.
+      // The distinct id; the store maps it to its person in the transaction
+      // that schedules it (JobDelta::key_is_distinct_id), where the links are.
       const std::string& id = e.distinct_id();
       if (id.empty()) return std::nullopt;
       return id;
@@ -89,6 +90,7 @@ void JobConsumer::BuildEffects(std::span<const DecodedEvent> events, Effects* ou
       delta.last_event_ms = d.event->time_ms;
       delta.delay_ms = options_.delay_ms;
       delta.max_delay_ms = options_.max_delay_ms;
+      delta.key_is_distinct_id = options_.key_kind == JobKeyKind::kUser;
     }
     ++delta.events;
     delta.first_event_ms = std::min(delta.first_event_ms, d.event->time_ms);

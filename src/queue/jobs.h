@@ -28,6 +28,13 @@ struct JobDelta {
   // max_delay), store clock. REQUIRES: 0 <= delay_ms <= max_delay_ms.
   int64_t delay_ms = 0;
   int64_t max_delay_ms = 0;
+  // True for a `key = "user"` job: `key` is an event's distinct id and the
+  // store schedules the id's PERSON instead (docs/users.md): the root itself,
+  // or the target of the id's earliest link, read from the users rows as they
+  // stand after this transaction's users effects (applied first). So a
+  // person's ids share one run; an id whose link is not known yet (no row, no
+  // link) keys on itself.
+  bool key_is_distinct_id = false;
 };
 
 // Identifies one job row.

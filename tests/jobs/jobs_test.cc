@@ -88,6 +88,7 @@ TEST(JobConsumer, BatchBecomesOneDeltaPerProjectAndKeyWithCountsAndTimeRange) {
   EXPECT_EQ(d.last_event_ms, 300);
   EXPECT_EQ(d.delay_ms, 1000);
   EXPECT_EQ(d.max_delay_ms, 3000);
+  EXPECT_TRUE(d.key_is_distinct_id) << "a user job's store maps the id to its person";
   EXPECT_EQ(out.jobs[1].key, "u2");
   EXPECT_EQ(out.jobs[2].project, "q");
   const std::string metrics_text = metrics.RenderPrometheus();

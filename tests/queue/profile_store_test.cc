@@ -160,5 +160,75 @@ TEST(ProfileStoreTest, MergeMetricsCountAppliedAndRefusedLinksOnBothStores) {
   }
 }
 
+// A `key = "user"` job schedules the person (docs/jobs.md): the job's delta
+// carries each event's distinct id and the store maps it to the id's person
+// from the users rows of the same transaction, so an anonymous id's events
+// and its person's are one run, whether the link is in an earlier batch or
+// in the same one (the jobs part listed before the users part: the store
+// applies jobs last). An id without a stored link keys on itself.
+TEST(ProfileStoreTest, UserKeyedJobsScheduleEachIdsPersonOnBothStores) {
+  auto ev = [](const char* user, const char* anon, int64_t t, const char* id) {
+    Event e;
+    e.project = "p";
+    e.event = e.type = (user[0] != 0 && anon[0] != 0) ? "identify" : "track";
+    e.user_id = user;
+    e.anonymous_id = anon;
+    e.time_ms = t;
+    e.insert_id = id;
+    return e;
+  };
+  const UsersConsumer users("users", 1);
+  constexpr uint64_t kJobBit = 2;
+  // One batch through users (bit 1) and a user-keyed job (bit 2).
+  auto complete = [&](Store& store, const std::vector<Event>& events) {
+    std::vector<NewEvent> rows;
+    for (const Event& e : events) rows.push_back(NewEvent{e.project, e.insert_id, ToBody(e)});
+    EnqueueBatch batch{rows};
+    ASSERT_TRUE(store.Enqueue(std::span<const EnqueueBatch>(&batch, 1)).ok());
+    auto lease = store.Claim(ClaimRequest{"r/0", 100, 60000});
+    ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+    ASSERT_EQ(lease->events.size(), events.size());
+    CompleteRequest req{lease->token, lease->events, 1 | kJobBit, 0, {}};
+    InStoreEffects& job = req.in_store.emplace_back();
+    job.bit = kJobBit;
+    for (const Event& e : events) {
+      JobDelta d{"rescore", "p", e.distinct_id(), 1, e.time_ms, e.time_ms, 0, 0};
+      d.key_is_distinct_id = true;
+      job.effects.jobs.push_back(d);
+    }
+    InStoreEffects& u = req.in_store.emplace_back();
+    u.bit = 1;
+    users.BuildEffects(testing::Decoded(std::span<const ClaimedEvent>(lease->events)),
+                       &u.effects);
+    auto c = store.Complete(req);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    ASSERT_FALSE(c->stale);
+  };
+  auto keys = [](Store& store) {
+    std::map<std::string, int64_t> out;  // key -> pending events
+    auto rows = store.ListJobs(JobFilter{});
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    if (rows.ok()) {
+      for (const JobRow& r : *rows) out[r.ref.key] = r.pending_events;
+    }
+    return out;
+  };
+  for (const char* kind : {"sqlite", "postgres"}) {
+    SCOPED_TRACE(kind);
+    testing::TempDir dir;
+    StorePtr store = testing::OpenTestStore(kind, dir);
+    ASSERT_NE(store, nullptr);
+    // One batch: a1 browses, identifies as ann (the link), browses again; b1
+    // is an anonymous id nobody has linked.
+    complete(*store, {ev("", "a1", 1000, "e0"), ev("ann", "a1", 2000, "e1"),
+                      ev("", "a1", 3000, "e2"), ev("", "b1", 3000, "e3")});
+    EXPECT_EQ(keys(*store), (std::map<std::string, int64_t>{{"ann", 3}, {"b1", 1}}));
+    // Later batches: a1 again (the link is stored) and ann herself.
+    complete(*store, {ev("", "a1", 4000, "e4")});
+    complete(*store, {ev("ann", "", 5000, "e5")});
+    EXPECT_EQ(keys(*store), (std::map<std::string, int64_t>{{"ann", 5}, {"b1", 1}}));
+  }
+}
+
 }  // namespace
 }  // namespace sluice

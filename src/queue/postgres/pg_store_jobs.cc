@@ -23,14 +23,25 @@ namespace {
 
 // As in SQLite (kUpsertJob there has the reasoning); excluded.pend_since is
 // now, excluded.delay/max_delay the job's. Rows in key order: concurrent
-// batches lock the rows they share in the same order.
+// batches lock the rows they share in the same order. A user-keyed delta
+// ($9 = 1, JobDelta::key_is_distinct_id) is keyed on its id's person, read
+// from the users rows this pipeline wrote before it (the same rule as
+// SQLite's kPersonOf); the ids of one person are summed into one row (an
+// upsert may not touch a row twice).
 constexpr char kUpsertJobs[] =
     "INSERT INTO jobs AS j (job, project, key, run, state, attempts, visible_at, pend_events, "
     "pend_first, pend_last, pend_since, pend_due, delay, max_delay) "
     "SELECT u.job, u.project, u.key, 1, 'pending', 0, n.ms + least(u.delay, u.maxd), u.events, "
     "u.first, u.last, n.ms, n.ms + least(u.delay, u.maxd), u.delay, u.maxd "
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], "
-    "$7::bigint[], $8::bigint[]) AS u(job, project, key, events, first, last, delay, maxd), "
+    "FROM (SELECT i.job, i.project, "
+    "  CASE WHEN x.user_id IS NULL OR x.linked_to OR x.link_target IS NULL THEN i.key "
+    "  ELSE x.link_target END AS key, sum(i.events)::bigint AS events, min(i.first) AS first, "
+    "  max(i.last) AS last, max(i.delay) AS delay, max(i.maxd) AS maxd "
+    "  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], "
+    "  $7::bigint[], $8::bigint[], $9::bigint[]) "
+    "    AS i(job, project, key, events, first, last, delay, maxd, person) "
+    "  LEFT JOIN users x ON i.person <> 0 AND x.project = i.project AND x.user_id = i.key "
+    "  GROUP BY 1, 2, 3) u, "
     "(SELECT sluice_now_ms() AS ms) n ORDER BY 1, 2, 3 "
     "ON CONFLICT (job, project, key) DO UPDATE SET "
     "delay = excluded.delay, max_delay = excluded.max_delay, "
@@ -100,7 +111,7 @@ bool PostgresStore::PrepareJobs(std::span<const InStoreEffects> in_store, PgPara
   }
   if (merged.empty()) return false;
   std::vector<std::string_view> job, project, key;
-  std::vector<int64_t> events, first, last, delay, max_delay;
+  std::vector<int64_t> events, first, last, delay, max_delay, person;
   for (const auto& [k, d] : merged) {
     job.push_back(std::get<0>(k));
     project.push_back(std::get<1>(k));
@@ -110,6 +121,7 @@ bool PostgresStore::PrepareJobs(std::span<const InStoreEffects> in_store, PgPara
     last.push_back(d.last_event_ms);
     delay.push_back(d.delay_ms);
     max_delay.push_back(d.max_delay_ms);
+    person.push_back(d.key_is_distinct_id ? 1 : 0);
   }
   out->AddArray(std::span<const std::string_view>(job))
       .AddArray(std::span<const std::string_view>(project))
@@ -118,7 +130,8 @@ bool PostgresStore::PrepareJobs(std::span<const InStoreEffects> in_store, PgPara
       .AddArray(std::span<const int64_t>(first))
       .AddArray(std::span<const int64_t>(last))
       .AddArray(std::span<const int64_t>(delay))
-      .AddArray(std::span<const int64_t>(max_delay));
+      .AddArray(std::span<const int64_t>(max_delay))
+      .AddArray(std::span<const int64_t>(person));
   return true;
 }
 

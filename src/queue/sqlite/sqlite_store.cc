@@ -301,7 +301,12 @@ Result<MarkPlan> SqliteStore::MarkLocked(SqliteConn& c, int64_t now, int64_t tok
   // whose bit flips now: effect and bit commit together, so a redelivery
   // skips them.
   for (const InStoreEffects& e : in_store) {
-    if (!e.effects.empty()) SLUICE_RETURN_IF_ERROR(ApplyEffectsLocked(c, now, e.effects));
+    if (!e.effects.empty()) SLUICE_RETURN_IF_ERROR(ApplyEffectsLocked(c, e.effects));
+  }
+  // Jobs last: a user-keyed delta is scheduled on the person its id has once
+  // this transaction's users effects (links included) are written.
+  for (const InStoreEffects& e : in_store) {
+    if (!e.effects.jobs.empty()) SLUICE_RETURN_IF_ERROR(ApplyJobDeltasLocked(c, now, e.effects.jobs));
   }
   SLUICE_ASSIGN_OR_RETURN(Stmt set, c.Prepare(kSetMask));
   for (const HeldRow& row : plan.mask_writes) {

@@ -110,7 +110,7 @@ class SqliteStore final : public Store {
                                const std::function<Status(std::span<const int64_t>)>& fn);
   // Applies `effects` inside a write transaction; `now` is its store clock
   // (job schedules are computed on it).
-  Status ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects& effects);
+  Status ApplyEffectsLocked(SqliteConn& c, const Effects& effects);  // all but effects.jobs
   // Upserts each delta's (job, project, key) row (sqlite_store_jobs.cc).
   Status ApplyJobDeltasLocked(SqliteConn& c, int64_t now, const std::vector<JobDelta>& jobs);
 

@@ -82,7 +82,7 @@ Status ReadStoredId(Stmt& get, Stmt& links, const IdDelta& d, bool all_links, St
 
 }  // namespace
 
-Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects& effects) {
+Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, const Effects& effects) {
   static constexpr char kAddCounterUser[] =
       "INSERT OR IGNORE INTO counter_users(bucket, series, user_hash) VALUES (?1, ?2, ?3)";
   static constexpr char kUpsertCounter[] =
@@ -173,7 +173,7 @@ Status SqliteStore::ApplyEffectsLocked(SqliteConn& c, int64_t now, const Effects
       SLUICE_RETURN_IF_ERROR(upsert.Run());
     }
   }
-  if (!effects.jobs.empty()) SLUICE_RETURN_IF_ERROR(ApplyJobDeltasLocked(c, now, effects.jobs));
+  // effects.jobs: applied by the caller after every consumer's other effects.
   return Status::Ok();
 }
 

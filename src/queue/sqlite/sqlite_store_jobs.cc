@@ -38,6 +38,13 @@ constexpr char kUpsertJob[] =
     "pend_last = CASE WHEN pend_events = 0 THEN ?6 ELSE max(pend_last, ?6) END, "
     "pend_events = pend_events + ?4";
 
+// The person of distinct id ?2 (profile::PersonOf on the stored columns: a
+// root — the target of some link, or an id without links — is itself, any
+// other id its earliest link's target).
+constexpr char kPersonOf[] =
+    "SELECT CASE WHEN linked_to OR link_target IS NULL THEN user_id ELSE link_target END "
+    "FROM users WHERE project = ?1 AND user_id = ?2";
+
 // ?1 job, ?2 project, ?3 key, ?4 token, ?5 now.
 #define SLUICE_JOB_FENCED \
   " WHERE job = ?1 AND project = ?2 AND key = ?3 AND lease_token = ?4 AND state = 'leased' " \
@@ -101,8 +108,15 @@ Status SqliteStore::ApplyJobDeltasLocked(SqliteConn& c, int64_t now,
                                          const std::vector<JobDelta>& jobs) {
   SLUICE_ASSIGN_OR_RETURN(Stmt upsert, c.Prepare(kUpsertJob));
   for (const JobDelta& d : jobs) {
+    std::string key = d.key;
+    if (d.key_is_distinct_id) {
+      SLUICE_ASSIGN_OR_RETURN(Stmt person, c.Prepare(kPersonOf));
+      person.Bind(1, d.project).Bind(2, d.key);
+      SLUICE_ASSIGN_OR_RETURN(bool row, person.Step());
+      if (row) key = person.Str(0);
+    }
     upsert.Reset();
-    upsert.Bind(1, d.job).Bind(2, d.project).Bind(3, d.key).Bind(4, d.events);
+    upsert.Bind(1, d.job).Bind(2, d.project).Bind(3, key).Bind(4, d.events);
     upsert.Bind(5, d.first_event_ms).Bind(6, d.last_event_ms).Bind(7, now);
     upsert.Bind(8, d.delay_ms).Bind(9, d.max_delay_ms);
     SLUICE_RETURN_IF_ERROR(upsert.Run());

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks that the library graph in the code is the one the build declares.
 #
-#   scripts/check-layers.sh BUILD_DIR
+#   scripts/check-layers.sh [BUILD_DIR]     BUILD_DIR defaults to build-test
 #
 # BUILD_DIR/layers.txt (written by CMake: "TARGET FOLDER DEP...", one line per
 # library, test executable and binary) says which folder each target owns and
@@ -14,8 +14,13 @@
 #     one binary break the one-definition rule.
 # Run by `make test` (CTest test check_layers).
 set -euo pipefail
-build=${1:?usage: check-layers.sh BUILD_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build-test}
+if [[ ! -f "$build/layers.txt" ]]; then
+  echo "check-layers: $build/layers.txt not found: configure a build first" \
+       "(make test-build, or cmake -S . -B $build), or pass its directory" >&2
+  exit 2
+fi
 exec python3 - "$root" "$build/layers.txt" <<'EOF'
 import os, re, sys
 

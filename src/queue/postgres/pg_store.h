@@ -82,6 +82,11 @@ class PostgresStore final : public Store {
   // fresh connection only when `idempotent`: a statement that failed with the
   // connection may have committed.
   Status Single(const TxnFn& fn, bool idempotent);
+  // Runs a lease-extending statement (params: $1 ttl ms, $2 token; one row:
+  // rows extended, new deadline in epoch ms) for Extend and ExtendJobRuns:
+  // the new deadline, or kLeaseLost naming `what` when the token holds none.
+  Result<int64_t> ExtendLease(const char* sql, const char* what, int64_t token,
+                              int64_t lease_ttl_ms);
   // Like Txn, but fn sends BEGIN and COMMIT itself, in the pipelines of its
   // first and last statements (so they cost no round trip of their own), and
   // sets *commit_sent just before it sends COMMIT.

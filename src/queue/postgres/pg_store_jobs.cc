@@ -196,22 +196,7 @@ Result<int64_t> PostgresStore::ExtendJobRuns(int64_t token, int64_t lease_ttl_ms
       "visible_at = sluice_now_ms() + $1::bigint "
       "WHERE lease_token = $2::bigint AND state = 'leased' AND lease_until > sluice_now_ms() "
       "RETURNING lease_until) SELECT count(*), coalesce(max(lease_until), 0) FROM u";
-  if (lease_ttl_ms <= 0) return Status::InvalidArgument("extend runs: lease_ttl_ms must be > 0");
-  PgParams params;
-  params.Add(lease_ttl_ms).Add(token);
-  int64_t until = 0;
-  Status st = Single(
-      [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, ExecTxn(c, kExtend, params, nullptr, Flush::kNoWait));
-        if (r.Int(0, 0) == 0) {
-          return Status::LeaseLost(fmt::format("extend runs: token {} holds no runs", token));
-        }
-        until = r.Int(0, 1);
-        return Status::Ok();
-      },
-      /*idempotent=*/true);
-  if (!st.ok()) return st;
-  return until;
+  return ExtendLease(kExtend, "extend runs", token, lease_ttl_ms);
 }
 
 Status PostgresStore::CompleteJobRun(int64_t token, const JobRef& ref) {

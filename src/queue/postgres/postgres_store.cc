@@ -390,15 +390,22 @@ Result<int64_t> PostgresStore::Extend(int64_t token, int64_t lease_ttl_ms) {
       "WHERE lease_token = $2::bigint AND state = 'leased' AND lease_until > now() "
       "RETURNING lease_until) "
       "SELECT count(*), " SLUICE_MS("max(lease_until)") " FROM u";
-  if (lease_ttl_ms <= 0) return Status::InvalidArgument("extend: lease_ttl_ms must be > 0");
+  return ExtendLease(kExtend, "extend", token, lease_ttl_ms);
+}
+
+Result<int64_t> PostgresStore::ExtendLease(const char* sql, const char* what, int64_t token,
+                                           int64_t lease_ttl_ms) {
+  if (lease_ttl_ms <= 0) {
+    return Status::InvalidArgument(fmt::format("{}: lease_ttl_ms must be > 0", what));
+  }
   PgParams params;
   params.Add(lease_ttl_ms).Add(token);
   int64_t until = 0;
   Status st = Single(
       [&](PgConn& c) -> Status {
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, ExecTxn(c, kExtend, params, nullptr, Flush::kNoWait));
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, ExecTxn(c, sql, params, nullptr, Flush::kNoWait));
         if (r.Int(0, 0) == 0) {
-          return Status::LeaseLost(fmt::format("extend: token {} holds no rows", token));
+          return Status::LeaseLost(fmt::format("{}: token {} holds nothing", what, token));
         }
         until = r.Int(0, 1);
         return Status::Ok();

@@ -13,6 +13,8 @@
 #
 #   bench/sustained.sh [BUILD_DIR]        SIZE=smoke|default|full (env)
 #   STORES="sqlite postgres"  MODES="default archive"  (env, subsets)
+#   WATCHER_BATCH=N WATCHER_LOOPS=N  (env: the server's [watcher] batch/loops;
+#   default: sluice's defaults, 500 and 2)
 #
 # "Backlog bounded": the queue (pending + leased, sampled once a second from
 # /metrics) holds at most max(BOUND_S x rate, 2,000) events when the load
@@ -42,7 +44,7 @@ P99_LIMIT_MS=50
 DRAIN_MAX_S=${DRAIN_MAX_S:-$(pick 30 90 120)}
 CEIL_EVENTS=${CEIL_EVENTS:-$(pick 2000 200000 1000000)}
 CEIL_TXN=${CEIL_TXN:-$(pick 1000 50000 50000)}
-CLAIM_BATCH=500  # the watcher's default claim size: aggregates are written per batch
+CLAIM_BATCH=${WATCHER_BATCH:-500}  # the watcher's claim size: aggregates are written per batch
 BATCH=100
 CONNS=64
 EVENT_BYTES=300
@@ -93,6 +95,13 @@ sync = true
 high_water = 1000000000
 slow_down = 1000000000
 TOML
+  if [[ -n ${WATCHER_BATCH:-}${WATCHER_LOOPS:-} ]]; then
+    {
+      echo "[watcher]"
+      [[ -n ${WATCHER_BATCH:-} ]] && echo "batch = $WATCHER_BATCH"
+      [[ -n ${WATCHER_LOOPS:-} ]] && echo "loops = $WATCHER_LOOPS"
+    } >>"$1"
+  fi
   if [[ $4 == archive ]]; then
     cat >>"$1" <<TOML
 [[consumer]]

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cctype>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -93,12 +94,21 @@ struct IngestService::Impl {
   }
 
   void RefreshDepthLoop() {
+    // Only "depth > slow_down" and "depth > high_water" are read, so the
+    // depth must be exact above the lower bound and up to one past the upper
+    // one: PollDepth's O(1) upper bound answers while the queue is below both
+    // (the usual case), instead of Stats()'s count of every live row five
+    // times a second; above, it counts at most max + 1 rows.
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    const int64_t top = std::clamp<int64_t>(std::max(limits.slow_down, limits.high_water), 0, kMax - 1);
+    const int64_t limit = top + 1;
+    const int64_t exact_above = std::clamp<int64_t>(std::min(limits.slow_down, limits.high_water), 0, top);
     std::unique_lock<std::mutex> lock(mu);
     while (!stopping) {
       lock.unlock();
-      auto stats = store->Stats();
-      if (stats.ok()) {
-        const int64_t d = stats->pending + stats->leased;
+      auto polled = store->PollDepth(exact_above, limit);
+      if (polled.ok()) {
+        const int64_t d = *polled;
         depth.store(d);
         committer.SetSlowDown(d > limits.slow_down);
       }

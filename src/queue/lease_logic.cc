@@ -127,4 +127,11 @@ bool DeadLetterMatches(const DeadFilter& filter, std::string_view last_error) {
          LastErrorContains(last_error, filter.error);
 }
 
+Status CheckPollDepth(int64_t exact_above, int64_t limit) {
+  if (exact_above < 0 || limit <= exact_above) {
+    return Status::InvalidArgument("poll depth: needs 0 <= exact_above < limit");
+  }
+  return Status::Ok();
+}
+
 }  // namespace sluice

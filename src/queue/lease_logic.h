@@ -7,6 +7,7 @@
 //                      stale effects, deleted vs remaining)
 //   Fail:              PlanFail, BackoffDelayMs (dead or back at now + delay)
 //   Dead letters:      DeadLetterMatches (the `consumer` and `error` filters)
+//   PollDepth:         CheckPollDepth (its arguments)
 //
 // Pure functions of their arguments (BackoffJitter excepted: it draws a
 // random number): thread-safe. Tests: tests/queue/lease_logic_test.cc.
@@ -103,5 +104,10 @@ bool LastErrorContains(std::string_view last_error, std::string_view text);
 // The parts of a DeadFilter that look at last_error (consumer, error); the
 // stores select by project and seqs in SQL and apply this to what they read.
 bool DeadLetterMatches(const DeadFilter& filter, std::string_view last_error);
+
+// ---- PollDepth ----
+
+// InvalidArgument unless 0 <= exact_above < limit (Store::PollDepth's REQUIRES).
+Status CheckPollDepth(int64_t exact_above, int64_t limit);
 
 }  // namespace sluice

@@ -348,7 +348,15 @@ class Store {
   virtual Status RemoveReplica(const std::string& id) = 0;
   // Replicas with a heartbeat within `alive_within_ms`, with leases_held.
   virtual Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) = 0;
+  // Exact counts (every live row is read: seconds at 10 M rows); for status.
   virtual Result<QueueStats> Stats() = 0;
+  // Pending + leased events for a poll of backpressure, exact where a bound
+  // is: when the depth is above `exact_above` it returns min(depth, limit);
+  // otherwise any value in [depth, exact_above]. The store first takes an
+  // O(1) upper bound (last seq issued - lowest live seq + 1) and counts rows,
+  // at most `limit`, only when that bound is above `exact_above`.
+  // REQUIRES: 0 <= exact_above < limit.
+  virtual Result<int64_t> PollDepth(int64_t exact_above, int64_t limit) = 0;
   // The store clock, epoch ms.
   virtual Result<int64_t> NowMs() = 0;
 

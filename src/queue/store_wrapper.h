@@ -70,6 +70,9 @@ class StoreWrapper : public Store {
     return inner_->ListReplicas(alive_within_ms);
   }
   Result<QueueStats> Stats() override { return inner_->Stats(); }
+  Result<int64_t> PollDepth(int64_t exact_above, int64_t limit) override {
+    return inner_->PollDepth(exact_above, limit);
+  }
   Result<int64_t> NowMs() override { return inner_->NowMs(); }
   Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override {
     return inner_->GetUser(project, user_id);

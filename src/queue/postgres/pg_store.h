@@ -49,6 +49,7 @@ class PostgresStore final : public Store {
   Status RemoveReplica(const std::string& id) override;
   Result<std::vector<ReplicaInfo>> ListReplicas(int64_t alive_within_ms) override;
   Result<QueueStats> Stats() override;
+  Result<int64_t> PollDepth(int64_t exact_above, int64_t limit) override;
   Result<int64_t> NowMs() override;
   Result<UserProfile> GetUser(const std::string& project, const std::string& user_id) override;
   Result<std::vector<CounterPoint>> QueryCounters(const CounterQuery& q) override;

@@ -1,6 +1,6 @@
 // PostgresStore: keyed jobs (queue/jobs.h), the SQL of sqlite_store_jobs.cc
-// in PostgreSQL's dialect. The claim is one UPDATE ... WHERE (job, project,
-// key) IN (SELECT ... FOR UPDATE SKIP LOCKED), its token sluice_next_token()
+// in PostgreSQL's dialect. The claim is one WITH picked AS MATERIALIZED
+// (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... FROM picked, its token sluice_next_token()
 // (the queue's); times are sluice_now_ms() (the transaction's now(), epoch
 // ms). docs/jobs.md has the SQL with the reasoning.
 #include <algorithm>
@@ -144,8 +144,16 @@ Result<RunLease> PostgresStore::ClaimJobRuns(const JobClaimRequest& req) {
   // As the queue's claim: SKIP LOCKED passes over rows another claim or a
   // fenced write holds; the token is an InitPlan, one per claim, none when
   // nothing is claimed. attempts = 0 marks a run's first claim: it takes the
-  // pending events as its content (frozen from here on).
+  // pending events as its content (frozen from here on). The locking scan is
+  // a MATERIALIZED CTE, run once, joined to jobs by primary key: as
+  // "IN (subquery)" the planner may re-run it per row of jobs (the queue
+  // claim's stall, see ClaimAtomic), which is quadratic and leases more than
+  // max_runs. (The composite key has no single-column "= ANY (ARRAY(...))";
+  // a materialized CTE is only read again, never re-run, whatever the join.)
   static constexpr char kClaim[] =
+      "WITH picked AS MATERIALIZED (SELECT job AS p_job, project AS p_project, key AS p_key "
+      "FROM jobs WHERE state <> 'idle' AND visible_at <= sluice_now_ms() "
+      "AND job = ANY($4::text[]) ORDER BY visible_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
       "UPDATE jobs SET state = 'leased', lease_owner = $1, "
       "lease_token = (SELECT sluice_next_token()), "
       "lease_until = sluice_now_ms() + $3::bigint, visible_at = sluice_now_ms() + $3::bigint, "
@@ -155,9 +163,7 @@ Result<RunLease> PostgresStore::ClaimJobRuns(const JobClaimRequest& req) {
       "run_last = CASE WHEN attempts = 0 THEN pend_last ELSE run_last END, "
       "pend_events = CASE WHEN attempts = 0 THEN 0 ELSE pend_events END, "
       "attempts = attempts + 1 "
-      "WHERE (job, project, key) IN (SELECT job, project, key FROM jobs "
-      "WHERE state <> 'idle' AND visible_at <= sluice_now_ms() AND job = ANY($4::text[]) "
-      "ORDER BY visible_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+      "FROM picked WHERE job = p_job AND project = p_project AND key = p_key "
       "RETURNING job, project, key, run, run_events, run_first, run_last, attempts, reclaimed, "
       "lease_token, lease_until";
   PgParams params;

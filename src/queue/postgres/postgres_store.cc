@@ -335,6 +335,16 @@ Result<Lease> PostgresStore::ClaimAtomic(const ClaimRequest& req) {
   // scalar subquery: an InitPlan, run once, lazily, so the whole batch gets
   // one token and an empty claim burns none. now() is the statement's
   // transaction start on the server: every row gets the same deadline.
+  // The picked seqs are an ARRAY(subquery): an uncorrelated InitPlan, so the
+  // LIMIT + FOR UPDATE SKIP LOCKED scan runs exactly once and the UPDATE
+  // probes the primary key with seq = ANY. The earlier "seq IN (subquery)"
+  // let the planner make the subquery the inner side of a nested-loop semi
+  // join; with statistics that say the queue is empty (autovacuum of a
+  // drained queue leaves reltuples = 0), it did, and re-ran the locking scan
+  // once per outer row: quadratic in the queue (claims ran into the statement
+  // timeout until the next ANALYZE), and since each re-run skips the rows this
+  // statement already updated, it leased every visible row, not max_events
+  // (BENCHMARKS.md section 6, "A processing stall on PostgreSQL").
   // "ORDER BY seq, visible_at" is the same order as "ORDER BY seq" (seq is
   // unique) but only queue_claim (seq, visible_at) provides it, so the
   // planner walks that index and tests visible_at inside it, instead of the
@@ -342,18 +352,24 @@ Result<Lease> PostgresStore::ClaimAtomic(const ClaimRequest& req) {
   // (docs/operations.md has both plans). Since the scan starts at the
   // low-water mark (seq >= queue_head.low), the planner also sees the primary
   // key + an incremental sort on visible_at as an option, and its cost model
-  // prefers it; it visits the heap for every leased row and every dead index
-  // entry at the head, so the claim turns incremental sort off for itself.
-  static constexpr char kNoIncrementalSort[] = "SET LOCAL enable_incremental_sort = off";
+  // prefers it; with a queue it believes empty it also sees the primary key +
+  // a full sort. Both visit the heap for every live row and every dead index
+  // entry from the head, so the claim turns both sorts off for itself; the
+  // index order is then the only way to the ORDER BY.
+  // One statement (the pipeline's extended protocol takes one per query):
+  // set_config(..., true) is SET LOCAL.
+  static constexpr char kNoSort[] =
+      "SELECT set_config('enable_incremental_sort', 'off', true), "
+      "set_config('enable_sort', 'off', true)";
   static constexpr char kClaim[] =
       "UPDATE queue SET state = 'leased', lease_owner = $1, "
       "lease_token = (SELECT sluice_next_token()), "
       "lease_until = now() + $3::bigint * interval '1 millisecond', "
       "visible_at = now() + $3::bigint * interval '1 millisecond', "
       "attempts = attempts + 1, reclaimed = (state = 'leased') "
-      "WHERE seq IN (SELECT seq FROM queue WHERE seq >= (SELECT low FROM queue_head) "
+      "WHERE seq = ANY (ARRAY(SELECT seq FROM queue WHERE seq >= (SELECT low FROM queue_head) "
       "AND state <> 'dead' AND visible_at <= now() "
-      "ORDER BY seq, visible_at LIMIT $2 FOR UPDATE SKIP LOCKED)" SLUICE_CLAIM_RETURNING;
+      "ORDER BY seq, visible_at LIMIT $2 FOR UPDATE SKIP LOCKED))" SLUICE_CLAIM_RETURNING;
   PgParams params;
   params.Add(req.owner).Add(int64_t{req.max_events}).Add(req.lease_ttl_ms);
   Lease lease;
@@ -366,13 +382,45 @@ Result<Lease> PostgresStore::ClaimAtomic(const ClaimRequest& req) {
   Status st = Single(
       [&](PgConn& c) -> Status {
         SLUICE_ASSIGN_OR_RETURN(
-            PgResult r, ExecTxn(c, kClaim, params, kNoIncrementalSort, Flush::kWait));
+            PgResult r, ExecTxn(c, kClaim, params, kNoSort, Flush::kWait));
         FillLease(r, &lease);
         return Status::Ok();
       },
       /*idempotent=*/true);
   if (!st.ok()) return st;
   return lease;
+}
+
+Result<int64_t> PostgresStore::PollDepth(int64_t exact_above, int64_t limit) {
+  SLUICE_RETURN_IF_ERROR(CheckPollDepth(exact_above, limit));
+  // Every live row has low <= seq <= the sequence's last value (the
+  // low-water mark's invariant), so their difference bounds the depth from
+  // above without reading the queue. Only above exact_above does it count,
+  // from low (past the dead index entries below it): a plain count when the
+  // bound says it reads at most `limit` rows (the planner may run it in
+  // parallel; a LIMIT would keep it on one core), else at most `limit` rows.
+  // One statement: CASE evaluates only the branch it takes.
+  static constexpr char kDepth[] =
+      "WITH b AS MATERIALIZED (SELECT greatest(0, (SELECT CASE WHEN is_called THEN last_value "
+      "ELSE last_value - 1 END FROM queue_seq_seq) - (SELECT low FROM queue_head) + 1) AS ub) "
+      "SELECT CASE WHEN ub <= $1::bigint THEN ub "
+      "WHEN ub <= $2::bigint THEN (SELECT count(*) FROM queue "
+      "WHERE state <> 'dead' AND seq >= (SELECT low FROM queue_head)) "
+      "ELSE (SELECT count(*) FROM (SELECT 1 FROM queue "
+      "WHERE state <> 'dead' AND seq >= (SELECT low FROM queue_head) LIMIT $2::bigint) t) END "
+      "FROM b";
+  PgParams params;
+  params.Add(exact_above).Add(limit);
+  int64_t depth = 0;
+  Status st = Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kDepth, params));
+        depth = r.Int(0, 0);
+        return Status::Ok();
+      },
+      /*idempotent=*/true);
+  if (!st.ok()) return st;
+  return depth;
 }
 
 // ---- fenced writes ----

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "fmt/format.h"
+#include "queue/lease_logic.h"
 #include "queue/sqlite/sqlite_schema.h"
 #include "queue/sqlite/sqlite_store.h"
 
@@ -436,6 +437,38 @@ Result<QueueStats> SqliteStore::Stats() {
   });
   if (!st.ok()) return st;
   return stats;
+}
+
+Result<int64_t> SqliteStore::PollDepth(int64_t exact_above, int64_t limit) {
+  SLUICE_RETURN_IF_ERROR(CheckPollDepth(exact_above, limit));
+  // AUTOINCREMENT keeps the last seq issued in sqlite_sequence (one row); the
+  // lowest live seq is the first entry of queue_claim. Rows are deleted
+  // physically, so the count below reads only live index entries.
+  static constexpr char kBound[] =
+      "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0) - "
+      "coalesce((SELECT min(seq) FROM queue WHERE state != 'dead'), "
+      "(SELECT seq FROM sqlite_sequence WHERE name = 'queue') + 1, 1) + 1";
+  // A plain count when the bound says it reads at most `limit` rows: SQLite
+  // counts an index without decoding its rows, ~4x less CPU than through a
+  // LIMIT subquery.
+  static constexpr char kCount[] = "SELECT count(*) FROM queue WHERE state != 'dead'";
+  static constexpr char kCountUpTo[] =
+      "SELECT count(*) FROM (SELECT 1 FROM queue WHERE state != 'dead' LIMIT ?)";
+  int64_t depth = 0;
+  Status st = Read([&](SqliteConn& c, int64_t) -> Status {
+    SLUICE_ASSIGN_OR_RETURN(Stmt b, c.Prepare(kBound));
+    SLUICE_ASSIGN_OR_RETURN(bool row, b.Step());
+    depth = row ? std::max<int64_t>(0, b.Int(0)) : 0;
+    if (depth <= exact_above) return Status::Ok();
+    const bool whole = depth <= limit;
+    SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(whole ? kCount : kCountUpTo));
+    if (!whole) s.Bind(1, limit);
+    SLUICE_ASSIGN_OR_RETURN(bool counted, s.Step());
+    depth = counted ? s.Int(0) : 0;
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return depth;
 }
 
 // ---- the console ----

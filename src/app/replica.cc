@@ -253,9 +253,9 @@ void Replica::MaintainDedupRound() {
   duty_token_ = *token;
   Counter& created = metrics_.GetCounter("sluice_dedup_buckets_created_total",
                                          "Dedup window buckets created by the maintenance duty");
-  Counter& dropped = metrics_.GetCounter(
-      "sluice_dedup_buckets_dropped_total",
-      "Dedup window buckets dropped whole (every entry older than the window)");
+  Counter& dropped =
+      metrics_.GetCounter("sluice_dedup_buckets_dropped_total",
+                          "Dedup window buckets dropped whole (every entry older than the window)");
   Counter& rounds = metrics_.GetCounter("sluice_singleton_duty_runs_total",
                                         "Rounds of singleton duties run by this replica",
                                         Labels({{"duty", kDedupPruneLease}}));

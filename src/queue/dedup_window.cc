@@ -19,8 +19,8 @@ int64_t DedupBucketWidthMs(int64_t window_ms, int32_t buckets) {
   return std::max<int64_t>(1, window_ms / buckets);
 }
 
-DedupPlan PlanDedupMaintenance(std::span<const DedupBucket> live, int64_t now_ms,
-                               int64_t window_ms, int32_t buckets) {
+DedupPlan PlanDedupMaintenance(std::span<const DedupBucket> live, int64_t now_ms, int64_t window_ms,
+                               int32_t buckets) {
   DedupPlan plan;
   if (live.empty()) {
     plan.create = true;

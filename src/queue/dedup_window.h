@@ -32,9 +32,9 @@ struct DedupBucket {
 
 // What the maintenance duty does now.
 struct DedupPlan {
-  bool create = false;         // a new newest bucket is due
-  int64_t new_id = 0;          // when create: newest id + 1 (1 when there is none)
-  std::vector<int64_t> drop;   // ids whose every entry is older than the window
+  bool create = false;        // a new newest bucket is due
+  int64_t new_id = 0;         // when create: newest id + 1 (1 when there is none)
+  std::vector<int64_t> drop;  // ids whose every entry is older than the window
 };
 
 // What one maintenance round did (Store::MaintainDedup).
@@ -54,8 +54,8 @@ int64_t DedupBucketWidthMs(int64_t window_ms, int32_t buckets);
 // `live`: the registry, ascending id. A new bucket is due when there is none
 // or now >= newest.start_ms + width; bucket i (never the newest) may be
 // dropped when live[i+1].start_ms <= now - window. REQUIRES as above.
-DedupPlan PlanDedupMaintenance(std::span<const DedupBucket> live, int64_t now_ms,
-                               int64_t window_ms, int32_t buckets);
+DedupPlan PlanDedupMaintenance(std::span<const DedupBucket> live, int64_t now_ms, int64_t window_ms,
+                               int32_t buckets);
 
 // "dedup_<id>": the table of bucket `id` in both stores.
 std::string DedupTableName(int64_t id);

@@ -147,7 +147,8 @@ std::set<std::string> StoredIds(const std::string& db_path, const std::vector<Cl
     std::vector<std::string> tables;
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(db, "SELECT id FROM dedup_buckets", -1, &st, nullptr) == SQLITE_OK) {
-      while (sqlite3_step(st) == SQLITE_ROW) tables.push_back(DedupTableName(sqlite3_column_int64(st, 0)));
+      while (sqlite3_step(st) == SQLITE_ROW)
+        tables.push_back(DedupTableName(sqlite3_column_int64(st, 0)));
     }
     sqlite3_finalize(st);
     for (const std::string& table : tables) {

@@ -479,8 +479,10 @@ TEST(PostgresStoreTest, V6DedupEntriesMigrateIntoTheFirstBucketAndStayRefused) {
   EXPECT_EQ(Query(url, "SELECT count(*) FROM dedup_1"), "3");
   EXPECT_EQ(Query(url, "SELECT count(*) FROM pg_class WHERE relname IN ('dedup', 'dedup_seen')"),
             "0");
-  std::vector<NewEvent> events = {{"default", "seen-1", "{}"}, {"default", "seen-2", "{}"},
-                                  {"other", "seen-1", "{}"},   {"default", "new-1", "{}"},
+  std::vector<NewEvent> events = {{"default", "seen-1", "{}"},
+                                  {"default", "seen-2", "{}"},
+                                  {"other", "seen-1", "{}"},
+                                  {"default", "new-1", "{}"},
                                   {"other", "seen-2", "{}"}};
   EnqueueBatch batch{events};
   auto r = s->Enqueue(std::span<const EnqueueBatch>(&batch, 1));

@@ -144,9 +144,10 @@ TEST(SqliteStoreTest, V5DedupEntriesMigrateIntoTheFirstBucketAndStayRefused) {
     auto conn = SqliteConn::Open(path, /*sync=*/false, /*busy_timeout_ms=*/1000, &Clock::Real());
     ASSERT_TRUE(conn.ok()) << conn.status().ToString();
     ASSERT_TRUE(MigrateSqlite(**conn, /*target=*/5).ok());
-    ASSERT_TRUE((*conn)->Exec("INSERT INTO dedup(project, insert_id, seen_at) VALUES "
-                              "('default', 'seen-1', 1000), ('default', 'seen-2', 2000), "
-                              "('other', 'seen-1', 3000)")
+    ASSERT_TRUE((*conn)
+                    ->Exec("INSERT INTO dedup(project, insert_id, seen_at) VALUES "
+                           "('default', 'seen-1', 1000), ('default', 'seen-2', 2000), "
+                           "('other', 'seen-1', 3000)")
                     .ok());
   }
   StoreOptions o;
@@ -158,8 +159,10 @@ TEST(SqliteStoreTest, V5DedupEntriesMigrateIntoTheFirstBucketAndStayRefused) {
   EXPECT_EQ(Query(path, "SELECT count(*) FROM dedup_1"), std::vector<std::string>{"3"});
   EXPECT_EQ(Query(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('dedup', 'dedup_seen')"),
             std::vector<std::string>{"0"});
-  std::vector<NewEvent> events = {{"default", "seen-1", "{}"}, {"default", "seen-2", "{}"},
-                                  {"other", "seen-1", "{}"},   {"default", "new-1", "{}"},
+  std::vector<NewEvent> events = {{"default", "seen-1", "{}"},
+                                  {"default", "seen-2", "{}"},
+                                  {"other", "seen-1", "{}"},
+                                  {"default", "new-1", "{}"},
                                   {"other", "seen-2", "{}"}};
   EnqueueBatch batch{events};
   auto r = (*store)->Enqueue(std::span<const EnqueueBatch>(&batch, 1));

@@ -706,10 +706,9 @@ Result<DedupMaintenance> PostgresStore::MaintainDedup(int64_t named_lease_token)
     const DedupPlan plan =
         PlanDedupMaintenance(live, now, options_.dedup_window_ms, options_.dedup_buckets);
     if (plan.create) {
-      SLUICE_RETURN_IF_ERROR(
-          c.ExecOnce(fmt::format("CREATE TABLE {} (h uuid PRIMARY KEY)",
-                                 DedupTableName(plan.new_id)))
-              .status());
+      SLUICE_RETURN_IF_ERROR(c.ExecOnce(fmt::format("CREATE TABLE {} (h uuid PRIMARY KEY)",
+                                                    DedupTableName(plan.new_id)))
+                                 .status());
       PgParams add;
       add.Add(plan.new_id).Add(now);
       SLUICE_RETURN_IF_ERROR(c.Exec(kAdd, add).status());
@@ -719,8 +718,7 @@ Result<DedupMaintenance> PostgresStore::MaintainDedup(int64_t named_lease_token)
       PgParams remove;
       remove.Add(id);
       SLUICE_RETURN_IF_ERROR(c.Exec(kRemove, remove).status());
-      SLUICE_RETURN_IF_ERROR(
-          c.ExecOnce(fmt::format("DROP TABLE {}", DedupTableName(id))).status());
+      SLUICE_RETURN_IF_ERROR(c.ExecOnce(fmt::format("DROP TABLE {}", DedupTableName(id))).status());
       ++out.dropped;
     }
     out.live = static_cast<int64_t>(live.size()) + out.created - out.dropped;

@@ -260,7 +260,8 @@ std::string EnqueueSql(std::span<const DedupBucket> live) {
       "  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) "
       "  WITH ORDINALITY AS i(project, insert_id, body, batch, ord) "
       "  WHERE (SELECT max(id) FROM dedup_buckets) = $5::bigint "
-      "  AND (SELECT pg_advisory_xact_lock_shared(" SLUICE_ENQUEUE_LOCK ")) IS NOT NULL), "
+      "  AND (SELECT pg_advisory_xact_lock_shared(" SLUICE_ENQUEUE_LOCK
+      ")) IS NOT NULL), "
       "d AS ("
       "  INSERT INTO {} AS x (h) SELECT h FROM input WHERE true{} ORDER BY h "
       "  ON CONFLICT (h) DO NOTHING RETURNING h), "

@@ -136,8 +136,8 @@ namespace {
 // WHERE clause is always present: SQLite requires one before an upsert on
 // INSERT ... SELECT.
 std::string DedupInsertSql(std::span<const DedupBucket> live) {
-  std::string sql = fmt::format("INSERT INTO {}(h1, h2) SELECT ?1, ?2 WHERE 1",
-                                DedupTableName(live.back().id));
+  std::string sql =
+      fmt::format("INSERT INTO {}(h1, h2) SELECT ?1, ?2 WHERE 1", DedupTableName(live.back().id));
   for (size_t i = 0; i + 1 < live.size(); ++i) {
     sql += fmt::format(" AND NOT EXISTS (SELECT 1 FROM {} WHERE h1 = ?1 AND h2 = ?2)",
                        DedupTableName(live[i].id));

@@ -48,7 +48,9 @@ sqlite_ceiling() {  # DB: re-insert its queue+dedup rows into a fresh copy of th
   {
     echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; BEGIN;"
     sqlite3 -cmd ".mode insert queue" "$src" "SELECT * FROM queue"
-    sqlite3 -cmd ".mode insert dedup" "$src" "SELECT * FROM dedup"
+    for t in $(sqlite3 "$src" "SELECT 'dedup_' || id FROM dedup_buckets"); do
+      sqlite3 -cmd ".mode insert $t" "$src" "SELECT * FROM $t"
+    done
     echo "COMMIT;"
   } >"$WORK/rows.sql"
   local n times
@@ -66,17 +68,19 @@ sqlite_ceiling() {  # DB: re-insert its queue+dedup rows into a fresh copy of th
 pg_ceiling() {  # DB_URL: COPY its queue+dedup rows into a fresh database with the same schema
   local src=$1 dst
   dst=$(pg_new_db sluice_ceiling)
-  "$PG_BIN/pg_dump" -s -t queue -t dedup "$src" | grep -v '^SET transaction_timeout' |
+  local buckets
+  buckets=$(psql -X -At "$src" -c "SELECT 'dedup_' || id FROM dedup_buckets")
+  "$PG_BIN/pg_dump" -s -t queue -t 'dedup_[0-9]*' "$src" | grep -v '^SET transaction_timeout' |
     psql -X -q -v ON_ERROR_STOP=1 "$dst" >/dev/null
   psql -X -q "$src" -c "\\copy queue TO '$WORK/queue.copy'"
-  psql -X -q "$src" -c "\\copy dedup TO '$WORK/dedup.copy'"
+  for t in $buckets; do psql -X -q "$src" -c "\\copy $t TO '$WORK/$t.copy'"; done
   local n t0 t1
   n=$(psql -X -At "$src" -c "SELECT count(*) FROM queue")
   t0=$(date +%s.%N)
   psql -X -q -v ON_ERROR_STOP=1 "$dst" >/dev/null <<SQL
 BEGIN;
 \\copy queue FROM '$WORK/queue.copy'
-\\copy dedup FROM '$WORK/dedup.copy'
+$(for t in $buckets; do echo "\\copy $t FROM '$WORK/$t.copy'"; done)
 COMMIT;
 SQL
   t1=$(date +%s.%N)

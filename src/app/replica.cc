@@ -233,7 +233,7 @@ void Replica::HeartbeatMain() {
   }
 }
 
-void Replica::PruneDedupRound() {
+void Replica::MaintainDedupRound() {
   const int64_t interval = config_.watcher.dedup_prune_interval_ms;
   // The lease outlives a round and a missed renewal or two; a dead holder's
   // duty moves to another replica after this long.
@@ -242,7 +242,7 @@ void Replica::PruneDedupRound() {
   if (!token.ok()) {
     duty_token_ = 0;
     if (token.status().code() != Code::kBusy) {
-      LogEvent(spdlog::level::warn, "dedup prune: lease failed",
+      LogEvent(spdlog::level::warn, "dedup maintenance: lease failed",
                {{"error", token.status().ToString()}});
     }
     return;
@@ -251,38 +251,32 @@ void Replica::PruneDedupRound() {
     LogEvent(spdlog::level::info, "singleton duty acquired", {{"duty", kDedupPruneLease}});
   }
   duty_token_ = *token;
-  static const char* kHelp = "Dedup entries removed by the prune duty";
-  Counter& pruned = metrics_.GetCounter("sluice_dedup_pruned_total", kHelp);
+  Counter& created = metrics_.GetCounter("sluice_dedup_buckets_created_total",
+                                         "Dedup window buckets created by the maintenance duty");
+  Counter& dropped =
+      metrics_.GetCounter("sluice_dedup_buckets_dropped_total",
+                          "Dedup window buckets dropped whole (every entry older than the window)");
   Counter& rounds = metrics_.GetCounter("sluice_singleton_duty_runs_total",
                                         "Rounds of singleton duties run by this replica",
                                         Labels({{"duty", kDedupPruneLease}}));
   rounds.Inc();
-  for (int i = 0; i < kDedupPruneMaxChunksPerRound; ++i) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
-    Result<int64_t> n = store_->PruneDedup(duty_token_, kDedupPruneChunk);
-    if (!n.ok()) {
-      if (n.status().code() == Code::kLeaseLost) duty_token_ = 0;
-      LogEvent(spdlog::level::warn, "dedup prune failed", {{"error", n.status().ToString()}});
-      return;
-    }
-    pruned.Inc(*n);
-    if (*n < kDedupPruneChunk) return;
-    // More to do: renew so the lease cannot lapse mid-round.
-    Result<int64_t> renewed = store_->AcquireNamedLease(kDedupPruneLease, id_, ttl);
-    if (!renewed.ok()) {
-      duty_token_ = 0;
-      return;
-    }
-    duty_token_ = *renewed;
+  // One call does the whole round: a rotation and a few DROP TABLEs, each
+  // O(1) in the entries they hold, so the work needs no chunking.
+  Result<DedupMaintenance> m = store_->MaintainDedup(duty_token_);
+  if (!m.ok()) {
+    if (m.status().code() == Code::kLeaseLost) duty_token_ = 0;
+    LogEvent(spdlog::level::warn, "dedup maintenance failed", {{"error", m.status().ToString()}});
+    return;
   }
+  created.Inc(m->created);
+  dropped.Inc(m->dropped);
+  metrics_.GetGauge("sluice_dedup_buckets", "Dedup window buckets live after the last round")
+      .Set(m->live);
 }
 
 void Replica::DutyMain() {
   do {
-    PruneDedupRound();
+    MaintainDedupRound();
   } while (!WaitForStop(config_.watcher.dedup_prune_interval_ms));
   if (duty_token_ != 0) {
     Status st = store_->ReleaseNamedLease(kDedupPruneLease, duty_token_);

@@ -1,7 +1,7 @@
 // Replica: one running `sluice serve` — the store, the watcher's claim loops,
 // the ingest service, the ops endpoints and the HTTP server, plus the replica
 // heartbeat (which also publishes the replica's activity for the console)
-// and the singleton duties (dedup pruning under a named lease).
+// and the singleton duties (dedup window maintenance under a named lease).
 //
 // Start() brings everything up and returns once the server listens;
 // Shutdown() drains in order: readiness off, stop accepting HTTP (in-flight
@@ -38,11 +38,9 @@ class ReplicaActivity;
 class JobRunner;
 class Console;
 
-// Name of the named lease under which one replica at a time prunes dedup entries.
+// Name of the named lease under which one replica at a time maintains the
+// dedup window (Store::MaintainDedup: rotates and drops buckets).
 inline constexpr const char* kDedupPruneLease = "dedup-prune";
-// Dedup rows removed per PruneDedup call, and calls per round (bounded work).
-inline constexpr int64_t kDedupPruneChunk = 5000;
-inline constexpr int kDedupPruneMaxChunksPerRound = 200;
 
 class Replica {
  public:
@@ -69,7 +67,7 @@ class Replica {
   Status StartImpl();
   void HeartbeatMain();
   void DutyMain();
-  void PruneDedupRound();
+  void MaintainDedupRound();
   // Waits up to `ms` for Shutdown; true when stopping.
   bool WaitForStop(int64_t ms);
 

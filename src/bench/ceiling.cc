@@ -111,10 +111,10 @@ class SqliteWriter {
   Result<TxnCounts> Write(const TxnRows& t, int64_t del_first, int64_t del_end) {
     // The statements of the store (queue/sqlite), minus what needs a stored
     // value (property merges).
+    // A fresh store has one dedup bucket, dedup_1: the store's statement
+    // for one bucket (SqliteStore::Enqueue).
     static constexpr char kDedup[] =
-        "INSERT INTO dedup(project, insert_id, seen_at) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT(project, insert_id) DO UPDATE SET seen_at = excluded.seen_at "
-        "WHERE dedup.seen_at < ?4";
+        "INSERT INTO dedup_1(h1, h2) SELECT ?1, ?2 WHERE 1 ON CONFLICT DO NOTHING";
     static constexpr char kInsert[] =
         "INSERT INTO queue(project, insert_id, body, visible_at, enqueued_at) "
         "VALUES (?1, ?2, ?3, ?4, ?4)";
@@ -160,8 +160,9 @@ class SqliteWriter {
     SLUICE_ASSIGN_OR_RETURN(Stmt dedup, c.Prepare(dedup_sql));
     SLUICE_ASSIGN_OR_RETURN(Stmt insert, c.Prepare(insert_sql));
     for (size_t k = 0; k < t.ids.size(); ++k) {
+      const DedupKey key = SqliteDedupKey(kProject, t.ids[k]);
       dedup.Reset();
-      dedup.Bind(1, kProject).Bind(2, t.ids[k]).Bind(3, now).Bind(4, now - 1);
+      dedup.Bind(1, key.h1).Bind(2, key.h2);
       SLUICE_RETURN_IF_ERROR(dedup.Run());
       insert.Reset();
       insert.Bind(1, kProject).Bind(2, t.ids[k]).Bind(3, t.bodies[k]).Bind(4, now);
@@ -213,7 +214,7 @@ class SqliteWriter {
   std::unique_ptr<SqliteConn> conn_;
 };
 
-// ---- PostgreSQL: COPY for the queue and dedup rows, unnest upserts ----
+// ---- PostgreSQL: COPY for the queue rows, unnest inserts and upserts ----
 
 // COPY text format: backslash, tab, newline and carriage return escaped.
 void AppendCopyField(std::string_view s, std::string* out) {
@@ -296,8 +297,13 @@ class PgWriter {
         "count = x.count + excluded.count, users = x.users + excluded.users";
     static constexpr char kMaxSeq[] = "SELECT coalesce(max(seq), 0) FROM queue";
     static constexpr char kDelete[] = "DELETE FROM queue WHERE seq >= $1 AND seq < $2";
+    // A fresh store has one dedup bucket, dedup_1; the key is computed in
+    // SQL as the store's enqueue computes it.
+    static constexpr char kDedup[] =
+        "INSERT INTO dedup_1 (h) SELECT sluice_dedup_key($1, id) FROM unnest($2::text[]) id "
+        "ON CONFLICT DO NOTHING";
     TxnCounts n;
-    std::string queue_rows, dedup_rows;
+    std::string queue_rows;
     for (size_t k = 0; k < t.ids.size(); ++k) {
       queue_rows += kProject;
       queue_rows += '\t';
@@ -305,14 +311,12 @@ class PgWriter {
       queue_rows += '\t';
       AppendCopyField(t.bodies[k], &queue_rows);
       queue_rows += '\n';
-      dedup_rows += kProject;
-      dedup_rows += '\t';
-      AppendCopyField(t.ids[k], &dedup_rows);
-      dedup_rows += "\tnow\n";
     }
     SLUICE_ASSIGN_OR_RETURN(PgResult before, conn_->Exec(kMaxSeq));
     SLUICE_RETURN_IF_ERROR(Copy("COPY queue (project, insert_id, body) FROM STDIN", queue_rows));
-    SLUICE_RETURN_IF_ERROR(Copy("COPY dedup (project, insert_id, seen_at) FROM STDIN", dedup_rows));
+    PgParams dedup;
+    dedup.Add(kProject).AddArray(std::span<const std::string>(t.ids));
+    SLUICE_RETURN_IF_ERROR(conn_->Exec(kDedup, dedup).status());
     SLUICE_ASSIGN_OR_RETURN(PgResult after, conn_->Exec(kMaxSeq));
     n.first_seq = before.Int(0, 0) + 1;
     n.end_seq = after.Int(0, 0) + 1;

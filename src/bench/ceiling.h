@@ -9,8 +9,9 @@
 // consumers' effects are. No HTTP, no JSON parsing, no lease bookkeeping (no
 // claim UPDATE, no fence, no done bits), large transactions: SQLite through
 // prepared statements on a connection opened as the store opens its own;
-// PostgreSQL with COPY for the queue and dedup rows and one multi-row
-// (unnest) statement per aggregate table and batch, pipelined. The store's
+// PostgreSQL with COPY for the queue rows, one multi-row (unnest) insert of
+// the dedup keys, and one multi-row statement per aggregate table and batch,
+// pipelined. The store's
 // schema is created by OpenStore first. Rows are generated outside the clock.
 // Thread-compatible: one run at a time.
 #pragma once

@@ -179,6 +179,9 @@ Status ParseStore(const toml::table& t, StoreOptions* o, TestOnlySettings* test_
       SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1, &o->busy_timeout_ms));
     } else if (dk == "dedup_window") {
       SLUICE_RETURN_IF_ERROR(GetDuration(v, key, 1000, &o->dedup_window_ms));
+    } else if (k == "dedup_buckets") {
+      SLUICE_RETURN_IF_ERROR(
+          GetIntIn(v, key, kMinDedupBuckets, kMaxDedupBuckets, &o->dedup_buckets));
     } else if (IsTestOnlyKey(key)) {
       SLUICE_RETURN_IF_ERROR(RecordTestOnly(v, key, test_only));
     } else {

@@ -11,6 +11,8 @@
 //              allow_public_without_auth = false
 //   [store]    url = "sqlite:./sluice-data/sluice.db"; sync = true; pool_size = 8;
 //              busy_timeout = "10s"; dedup_window = "24h"
+//              dedup_buckets = 4 (1..64: the window is kept in this many
+//              time buckets, each dropped whole; queue/dedup_window.h)
 //   [ingest]   max_body_bytes = 5242880; max_decompressed_bytes = 5242880;
 //              max_events = 1000; max_json_depth = 32; max_string_bytes = 65536;
 //              max_event_bytes = 262144; high_water = 1000000; slow_down = 800000;

@@ -26,7 +26,11 @@
 //     rows. No caller code runs inside a store transaction.
 //  6. An event is deleted only when every configured consumer bit is set.
 //  7. Enqueue stores a batch whole or not at all, deduplicated by
-//     (project, insert_id) within the dedup window.
+//     (project, insert_id): a key is refused as a duplicate for at least
+//     dedup_window after it was first accepted, and at most window + one
+//     bucket width + two maintenance intervals (queue/dedup_window.h); a key
+//     seen again after its bucket was dropped is accepted as new. Keys are
+//     stored as 128-bit hashes (a collision, ~n^2/2^129, refuses a new key).
 //  8. Job runs (queue/jobs.h) follow 1-4 on their own table: one atomic
 //     claim of due or expired runs, a token from the same counter, a lease
 //     on the store clock, every later write fenced. A run's content is
@@ -46,6 +50,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "queue/dedup_window.h"
 #include "queue/effects.h"
 #include "queue/jobs.h"
 
@@ -295,7 +300,11 @@ struct StoreOptions {
   bool sync = true;
   int32_t pool_size = 8;              // connections, >= 1
   int64_t busy_timeout_ms = 10000;    // SQLite lock wait / PG statement timeout
-  int64_t dedup_window_ms = 24LL * 3600 * 1000;  // default 24 h
+  int64_t dedup_window_ms = 24LL * 3600 * 1000;  // default 24 h, > 0
+  // Buckets the window is split into (queue/dedup_window.h), in
+  // [kMinDedupBuckets, kMaxDedupBuckets]: more = less disk beyond the window,
+  // one more index probe per event each.
+  int32_t dedup_buckets = 4;
 };
 
 class Store {
@@ -338,9 +347,11 @@ class Store {
   virtual Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
                                             int64_t ttl_ms) = 0;
   virtual Status ReleaseNamedLease(const std::string& name, int64_t token) = 0;
-  // Deletes dedup entries older than the window, fenced by a named-lease
-  // token. Returns rows removed (at most `limit`).
-  virtual Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) = 0;
+  // Rotates and expires the dedup window (PlanDedupMaintenance on the store
+  // clock): creates the newest bucket when due, drops every bucket whose
+  // entries are all older than the window. Fenced by a named-lease token:
+  // kLeaseLost (nothing changed) when it holds no live named lease.
+  virtual Result<DedupMaintenance> MaintainDedup(int64_t named_lease_token) = 0;
 
   // ---- replicas and status ----
   virtual Status RegisterReplica(const ReplicaInfo& info) = 0;  // upsert + heartbeat

@@ -60,8 +60,8 @@ class StoreWrapper : public Store {
   Status ReleaseNamedLease(const std::string& name, int64_t token) override {
     return inner_->ReleaseNamedLease(name, token);
   }
-  Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) override {
-    return inner_->PruneDedup(named_lease_token, limit);
+  Result<DedupMaintenance> MaintainDedup(int64_t named_lease_token) override {
+    return inner_->MaintainDedup(named_lease_token);
   }
   Status RegisterReplica(const ReplicaInfo& info) override { return inner_->RegisterReplica(info); }
   Status HeartbeatReplica(const std::string& id) override { return inner_->HeartbeatReplica(id); }

@@ -44,6 +44,7 @@ TEST(ParseConfig, EmptyTextGivesDocumentedDefaults) {
   EXPECT_EQ(c->watcher.batch, 500);
   EXPECT_EQ(c->watcher.lease_ttl_ms, 30000);
   EXPECT_EQ(c->store.dedup_window_ms, 24LL * 3600 * 1000);
+  EXPECT_EQ(c->store.dedup_buckets, 4);
   ASSERT_EQ(c->consumers.size(), 2u);
   EXPECT_EQ(c->consumers[0].type, "users");
   EXPECT_EQ(c->consumers[1].type, "counters");
@@ -62,6 +63,7 @@ url = "sqlite:/tmp/x.db"
 sync = false
 pool_size = 3
 dedup_window = "1h"
+dedup_buckets = 16
 [ingest]
 max_body_bytes = 2048
 max_events = 10
@@ -96,6 +98,7 @@ k2 = "proj2"
   EXPECT_FALSE(c->store.sync);
   EXPECT_EQ(c->store.pool_size, 3);
   EXPECT_EQ(c->store.dedup_window_ms, 3600000);
+  EXPECT_EQ(c->store.dedup_buckets, 16);
   EXPECT_EQ(c->ingest.max_body_bytes, 2048);
   EXPECT_EQ(c->ingest.max_events, 10);
   EXPECT_EQ(c->ingest.high_water, 100);
@@ -359,4 +362,12 @@ TEST(ParseConfig, BadJobTablesAreRefusedNamingTheKey) {
 }
 
 }  // namespace
+TEST(ParseConfig, DedupBucketsOutsideOneTo64AreRefused) {
+  EXPECT_FALSE(ParseConfig("[store]\ndedup_buckets = 0\n", Env()).ok());
+  EXPECT_FALSE(ParseConfig("[store]\ndedup_buckets = 65\n", Env()).ok());
+  auto c = ParseConfig("[store]\ndedup_buckets = 64\n", Env());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->store.dedup_buckets, 64);
+}
+
 }  // namespace sluice

@@ -106,7 +106,7 @@ TEST(DiskFull, IngestAnswers503ReadyzSaysWhyAndEverythingResumesWhenSpaceReturns
 
   // Nothing acknowledged is lost, and every stored event is counted once.
   const std::vector<ClientEvent> sent = clients.events();
-  const std::set<std::string> stored = StoredIds(db);
+  const std::set<std::string> stored = StoredIds(db, sent);
   std::vector<const ClientEvent*> stored_events;
   int64_t lost = 0;
   for (const ClientEvent& e : sent) {

@@ -6,6 +6,8 @@
 
 #include "common/event.h"
 #include "config/config.h"
+#include "queue/dedup_window.h"
+#include "queue/sqlite/sqlite_schema.h"
 #include "testing/dispatch_receiver.h"
 #include "testing/process.h"
 #include "testing/testing.h"
@@ -138,18 +140,29 @@ std::string IntegrityCheck(const std::string& db_path) {
   return out;
 }
 
-std::set<std::string> StoredIds(const std::string& db_path) {
+std::set<std::string> StoredIds(const std::string& db_path, const std::vector<ClientEvent>& sent) {
   std::set<std::string> ids;
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
+    std::vector<std::string> tables;
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT insert_id FROM dedup WHERE project = 'default'", -1, &st,
-                           nullptr) == SQLITE_OK) {
-      while (sqlite3_step(st) == SQLITE_ROW) {
-        ids.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
-      }
+    if (sqlite3_prepare_v2(db, "SELECT id FROM dedup_buckets", -1, &st, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(st) == SQLITE_ROW)
+        tables.push_back(DedupTableName(sqlite3_column_int64(st, 0)));
     }
     sqlite3_finalize(st);
+    for (const std::string& table : tables) {
+      const std::string sql = "SELECT 1 FROM " + table + " WHERE h1 = ?1 AND h2 = ?2";
+      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) continue;
+      for (const ClientEvent& e : sent) {
+        const DedupKey key = SqliteDedupKey("default", e.insert_id);
+        sqlite3_bind_int64(st, 1, key.h1);
+        sqlite3_bind_int64(st, 2, key.h2);
+        if (sqlite3_step(st) == SQLITE_ROW) ids.insert(e.insert_id);
+        sqlite3_reset(st);
+      }
+      sqlite3_finalize(st);
+    }
   }
   sqlite3_close(db);
   return ids;

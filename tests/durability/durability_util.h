@@ -74,9 +74,10 @@ class Ingester {
 
 // PRAGMA integrity_check of the SQLite file: "ok", or what it found.
 std::string IntegrityCheck(const std::string& db_path);
-// insert_ids of project "default" in the dedup table: the events whose
-// enqueue committed (a dedup row commits with its queue row).
-std::set<std::string> StoredIds(const std::string& db_path);
+// insert_ids of `sent` (project "default") whose key is in a dedup bucket:
+// the events whose enqueue committed (a dedup entry commits with its queue
+// row).
+std::set<std::string> StoredIds(const std::string& db_path, const std::vector<ClientEvent>& sent);
 
 // Users and hourly counters of `store` equal the aggregates of `events`, each
 // counted once: "" or the first difference.

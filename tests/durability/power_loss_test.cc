@@ -112,7 +112,7 @@ CutResult RunPowerCut(bool sync, PowerLossMode mode) {
   EXPECT_EQ(out.vfs.error, "");
 
   out.integrity = IntegrityCheck(db);
-  const std::set<std::string> stored = StoredIds(db);
+  const std::set<std::string> stored = StoredIds(db, sent);
   out.stored = static_cast<int64_t>(stored.size());
   std::set<std::string> ids;
   std::vector<const ClientEvent*> stored_events;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -215,7 +216,7 @@ TEST(PostgresStoreTest, InvalidUtf8IsRejectedAndNothingIsStored) {
   auto stats = s->Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->pending, 0);
-  EXPECT_EQ(Query(url, "SELECT count(*) FROM dedup"), "0");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM dedup_1"), "0");
 }
 
 TEST(PostgresStoreTest, PoolNeverOpensMoreConnectionsThanItsSize) {
@@ -497,6 +498,100 @@ TEST(PostgresStoreTest, V4DatabaseMigratesToTheJobTablesKeepingItsEvents) {
   ASSERT_TRUE(runs.ok()) << runs.status().ToString();
   ASSERT_EQ(runs->runs.size(), 1u);
   EXPECT_GT(runs->token, lease->token);
+}
+
+// v7 keeps the dedup window as 16-byte keys in time buckets: the entries of
+// a v6 database move into bucket 1 (starting at the oldest entry) with the
+// key computed in SQL, so their keys stay refused after the migration, and
+// unknown keys are accepted.
+TEST(PostgresStoreTest, V6DedupEntriesMigrateIntoTheFirstBucketAndStayRefused) {
+  const std::string url = FreshUrl();
+  ASSERT_FALSE(url.empty());
+  {
+    auto conn = PgConn::Connect(url, PgSessionOptions{});
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    ASSERT_TRUE(MigratePostgres(**conn, /*target=*/6).ok());
+  }
+  ASSERT_EQ(testing::PostgresExec(url,
+                                  "INSERT INTO dedup(project, insert_id, seen_at) VALUES "
+                                  "('default', 'seen-1', to_timestamp(1)), "
+                                  "('default', 'seen-2', to_timestamp(2)), "
+                                  "('other', 'seen-1', to_timestamp(3))"),
+            "");
+  StorePtr s = OpenPg(url);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(Query(url, "SELECT id || '|' || start_ms FROM dedup_buckets"), "1|1000");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM dedup_1"), "3");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM pg_class WHERE relname IN ('dedup', 'dedup_seen')"),
+            "0");
+  std::vector<NewEvent> events = {{"default", "seen-1", "{}"},
+                                  {"default", "seen-2", "{}"},
+                                  {"other", "seen-1", "{}"},
+                                  {"default", "new-1", "{}"},
+                                  {"other", "seen-2", "{}"}};
+  EnqueueBatch batch{events};
+  auto r = s->Enqueue(std::span<const EnqueueBatch>(&batch, 1));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)[0].duplicates, 3);
+  EXPECT_EQ((*r)[0].accepted, 2);
+}
+
+// Two replicas enqueue the same keys, in step, while a third rotates the
+// dedup window as fast as it can (31 ms buckets): the registry lock orders
+// every group against every rotation, so each key is stored exactly once.
+TEST(PostgresStoreTest, ConcurrentEnqueuesOfOneKeyAcrossRotationsStoreItOnce) {
+  const std::string url = FreshUrl();
+  ASSERT_FALSE(url.empty());
+  StoreOptions o;
+  o.dedup_window_ms = 60000;
+  o.dedup_buckets = 64;  // ~940 ms buckets; the rotator below shortens them
+  StoreOptions fast = o;
+  fast.dedup_window_ms = 2000;
+  fast.dedup_buckets = 64;  // 31 ms buckets, dropped after 2 s
+  StorePtr a = OpenPg(url, o), b = OpenPg(url, o), rotator = OpenPg(url, fast);
+  ASSERT_TRUE(a && b && rotator);
+  // The rotator drops buckets after 2 s, so a key must reach both writers
+  // within that: they run in step, at most one batch apart, at least
+  // kBatches batches and on until a bucket was dropped.
+  constexpr int kBatches = 300, kMaxBatches = 3000, kPerBatch = 20;
+  std::atomic<int> done[2] = {0, 0};
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> rotations{0}, drops{0};
+  std::thread rot([&] {
+    auto token = rotator->AcquireNamedLease("dedup-prune", "rot", 600000);
+    ASSERT_TRUE(token.ok());
+    while (!stop.load()) {
+      auto m = rotator->MaintainDedup(*token);
+      ASSERT_TRUE(m.ok()) << m.status().ToString();
+      rotations += m->created;
+      drops += m->dropped;
+    }
+  });
+  std::atomic<int64_t> accepted{0};
+  auto writer = [&](int w, Store& s) {
+    for (int i = 0; (i < kBatches || drops.load() == 0) && i < kMaxBatches; ++i) {
+      while (done[1 - w].load() < i - 1) std::this_thread::yield();
+      auto events = Events(fmt::format("k{}-", i), kPerBatch);
+      EnqueueBatch batch{events};
+      auto r = s.Enqueue(std::span<const EnqueueBatch>(&batch, 1));
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      accepted += (*r)[0].accepted;
+      done[w].store(i + 1);
+    }
+    done[w].store(kMaxBatches + 1);
+  };
+  std::thread wa(writer, 0, std::ref(*a)), wb(writer, 1, std::ref(*b));
+  wa.join();
+  wb.join();
+  stop = true;
+  rot.join();
+  EXPECT_GT(rotations.load(), 10);
+  EXPECT_GT(drops.load(), 0);
+  // Every key offered is in the queue once, and was acknowledged once.
+  const std::string stored = Query(url, "SELECT count(*) FROM queue");
+  EXPECT_EQ(stored, Query(url, "SELECT count(DISTINCT insert_id) FROM queue"));
+  EXPECT_EQ(stored, std::to_string(accepted.load()));
+  EXPECT_GE(accepted.load(), kBatches * kPerBatch);
 }
 
 // v2 kept distinct users per counter bucket as five text columns; v3 as

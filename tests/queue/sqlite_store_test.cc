@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -131,6 +132,53 @@ TEST(SqliteStoreTest, V3FileMigratesToTheJobTablesKeepingItsEvents) {
   ASSERT_TRUE(runs.ok()) << runs.status().ToString();
   ASSERT_EQ(runs->runs.size(), 1u);
   EXPECT_GT(runs->token, lease->token);
+}
+
+// v6 keeps the dedup window as key hashes in time buckets: the entries of a
+// v5 file move into bucket 1 (starting at the oldest entry), so their keys
+// stay refused after the migration, and unknown keys are accepted.
+TEST(SqliteStoreTest, V5DedupEntriesMigrateIntoTheFirstBucketAndStayRefused) {
+  testing::TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  {
+    auto conn = SqliteConn::Open(path, /*sync=*/false, /*busy_timeout_ms=*/1000, &Clock::Real());
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    ASSERT_TRUE(MigrateSqlite(**conn, /*target=*/5).ok());
+    ASSERT_TRUE((*conn)
+                    ->Exec("INSERT INTO dedup(project, insert_id, seen_at) VALUES "
+                           "('default', 'seen-1', 1000), ('default', 'seen-2', 2000), "
+                           "('other', 'seen-1', 3000)")
+                    .ok());
+  }
+  StoreOptions o;
+  o.url = "sqlite:" + path;
+  auto store = OpenStore(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(Query(path, "SELECT id, start_ms FROM dedup_buckets"),
+            std::vector<std::string>{"1|1000"});
+  EXPECT_EQ(Query(path, "SELECT count(*) FROM dedup_1"), std::vector<std::string>{"3"});
+  EXPECT_EQ(Query(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('dedup', 'dedup_seen')"),
+            std::vector<std::string>{"0"});
+  std::vector<NewEvent> events = {{"default", "seen-1", "{}"},
+                                  {"default", "seen-2", "{}"},
+                                  {"other", "seen-1", "{}"},
+                                  {"default", "new-1", "{}"},
+                                  {"other", "seen-2", "{}"}};
+  EnqueueBatch batch{events};
+  auto r = (*store)->Enqueue(std::span<const EnqueueBatch>(&batch, 1));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)[0].duplicates, 3);
+  EXPECT_EQ((*r)[0].accepted, 2);
+}
+
+// The key's encoding is unambiguous: moving bytes between project and
+// insert_id gives another key.
+TEST(SqliteStoreTest, DedupKeyDependsOnWhereProjectEnds) {
+  const DedupKey a = SqliteDedupKey("ab", "c");
+  const DedupKey b = SqliteDedupKey("a", "bc");
+  EXPECT_FALSE(a.h1 == b.h1 && a.h2 == b.h2);
+  const DedupKey again = SqliteDedupKey("ab", "c");
+  EXPECT_TRUE(a.h1 == again.h1 && a.h2 == again.h2);
 }
 
 // v1 kept distinct users per counter bucket as text keys; v2 as hashes. A

@@ -1,8 +1,8 @@
 // The Store conformance suite: written only against the Store interface, run
 // for every store kind. sqlite is instantiated at the bottom of this file;
 // postgres in store_conformance_pg_test.cc. The stale-effects part of the
-// suite is in store_conformance_stale_test.cc, its helpers in
-// store_conformance_helpers.h.
+// suite is in store_conformance_stale_test.cc, the dedup window's expiry in
+// store_conformance_dedup_test.cc, its helpers in store_conformance_helpers.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -568,22 +568,6 @@ TEST_P(StoreConformanceTest, DuplicatesWithinTheWindowAreStoredOnce) {
   EXPECT_EQ(stats->pending, 9);
 }
 
-TEST_P(StoreConformanceTest, DuplicateIsAcceptedAgainAfterTheWindow) {
-  StoreOptions o;
-  o.dedup_window_ms = 150;
-  StorePtr s = OpenFresh(o);
-  ASSERT_NE(s, nullptr);
-  std::vector<NewEvent> events = MakeEvents(2);
-  EXPECT_EQ(EnqueueOne(*s, events).accepted, 2);
-  EXPECT_EQ(EnqueueOne(*s, events).duplicates, 2);
-  const int64_t t = Now(*s);
-  ASSERT_TRUE(WaitUntil([&] { return Now(*s) > t + 200; }, kWait));
-  EnqueueResult r = EnqueueOne(*s, events);
-  EXPECT_EQ(r.accepted, 2);
-  EXPECT_EQ(r.duplicates, 0);
-  EXPECT_EQ(EnqueueOne(*s, events).duplicates, 2);  // and the window restarted
-}
-
 TEST_P(StoreConformanceTest, EnqueueStoresAllBatchesOrNothing) {
   ASSERT_EQ(testing::InjectEnqueueFailure(GetParam(), url_, "poison"), "");
   std::vector<NewEvent> good = MakeEvents(3, "g");
@@ -598,28 +582,6 @@ TEST_P(StoreConformanceTest, EnqueueStoresAllBatchesOrNothing) {
   // The dedup entries were rolled back too: the good events are new.
   EXPECT_EQ(EnqueueOne(*store_, good).accepted, 3);
   EXPECT_EQ(EnqueueOne(*store_, MakeEvents(2, "b")).accepted, 2);
-}
-
-TEST_P(StoreConformanceTest, PruneDedupIsFencedAndRemovesOnlyExpiredEntries) {
-  StoreOptions o;
-  o.dedup_window_ms = 150;
-  StorePtr s = OpenFresh(o);
-  ASSERT_NE(s, nullptr);
-  EnqueueOne(*s, MakeEvents(5));
-  auto token = s->AcquireNamedLease("dedup-prune", "r1", 30000);
-  ASSERT_TRUE(token.ok());
-  auto none = s->PruneDedup(*token, 100);
-  ASSERT_TRUE(none.ok());
-  EXPECT_EQ(*none, 0);
-  const int64_t t = Now(*s);
-  ASSERT_TRUE(WaitUntil([&] { return Now(*s) > t + 200; }, kWait));
-  EXPECT_EQ(s->PruneDedup(*token + 1000, 100).status().code(), Code::kLeaseLost);
-  auto two = s->PruneDedup(*token, 2);
-  ASSERT_TRUE(two.ok());
-  EXPECT_EQ(*two, 2);
-  auto rest = s->PruneDedup(*token, 100);
-  ASSERT_TRUE(rest.ok());
-  EXPECT_EQ(*rest, 3);
 }
 
 // ---- named leases ----
@@ -641,8 +603,8 @@ TEST_P(StoreConformanceTest, NamedLeaseIsExclusiveUntilItExpires) {
       },
       kWait));
   EXPECT_GT(*b, *a);
-  EXPECT_EQ(store_->PruneDedup(*a, 10).status().code(), Code::kLeaseLost);
-  EXPECT_TRUE(store_->PruneDedup(*b, 10).ok());
+  EXPECT_EQ(store_->MaintainDedup(*a).status().code(), Code::kLeaseLost);
+  EXPECT_TRUE(store_->MaintainDedup(*b).ok());
   EXPECT_EQ(store_->ReleaseNamedLease("prune", *a).code(), Code::kLeaseLost);
   EXPECT_TRUE(store_->ReleaseNamedLease("prune", *b).ok());
   auto c = store_->AcquireNamedLease("prune", "r1", 30000);

@@ -344,6 +344,30 @@ CREATE TABLE identity_links (
 );
 INSERT INTO identity_links (applied, refused) VALUES (0, 0);
 )sql",
+    // v7: the compact dedup window (queue/dedup_window.h). A registry of
+    // time buckets and one table per bucket holding only a 16-byte key,
+    // dropped whole when it expires instead of row deletes by a seen_at
+    // index. The key is computed in SQL, defined once here: md5 of the
+    // length-prefixed (project, insert_id) as a uuid. Bucket 1 takes every
+    // entry of the old table and starts at its oldest one, so each stays
+    // refused for at least a window from now (entries already past the
+    // window too: refused a little longer, never shorter).
+    R"sql(
+CREATE FUNCTION sluice_dedup_key(project text, insert_id text) RETURNS uuid
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  AS $$ SELECT md5(octet_length(project)::text || ':' || project || insert_id)::uuid $$;
+CREATE TABLE dedup_buckets (
+  id       bigint PRIMARY KEY,
+  start_ms bigint NOT NULL
+);
+INSERT INTO dedup_buckets (id, start_ms)
+  SELECT 1, floor(extract(epoch FROM coalesce(min(seen_at), clock_timestamp())) * 1000)::bigint
+  FROM dedup;
+CREATE TABLE dedup_1 (h uuid PRIMARY KEY);
+INSERT INTO dedup_1 (h)
+  SELECT sluice_dedup_key(project, insert_id) FROM dedup ON CONFLICT DO NOTHING;
+DROP TABLE dedup;
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion);

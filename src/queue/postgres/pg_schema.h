@@ -8,7 +8,7 @@
 
 namespace sluice {
 
-inline constexpr int64_t kPostgresSchemaVersion = 6;
+inline constexpr int64_t kPostgresSchemaVersion = 7;
 
 // Brings the database to kPostgresSchemaVersion, one transaction per
 // migration, under a session advisory lock so that replicas starting at the

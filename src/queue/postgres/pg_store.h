@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -43,7 +44,7 @@ class PostgresStore final : public Store {
   Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
                                     int64_t ttl_ms) override;
   Status ReleaseNamedLease(const std::string& name, int64_t token) override;
-  Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) override;
+  Result<DedupMaintenance> MaintainDedup(int64_t named_lease_token) override;
   Status RegisterReplica(const ReplicaInfo& info) override;
   Status HeartbeatReplica(const std::string& id) override;
   Status RemoveReplica(const std::string& id) override;
@@ -108,6 +109,13 @@ class PostgresStore final : public Store {
   void MaybeRefreshHead();
 
   Result<Lease> ClaimAtomic(const ClaimRequest& req);
+  // Reads the dedup bucket registry into dedup_live_ (ascending id).
+  Status RefreshDedupBuckets();
+  // One try of the enqueue statement against `live` (this store's view of
+  // the registry). *stale: the registry changed since (the statement stored
+  // nothing); refresh and try again.
+  Status EnqueueOnce(std::span<const DedupBucket> live, const PgParams& params,
+                     std::vector<int64_t>* accepted, bool* stale);
   // The shared body of MarkDone and Complete (`all_bits` set: Complete):
   // opens the transaction (BeginNoFlush) and locks the rows still held under
   // token in one round trip, and plans the write (lease_logic.h); kLeaseLost
@@ -133,6 +141,11 @@ class PostgresStore final : public Store {
   const PgSessionOptions session_;
   std::unique_ptr<PgPool> pool_;
   std::unique_ptr<PgListener> listener_;
+
+  // This store's view of the dedup bucket registry; refreshed when an
+  // enqueue finds it stale.
+  std::mutex dedup_mu_;
+  std::vector<DedupBucket> dedup_live_;  // GUARDED_BY(dedup_mu_)
 
   // clock_->MonoMs() of this store's last sluice_refresh_head attempt.
   std::atomic<int64_t> last_head_refresh_ms_{0};

@@ -1,5 +1,5 @@
 // PostgresStore: in-store aggregates (apply and read), dead letters, named
-// leases, dedup pruning, replicas and queue statistics.
+// leases, dedup window maintenance, replicas and queue statistics.
 #include <algorithm>
 #include <functional>
 #include <limits>
@@ -601,7 +601,7 @@ Result<int64_t> PostgresStore::PurgeDead(const DeadFilter& filter) {
   return n;
 }
 
-// ---- named leases and dedup pruning ----
+// ---- named leases and the dedup window ----
 
 Result<int64_t> PostgresStore::AcquireNamedLease(const std::string& name,
                                                  const std::string& owner, int64_t ttl_ms) {
@@ -665,34 +665,68 @@ Status PostgresStore::ReleaseNamedLease(const std::string& name, int64_t token) 
       /*idempotent=*/false);
 }
 
-Result<int64_t> PostgresStore::PruneDedup(int64_t named_lease_token, int64_t limit) {
+Result<DedupMaintenance> PostgresStore::MaintainDedup(int64_t named_lease_token) {
+  // ACCESS EXCLUSIVE on the registry first: it waits for every enqueue in
+  // flight (each holds ACCESS SHARE on it until commit) and holds off new
+  // ones until this commits, so no group straddles a rotation or a drop
+  // (docs/claim-protocol-postgres.md "The dedup window"). The new bucket's
+  // start is read after the lock (clock_timestamp(), not the transaction
+  // start): every entry of its predecessor was accepted before it.
   // FOR SHARE on the lease row: a takeover (which updates the row) waits
-  // until this prune commits, so the fence holds for the whole delete.
+  // until this commits, so the fence holds for the whole round.
+  static constexpr char kLock[] = "LOCK TABLE dedup_buckets IN ACCESS EXCLUSIVE MODE";
   static constexpr char kHeld[] =
-      "SELECT 1 FROM leases WHERE token = $1 AND lease_until > now() FOR SHARE";
-  static constexpr char kPrune[] =
-      "DELETE FROM dedup WHERE (project, insert_id) IN ("
-      "  SELECT project, insert_id FROM dedup "
-      "  WHERE seen_at < now() - $1::bigint * interval '1 millisecond' "
-      "  ORDER BY seen_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
-  if (limit <= 0) return int64_t{0};
-  int64_t n = 0;
+      "SELECT 1 FROM leases WHERE token = $1 AND lease_until > clock_timestamp() FOR SHARE";
+  static constexpr char kBuckets[] =
+      "SELECT id, start_ms, " SLUICE_MS("clock_timestamp()") " FROM dedup_buckets ORDER BY id";
+  static constexpr char kNow[] = "SELECT " SLUICE_MS("clock_timestamp()");
+  static constexpr char kAdd[] = "INSERT INTO dedup_buckets (id, start_ms) VALUES ($1, $2)";
+  static constexpr char kRemove[] = "DELETE FROM dedup_buckets WHERE id = $1";
+  DedupMaintenance out;
   Status st = Txn([&](PgConn& c) -> Status {
+    out = DedupMaintenance{};
+    SLUICE_RETURN_IF_ERROR(c.Exec(kLock).status());
     PgParams held;
     held.Add(named_lease_token);
     SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kHeld, held));
     if (r.rows() == 0) {
       return Status::LeaseLost(
-          fmt::format("prune dedup: token {} holds no named lease", named_lease_token));
+          fmt::format("maintain dedup: token {} holds no named lease", named_lease_token));
     }
-    PgParams prune;
-    prune.Add(options_.dedup_window_ms).Add(limit);
-    SLUICE_ASSIGN_OR_RETURN(PgResult d, c.Exec(kPrune, prune));
-    n = d.Affected();
+    SLUICE_ASSIGN_OR_RETURN(PgResult b, c.Exec(kBuckets));
+    std::vector<DedupBucket> live;
+    for (int i = 0; i < b.rows(); ++i) live.push_back({b.Int(i, 0), b.Int(i, 1)});
+    int64_t now = 0;
+    if (b.rows() > 0) {
+      now = b.Int(0, 2);
+    } else {
+      SLUICE_ASSIGN_OR_RETURN(PgResult n, c.Exec(kNow));
+      now = n.Int(0, 0);
+    }
+    const DedupPlan plan =
+        PlanDedupMaintenance(live, now, options_.dedup_window_ms, options_.dedup_buckets);
+    if (plan.create) {
+      SLUICE_RETURN_IF_ERROR(c.ExecOnce(fmt::format("CREATE TABLE {} (h uuid PRIMARY KEY)",
+                                                    DedupTableName(plan.new_id)))
+                                 .status());
+      PgParams add;
+      add.Add(plan.new_id).Add(now);
+      SLUICE_RETURN_IF_ERROR(c.Exec(kAdd, add).status());
+      out.created = 1;
+    }
+    for (int64_t id : plan.drop) {
+      PgParams remove;
+      remove.Add(id);
+      SLUICE_RETURN_IF_ERROR(c.Exec(kRemove, remove).status());
+      SLUICE_RETURN_IF_ERROR(c.ExecOnce(fmt::format("DROP TABLE {}", DedupTableName(id))).status());
+      ++out.dropped;
+    }
+    out.live = static_cast<int64_t>(live.size()) + out.created - out.dropped;
     return Status::Ok();
   });
   if (!st.ok()) return st;
-  return n;
+  if (out.created + out.dropped > 0) (void)RefreshDedupBuckets();
+  return out;
 }
 
 // ---- replicas and status ----

@@ -42,6 +42,7 @@ Result<StorePtr> PostgresStore::Open(const StoreOptions& options, Clock* clock) 
   if (options.busy_timeout_ms <= 0) {
     return Status::InvalidArgument("postgres store: busy_timeout_ms must be > 0");
   }
+  SLUICE_RETURN_IF_ERROR(ValidateDedupWindow(options.dedup_window_ms, options.dedup_buckets));
   std::unique_ptr<PostgresStore> store(new PostgresStore(options, clock));
   {
     SLUICE_ASSIGN_OR_RETURN(auto conn, PgConn::Connect(options.url, store->session_));
@@ -208,33 +209,107 @@ Result<int64_t> PostgresStore::NowMs() {
 
 // ---- ingest ----
 
-Result<std::vector<EnqueueResult>> PostgresStore::Enqueue(std::span<const EnqueueBatch> batches) {
-  // One statement for the whole group (so one transaction, one WAL flush):
-  // the dedup upsert returns the keys that are new or whose entry had aged
-  // out of the window (then refreshed); only those rows enter the queue, in
-  // request order so seq keeps FIFO. Keys are inserted in sorted order so two
-  // groups sharing keys lock them in the same order (no deadlock).
-  // The shared advisory lock (an InitPlan, so taken before the first row is
-  // read, hence before any seq is drawn) is the barrier sluice_refresh_head
-  // waits on: see "The low-water mark" in docs/claim-protocol-postgres.md.
-  static constexpr char kEnqueue[] =
+Status PostgresStore::RefreshDedupBuckets() {
+  static constexpr char kBuckets[] = "SELECT id, start_ms FROM dedup_buckets ORDER BY id";
+  std::vector<DedupBucket> live;
+  SLUICE_RETURN_IF_ERROR(Single(
+      [&](PgConn& c) -> Status {
+        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kBuckets));
+        live.clear();
+        for (int i = 0; i < r.rows(); ++i) live.push_back({r.Int(i, 0), r.Int(i, 1)});
+        return Status::Ok();
+      },
+      /*idempotent=*/true));
+  if (live.empty()) return Status::Internal("postgres store: no dedup bucket");
+  std::lock_guard<std::mutex> lock(dedup_mu_);
+  dedup_live_ = std::move(live);
+  return Status::Ok();
+}
+
+namespace {
+
+// One statement for the whole group (so one transaction, one WAL flush). The
+// keys that no older bucket holds go into the newest bucket (ON CONFLICT on
+// its primary key refuses those it holds, also against a concurrent group:
+// the second waits for the first's commit); only the keys inserted enter the
+// queue, in request order so seq keeps FIFO. Keys are inserted in sorted
+// order so two groups sharing keys lock them in the same order (no
+// deadlock). Each older bucket is probed by a scalar subquery per row (a
+// SubPlan: one index probe per row and bucket), never an anti-join that
+// could hash a whole bucket.
+//
+// The registry guard (max(id) = $5, this store's newest bucket) makes
+// dedup_buckets the statement's first relation: its ACCESS SHARE lock is
+// taken before any bucket's and held until commit, so a rotation (ACCESS
+// EXCLUSIVE on the registry, docs/claim-protocol-postgres.md "The dedup
+// window") either waits for this group to commit or commits before this
+// statement takes its snapshot; in the latter case the guard is false, the
+// statement stores nothing, and its last row (batch -1) carries the newest
+// id it saw. The shared advisory lock (an InitPlan, so taken before the
+// first row is read, hence before any seq is drawn) is the barrier
+// sluice_refresh_head waits on: see "The low-water mark" there.
+std::string EnqueueSql(std::span<const DedupBucket> live) {
+  std::string probes;
+  for (size_t i = 0; i + 1 < live.size(); ++i) {
+    probes += fmt::format(" AND (SELECT 1 FROM {} o WHERE o.h = input.h) IS NULL",
+                          DedupTableName(live[i].id));
+  }
+  return fmt::format(
       "WITH input AS ("
-      "  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) "
+      "  SELECT i.*, sluice_dedup_key(i.project, i.insert_id) AS h "
+      "  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) "
       "  WITH ORDINALITY AS i(project, insert_id, body, batch, ord) "
-      "  WHERE (SELECT pg_advisory_xact_lock_shared(" SLUICE_ENQUEUE_LOCK ")) IS NOT NULL), "
+      "  WHERE (SELECT max(id) FROM dedup_buckets) = $5::bigint "
+      "  AND (SELECT pg_advisory_xact_lock_shared(" SLUICE_ENQUEUE_LOCK
+      ")) IS NOT NULL), "
       "d AS ("
-      "  INSERT INTO dedup AS x (project, insert_id, seen_at) "
-      "  SELECT project, insert_id, now() FROM input ORDER BY project, insert_id "
-      "  ON CONFLICT (project, insert_id) DO UPDATE SET seen_at = excluded.seen_at "
-      "  WHERE x.seen_at < now() - $5::bigint * interval '1 millisecond' "
-      "  RETURNING project, insert_id), "
-      "fresh AS (SELECT i.* FROM input i JOIN d USING (project, insert_id)), "
+      "  INSERT INTO {} AS x (h) SELECT h FROM input WHERE true{} ORDER BY h "
+      "  ON CONFLICT (h) DO NOTHING RETURNING h), "
+      "fresh AS (SELECT i.* FROM input i JOIN d USING (h)), "
       "q AS ("
       "  INSERT INTO queue (project, insert_id, body) "
       "  SELECT project, insert_id, body FROM fresh ORDER BY ord RETURNING 1) "
-      "SELECT batch, count(*), pg_notify('sluice_work', '') IS NULL FROM fresh GROUP BY batch";
+      "SELECT batch::bigint, count(*), pg_notify('sluice_work', '') IS NULL FROM fresh "
+      "GROUP BY batch "
+      "UNION ALL SELECT -1, max(id), false FROM dedup_buckets",
+      DedupTableName(live.back().id), probes);
+}
+
+// undefined_table: a bucket this store still probes was dropped.
+constexpr std::string_view kUndefinedTable = "42P01";
+
+}  // namespace
+
+Status PostgresStore::EnqueueOnce(std::span<const DedupBucket> live, const PgParams& params,
+                                  std::vector<int64_t>* accepted, bool* stale) {
+  // Generated text (it names the buckets), so it is not a cached prepared
+  // statement: parsed and planned once per group commit.
+  const std::string sql = EnqueueSql(live);
+  return Single(
+      [&](PgConn& c) -> Status {
+        std::fill(accepted->begin(), accepted->end(), 0);
+        *stale = false;
+        Result<PgResult> r = c.ExecOnce(sql, params);
+        if (!r.ok()) {
+          *stale = c.last_sqlstate() == kUndefinedTable;
+          return r.status();
+        }
+        for (int i = 0; i < r->rows(); ++i) {
+          const int64_t b = r->Int(i, 0);
+          if (b == -1) {
+            *stale = r->Int(i, 1) != live.back().id;
+          } else if (b >= 0 && b < static_cast<int64_t>(accepted->size())) {
+            (*accepted)[b] = r->Int(i, 1);
+          }
+        }
+        return Status::Ok();
+      },
+      /*idempotent=*/false);
+}
+
+Result<std::vector<EnqueueResult>> PostgresStore::Enqueue(std::span<const EnqueueBatch> batches) {
   std::vector<EnqueueResult> results(batches.size());
-  // Duplicates inside the group never reach the database: an upsert may not
+  // Duplicates inside the group never reach the database: an insert may not
   // touch one row twice, and the first occurrence is the one that counts.
   std::vector<std::string_view> projects, ids, bodies;
   std::vector<int64_t> batch_of;
@@ -256,25 +331,39 @@ Result<std::vector<EnqueueResult>> PostgresStore::Enqueue(std::span<const Enqueu
     }
   }
   if (projects.empty()) return results;
-  PgParams params;
-  params.AddArray(std::span<const std::string_view>(projects))
-      .AddArray(std::span<const std::string_view>(ids))
-      .AddArray(std::span<const std::string_view>(bodies))
-      .AddArray(std::span<const int64_t>(batch_of))
-      .Add(options_.dedup_window_ms);
   std::vector<int64_t> accepted(batches.size(), 0);
-  Status st = Single(
-      [&](PgConn& c) -> Status {
-        std::fill(accepted.begin(), accepted.end(), 0);
-        SLUICE_ASSIGN_OR_RETURN(PgResult r, c.Exec(kEnqueue, params));
-        for (int i = 0; i < r.rows(); ++i) {
-          const int64_t b = r.Int(i, 0);
-          if (b >= 0 && b < static_cast<int64_t>(accepted.size())) accepted[b] = r.Int(i, 1);
-        }
-        return Status::Ok();
-      },
-      /*idempotent=*/false);
-  if (!st.ok()) return st;
+  // A rotation or drop since this store last read the registry makes one
+  // try store nothing (stale); a try after a refresh only meets another if
+  // the duty rotated again meanwhile (buckets last hours in production;
+  // tests rotate every few ms), hence a bounded number of tries.
+  constexpr int kTries = 16;
+  for (int attempt = 0;; ++attempt) {
+    std::vector<DedupBucket> live;
+    {
+      std::lock_guard<std::mutex> lock(dedup_mu_);
+      live = dedup_live_;
+    }
+    if (live.empty()) {
+      SLUICE_RETURN_IF_ERROR(RefreshDedupBuckets());
+      continue;
+    }
+    PgParams params;
+    params.AddArray(std::span<const std::string_view>(projects))
+        .AddArray(std::span<const std::string_view>(ids))
+        .AddArray(std::span<const std::string_view>(bodies))
+        .AddArray(std::span<const int64_t>(batch_of))
+        .Add(live.back().id);
+    bool stale = false;
+    Status st = EnqueueOnce(live, params, &accepted, &stale);
+    if (!stale) {
+      if (!st.ok()) return st;
+      break;
+    }
+    if (attempt + 1 >= kTries) {
+      return st.ok() ? Status::Unavailable("postgres enqueue: dedup buckets kept changing") : st;
+    }
+    SLUICE_RETURN_IF_ERROR(RefreshDedupBuckets());
+  }
   for (size_t b = 0; b < batches.size(); ++b) {
     results[b].accepted = accepted[b];
     results[b].duplicates =

@@ -85,6 +85,7 @@ std::string_view Stmt::Text(int c) const {
 
 SqliteConn::~SqliteConn() {
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  for (auto& [sql, stmt] : generated_) sqlite3_finalize(stmt);
   if (db_ != nullptr) sqlite3_close_v2(db_);
 }
 
@@ -149,6 +150,20 @@ Result<Stmt> SqliteConn::Prepare(const char* sql) {
   int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
   if (rc != SQLITE_OK) return SqliteError(rc, db_, std::string("prepare: ") + sql);
   cache_.emplace(sql, s);
+  return Stmt(s, db_);
+}
+
+Result<Stmt> SqliteConn::PrepareGenerated(const std::string& sql) {
+  auto it = generated_.find(sql);
+  if (it != generated_.end()) return Stmt(it->second, db_);
+  if (generated_.size() >= kMaxGeneratedStatements) {
+    for (auto& [text, stmt] : generated_) sqlite3_finalize(stmt);
+    generated_.clear();
+  }
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(rc, db_, "prepare: " + sql);
+  generated_.emplace(sql, s);
   return Stmt(s, db_);
 }
 

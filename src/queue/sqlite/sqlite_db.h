@@ -87,6 +87,12 @@ class SqliteConn {
   // Borrows the cached statement for `sql`, preparing it on first use.
   // REQUIRES: `sql` has static storage (the cache is keyed by its address).
   Result<Stmt> Prepare(const char* sql);
+  // Borrows a statement generated at run time (e.g. naming the dedup bucket
+  // tables), cached by its text. The cache keeps the last
+  // kMaxGeneratedStatements texts; a new text beyond that finalizes the
+  // others, so statements naming dropped tables do not accumulate.
+  Result<Stmt> PrepareGenerated(const std::string& sql);
+  static constexpr size_t kMaxGeneratedStatements = 4;
   // Runs one or more statements without caching (DDL, BEGIN/COMMIT).
   Status Exec(const char* sql);
 
@@ -120,6 +126,7 @@ class SqliteConn {
   bool sync_ = false;             // opened with sync on
   bool durable_ = false;          // current synchronous level is FULL
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
+  std::unordered_map<std::string, sqlite3_stmt*> generated_;
 };
 
 // A fixed set of connections; each is used by one thread at a time.

@@ -210,6 +210,31 @@ CREATE INDEX user_links_to ON user_links(project, to_id);
 -- users effects (no row has links yet).
 INSERT INTO meta(k, v) VALUES ('links_applied', 0), ('links_refused', 0);
 )sql",
+    // v6: the compact dedup window (queue/dedup_window.h). A registry of
+    // time buckets and one table per bucket holding only the 128-bit key
+    // hash (SqliteDedupKey), dropped whole when it expires instead of row
+    // deletes by a seen_at index. Bucket 1 takes every entry of the old
+    // table and starts at its oldest one, so each stays refused for at
+    // least a window from now (entries already past the window too: they
+    // are refused a little longer, never shorter).
+    R"sql(
+CREATE TABLE dedup_buckets (
+  id       INTEGER PRIMARY KEY,
+  start_ms INTEGER NOT NULL
+);
+INSERT INTO dedup_buckets(id, start_ms)
+  SELECT 1, coalesce(min(seen_at),
+                     CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER))
+  FROM dedup;
+CREATE TABLE dedup_1 (
+  h1 INTEGER NOT NULL,
+  h2 INTEGER NOT NULL,
+  PRIMARY KEY (h1, h2)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO dedup_1(h1, h2)
+  SELECT sluice_dedup_h1(project, insert_id), sluice_dedup_h2(project, insert_id) FROM dedup;
+DROP TABLE dedup;
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion);
@@ -227,6 +252,15 @@ void SeriesHashFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
 }
 void UserHashFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   sqlite3_result_int64(ctx, CounterUserHash(ArgText(argv[0])));
+}
+
+// sluice_dedup_h1/h2(project, insert_id): the halves of SqliteDedupKey, for
+// the v6 data migration.
+void DedupH1Fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  sqlite3_result_int64(ctx, SqliteDedupKey(ArgText(argv[0]), ArgText(argv[1])).h1);
+}
+void DedupH2Fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  sqlite3_result_int64(ctx, SqliteDedupKey(ArgText(argv[0]), ArgText(argv[1])).h2);
 }
 
 // sluice_profile_state(plain properties, last_seen): the v5 data migration.
@@ -253,6 +287,14 @@ Status RegisterHashFunctions(SqliteConn& conn) {
     rc = sqlite3_create_function_v2(conn.db(), "sluice_profile_state", 2, kFlags, nullptr,
                                     &ProfileStateFn, nullptr, nullptr, nullptr);
   }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(conn.db(), "sluice_dedup_h1", 2, kFlags, nullptr, &DedupH1Fn,
+                                    nullptr, nullptr, nullptr);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(conn.db(), "sluice_dedup_h2", 2, kFlags, nullptr, &DedupH2Fn,
+                                    nullptr, nullptr, nullptr);
+  }
   if (rc != SQLITE_OK) return SqliteError(rc, conn.db(), "create hash functions");
   return Status::Ok();
 }
@@ -273,6 +315,16 @@ int64_t CounterSeriesHash(std::string_view project, std::string_view event,
 
 int64_t CounterUserHash(std::string_view user_id) {
   return static_cast<int64_t>(XXH3_64bits(user_id.data(), user_id.size()));
+}
+
+DedupKey SqliteDedupKey(std::string_view project, std::string_view insert_id) {
+  // "<bytes of project>:" + project + insert_id: the length prefix makes the
+  // split unambiguous ("ab"+"c" and "a"+"bc" differ), as in PostgreSQL's key.
+  std::string key = fmt::format("{}:", project.size());
+  key.append(project);
+  key.append(insert_id);
+  const XXH128_hash_t h = XXH3_128bits(key.data(), key.size());
+  return DedupKey{static_cast<int64_t>(h.high64), static_cast<int64_t>(h.low64)};
 }
 
 Status MigrateSqlite(SqliteConn& conn, int target) {

@@ -34,6 +34,7 @@ Result<StorePtr> SqliteStore::Open(const StoreOptions& options, const std::strin
                                    Clock* clock) {
   if (path.empty()) return Status::InvalidArgument("sqlite store: empty path");
   if (options.pool_size < 1) return Status::InvalidArgument("sqlite store: pool_size < 1");
+  SLUICE_RETURN_IF_ERROR(ValidateDedupWindow(options.dedup_window_ms, options.dedup_buckets));
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
@@ -116,28 +117,59 @@ Result<int64_t> SqliteStore::NowMs() {
 
 // ---- ingest ----
 
+Result<std::vector<DedupBucket>> SqliteStore::ReadDedupBuckets(SqliteConn& c) {
+  static constexpr char kBuckets[] = "SELECT id, start_ms FROM dedup_buckets ORDER BY id";
+  SLUICE_ASSIGN_OR_RETURN(Stmt s, c.Prepare(kBuckets));
+  std::vector<DedupBucket> out;
+  while (true) {
+    SLUICE_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back(DedupBucket{s.Int(0), s.Int(1)});
+  }
+  return out;
+}
+
+namespace {
+
+// Inserts key (?1, ?2) into the newest bucket unless an older bucket holds
+// it; the newest bucket's own primary key refuses it there (DO NOTHING). The
+// WHERE clause is always present: SQLite requires one before an upsert on
+// INSERT ... SELECT.
+std::string DedupInsertSql(std::span<const DedupBucket> live) {
+  std::string sql =
+      fmt::format("INSERT INTO {}(h1, h2) SELECT ?1, ?2 WHERE 1", DedupTableName(live.back().id));
+  for (size_t i = 0; i + 1 < live.size(); ++i) {
+    sql += fmt::format(" AND NOT EXISTS (SELECT 1 FROM {} WHERE h1 = ?1 AND h2 = ?2)",
+                       DedupTableName(live[i].id));
+  }
+  sql += " ON CONFLICT DO NOTHING";
+  return sql;
+}
+
+}  // namespace
+
 Result<std::vector<EnqueueResult>> SqliteStore::Enqueue(std::span<const EnqueueBatch> batches) {
-  // A row counts as new when the dedup upsert changed something: either it
-  // inserted, or the existing entry had aged out of the window (then it is
-  // refreshed). 0 changes = a duplicate, also within this very group.
-  static constexpr char kDedup[] =
-      "INSERT INTO dedup(project, insert_id, seen_at) VALUES (?1, ?2, ?3) "
-      "ON CONFLICT(project, insert_id) DO UPDATE SET seen_at = excluded.seen_at "
-      "WHERE dedup.seen_at < ?4";
+  // A row is new when its key went into the newest dedup bucket: 0 changes
+  // = a live bucket holds it (a duplicate, also within this very group).
+  // The registry is read inside the write transaction, so no maintenance
+  // (of any process on this file) can rotate or drop between it and the
+  // inserts.
   static constexpr char kInsert[] =
       "INSERT INTO queue(project, insert_id, body, visible_at, enqueued_at) "
       "VALUES (?1, ?2, ?3, ?4, ?4)";
   std::vector<EnqueueResult> results;
   Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
     results.assign(batches.size(), EnqueueResult{});
-    SLUICE_ASSIGN_OR_RETURN(Stmt dedup, c.Prepare(kDedup));
+    SLUICE_ASSIGN_OR_RETURN(std::vector<DedupBucket> live, ReadDedupBuckets(c));
+    if (live.empty()) return Status::Internal("sqlite store: no dedup bucket");
+    SLUICE_ASSIGN_OR_RETURN(Stmt dedup, c.PrepareGenerated(DedupInsertSql(live)));
     SLUICE_ASSIGN_OR_RETURN(Stmt insert, c.Prepare(kInsert));
-    dedup.Bind(3, now).Bind(4, now - options_.dedup_window_ms);
     insert.Bind(4, now);
     for (size_t b = 0; b < batches.size(); ++b) {
       for (const NewEvent& e : batches[b].events) {
+        const DedupKey key = SqliteDedupKey(e.project, e.insert_id);
         dedup.Reset();
-        dedup.Bind(1, e.project).Bind(2, e.insert_id);
+        dedup.Bind(1, key.h1).Bind(2, key.h2);
         SLUICE_RETURN_IF_ERROR(dedup.Run());
         if (dedup.Changes() == 0) {
           ++results[b].duplicates;

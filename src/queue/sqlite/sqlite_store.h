@@ -44,7 +44,7 @@ class SqliteStore final : public Store {
   Result<int64_t> AcquireNamedLease(const std::string& name, const std::string& owner,
                                     int64_t ttl_ms) override;
   Status ReleaseNamedLease(const std::string& name, int64_t token) override;
-  Result<int64_t> PruneDedup(int64_t named_lease_token, int64_t limit) override;
+  Result<DedupMaintenance> MaintainDedup(int64_t named_lease_token) override;
   Status RegisterReplica(const ReplicaInfo& info) override;
   Status HeartbeatReplica(const std::string& id) override;
   Status RemoveReplica(const std::string& id) override;
@@ -69,6 +69,8 @@ class SqliteStore final : public Store {
   Result<int64_t> PurgeDeadRuns(const JobFilter& filter) override;
 
  private:
+  // The dedup bucket registry, ascending id, read inside the caller's transaction.
+  static Result<std::vector<DedupBucket>> ReadDedupBuckets(SqliteConn& c);
   SqliteStore(const StoreOptions& options, Clock* clock, std::unique_ptr<SqliteConn> writer,
               std::unique_ptr<SqlitePool> pool, std::unique_ptr<SqliteCheckpointer> checkpointer);
 

@@ -1,5 +1,5 @@
 // SqliteStore: in-store aggregates (apply and read), named leases, dedup
-// pruning, replicas and queue statistics.
+// window maintenance, replicas and queue statistics.
 #include <algorithm>
 
 #include "fmt/format.h"
@@ -253,7 +253,7 @@ Result<std::vector<CounterPoint>> SqliteStore::QueryCounters(const CounterQuery&
   return out;
 }
 
-// ---- named leases and dedup pruning ----
+// ---- named leases and the dedup window ----
 
 Result<int64_t> SqliteStore::AcquireNamedLease(const std::string& name, const std::string& owner,
                                                int64_t ttl_ms) {
@@ -308,30 +308,50 @@ Status SqliteStore::ReleaseNamedLease(const std::string& name, int64_t token) {
   });
 }
 
-Result<int64_t> SqliteStore::PruneDedup(int64_t named_lease_token, int64_t limit) {
+Result<DedupMaintenance> SqliteStore::MaintainDedup(int64_t named_lease_token) {
+  // One write transaction: the fence check, the registry read and the DDL
+  // commit together, and every enqueue (which reads the registry in its own
+  // write transaction) sees either none or all of it.
   static constexpr char kHeld[] = "SELECT 1 FROM leases WHERE token = ?1 AND until > ?2";
-  static constexpr char kPrune[] =
-      "DELETE FROM dedup WHERE (project, insert_id) IN "
-      "(SELECT project, insert_id FROM dedup WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)";
-  if (limit <= 0) return int64_t{0};
-  int64_t n = 0;
+  static constexpr char kAdd[] = "INSERT INTO dedup_buckets(id, start_ms) VALUES (?1, ?2)";
+  static constexpr char kRemove[] = "DELETE FROM dedup_buckets WHERE id = ?1";
+  DedupMaintenance out;
   Status st = Write([&](SqliteConn& c, int64_t now) -> Status {
+    out = DedupMaintenance{};
     {
       SLUICE_ASSIGN_OR_RETURN(Stmt held, c.Prepare(kHeld));
       held.Bind(1, named_lease_token).Bind(2, now);
       SLUICE_ASSIGN_OR_RETURN(bool row, held.Step());
       if (!row) {
         return Status::LeaseLost(
-            fmt::format("prune dedup: token {} holds no named lease", named_lease_token));
+            fmt::format("maintain dedup: token {} holds no named lease", named_lease_token));
       }
     }
-    SLUICE_ASSIGN_OR_RETURN(Stmt prune, c.Prepare(kPrune));
-    SLUICE_RETURN_IF_ERROR(prune.Bind(1, now - options_.dedup_window_ms).Bind(2, limit).Run());
-    n = prune.Changes();
+    SLUICE_ASSIGN_OR_RETURN(std::vector<DedupBucket> live, ReadDedupBuckets(c));
+    const DedupPlan plan =
+        PlanDedupMaintenance(live, now, options_.dedup_window_ms, options_.dedup_buckets);
+    if (plan.create) {
+      const std::string ddl = fmt::format(
+          "CREATE TABLE {}(h1 INTEGER NOT NULL, h2 INTEGER NOT NULL, PRIMARY KEY (h1, h2)) "
+          "WITHOUT ROWID",
+          DedupTableName(plan.new_id));
+      SLUICE_RETURN_IF_ERROR(c.Exec(ddl.c_str()));
+      SLUICE_ASSIGN_OR_RETURN(Stmt add, c.Prepare(kAdd));
+      SLUICE_RETURN_IF_ERROR(add.Bind(1, plan.new_id).Bind(2, now).Run());
+      out.created = 1;
+    }
+    for (int64_t id : plan.drop) {
+      const std::string ddl = fmt::format("DROP TABLE {}", DedupTableName(id));
+      SLUICE_RETURN_IF_ERROR(c.Exec(ddl.c_str()));
+      SLUICE_ASSIGN_OR_RETURN(Stmt remove, c.Prepare(kRemove));
+      SLUICE_RETURN_IF_ERROR(remove.Bind(1, id).Run());
+      ++out.dropped;
+    }
+    out.live = static_cast<int64_t>(live.size()) + out.created - out.dropped;
     return Status::Ok();
   });
   if (!st.ok()) return st;
-  return n;
+  return out;
 }
 
 // ---- replicas and status ----

@@ -15,6 +15,9 @@
 #   STORES="sqlite postgres"  MODES="default archive"  (env, subsets)
 #   WATCHER_BATCH=N WATCHER_LOOPS=N  (env: the server's [watcher] batch/loops;
 #   default: sluice's defaults, 500 and 2)
+#   SLUICE_CLIENT=PATH  (env: the load generator binary, default the build's sluice)
+#   RANDOM_IDS=1  (env: insert_ids spread like SDK UUIDs, `bench ingest --random-ids`;
+#   default: counter order, which appends to the old schema's dedup B-trees)
 #
 # "Backlog bounded": the queue (pending + leased, sampled once a second from
 # /metrics) holds at most max(BOUND_S x rate, 2,000) events when the load
@@ -159,8 +162,8 @@ run_step() {
   cpu0=$(cpu_s "$SERVE_PID")
   t0=$(date +%s.%N)
   log "sustained $store/$mode: $rate events/s for $secs s ($kind)"
-  "$SLUICE" bench ingest --url "$SERVE_URL/v1/events" --events "$events" --batch "$BATCH" \
-    --connections "$CONNS" --event-bytes "$EVENT_BYTES" --rate "$rate" --window 5 \
+  "${SLUICE_CLIENT:-$SLUICE}" bench ingest --url "$SERVE_URL/v1/events" --events "$events" --batch "$BATCH" \
+    --connections "$CONNS" --event-bytes "$EVENT_BYTES" --rate "$rate" --window 5 ${RANDOM_IDS:+--random-ids} \
     --json >"$WORK/$tag.json" || true
   t1=$(date +%s.%N)
   local end_backlog

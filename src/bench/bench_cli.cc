@@ -235,6 +235,8 @@ void AddBenchCommands(CLI::App* app, StoreDecorator wrap_store,
       ->capture_default_str();
   f.ingest->add_option("--event-bytes", io.event_bytes, "approximate size of one event")
       ->capture_default_str();
+  f.ingest->add_flag("--random-ids", io.random_ids,
+                     "insert_ids spread like random ones (as SDK UUIDs), not in counter order");
   f.ingest->add_option("--dup-frac", io.dup_frac, "fraction of events re-using an earlier id")
       ->capture_default_str();
   f.ingest->add_flag("--gzip", io.gzip, "gzip request bodies (compressed before the clock)");

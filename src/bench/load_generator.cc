@@ -57,6 +57,14 @@ Result<ParsedUrl> ParseUrl(const std::string& url) {
   return out;
 }
 
+// splitmix64's finalizer: a bijection on 64 bits, so distinct counters stay
+// distinct ids, spread like random ones (UUIDv4 messageIds, random insert_ids).
+uint64_t Scramble(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
 void WriteHex(uint64_t v, char* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   for (int k = kCounterChars - 1; k >= 0; --k) {
@@ -90,14 +98,16 @@ struct BodyTemplate {
   }
 
   // Event j of request `req` gets counter req*batch+j, or with probability
-  // dup_frac an earlier counter (a duplicate the server must drop).
-  void Patch(int64_t req, double dup_frac, std::mt19937_64* rng) {
+  // dup_frac an earlier counter (a duplicate the server must drop); with
+  // random_ids the counter is scrambled before it is written.
+  void Patch(int64_t req, double dup_frac, bool random_ids, std::mt19937_64* rng) {
     const int64_t batch = static_cast<int64_t>(counter_offsets.size());
     std::uniform_real_distribution<double> coin(0.0, 1.0);
     for (int64_t j = 0; j < batch; ++j) {
       uint64_t counter = static_cast<uint64_t>(req * batch + j);
       if (dup_frac > 0 && counter > 0 && coin(*rng) < dup_frac) counter = (*rng)() % counter;
-      WriteHex(counter, body.data() + counter_offsets[static_cast<size_t>(j)]);
+      WriteHex(random_ids ? Scramble(counter) : counter,
+               body.data() + counter_offsets[static_cast<size_t>(j)]);
     }
   }
 };
@@ -169,7 +179,7 @@ asio::awaitable<void> RunConnection(Shared* s, Connection* c) {
     if (o.gzip) {
       gz_header = Header(*s, s->gzip_bodies[static_cast<size_t>(i)].size());
     } else {
-      c->tpl.Patch(i, o.dup_frac, &c->rng);
+      c->tpl.Patch(i, o.dup_frac, o.random_ids, &c->rng);
     }
     int64_t start_us = NowMicros();
     if (o.rate > 0) {
@@ -310,7 +320,7 @@ Result<IngestBenchResult> RunIngestBench(const IngestBenchOptions& o) {
     std::mt19937_64 rng(rd());
     s.gzip_bodies.reserve(static_cast<size_t>(s.total_requests));
     for (int64_t i = 0; i < s.total_requests; ++i) {
-      tpl.Patch(i, o.dup_frac, &rng);
+      tpl.Patch(i, o.dup_frac, o.random_ids, &rng);
       SLUICE_ASSIGN_OR_RETURN(std::string gz, Compress(tpl.body, Compression::kGzip));
       s.gzip_bodies.push_back(std::move(gz));
     }
@@ -355,6 +365,7 @@ std::string IngestBenchResult::ToJson(const IngestBenchOptions& o) const {
   opts.Add("url", o.url).Add("events", o.events).Add("batch", static_cast<int64_t>(o.batch));
   opts.Add("connections", static_cast<int64_t>(o.connections));
   opts.Add("event_bytes", static_cast<int64_t>(o.event_bytes)).Add("dup_frac", o.dup_frac);
+  opts.Add("random_ids", static_cast<int64_t>(o.random_ids));
   opts.AddBool("gzip", o.gzip).Add("rate", o.rate).Add("threads", static_cast<int64_t>(o.threads));
   opts.Add("window_s", o.window_s);
   JsonObject errs;

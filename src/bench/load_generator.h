@@ -25,6 +25,7 @@ struct IngestBenchOptions {
   int32_t connections = 64;   // concurrent keep-alive connections, >= 1
   int32_t event_bytes = 300;  // approximate size of one event's JSON
   double dup_frac = 0;        // fraction of events re-using an earlier insert_id, 0..1
+  bool random_ids = false;    // insert_ids spread like random ones (default: counter order)
   bool gzip = false;          // Content-Encoding: gzip (bodies compressed up front)
   std::string write_key;      // sent as "Authorization: Bearer KEY" when non-empty
   double rate = 0;            // target events/s (open loop); 0 = as fast as possible

@@ -59,6 +59,17 @@ TEST(BenchIngest, EveryEventIsAcknowledgedAndDuplicatesAreDropped) {
   EXPECT_GT(JsonNumber(r.out, "events_per_s"), 0) << r.out;
 }
 
+TEST(BenchIngest, RandomIdsAreStillDistinctSoEveryEventIsAccepted) {
+  ServeFixture serve;
+  ASSERT_TRUE(serve.proc().Start()) << serve.proc().error();
+  auto r = RunSluice({"bench", "ingest", "--url", serve.proc().Url("/v1/events"), "--events",
+                      "3000", "--batch", "100", "--connections", "4", "--random-ids", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(JsonNumber(r.out, "events_ok"), 3000) << r.out;
+  EXPECT_EQ(JsonNumber(r.out, "accepted"), 3000) << r.out;
+  EXPECT_EQ(JsonNumber(r.out, "duplicates"), 0) << r.out;
+}
+
 TEST(BenchIngest, GzipBodiesAtATargetRateAreAccepted) {
   ServeFixture serve;
   ASSERT_TRUE(serve.proc().Start()) << serve.proc().error();
